@@ -1,0 +1,3 @@
+//! Skiff's control plane: the Kubernetes-compatible API server over an embedded store.
+
+pub mod registry;
