@@ -1,6 +1,12 @@
 //! The served kinds: group, version, plural, scope, short names, categories and subresources, with the
 //! k8s-openapi type behind each, which gives decoding (type checking) and the OpenAPI schema.
 
+mod defaults;
+mod validation;
+
+pub use defaults::apply_defaults;
+pub use validation::{ErrorType, FieldError, validate};
+
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -61,6 +67,12 @@ impl Resource {
             "" => "core",
             g => g.split('.').next().unwrap_or(g),
         };
+        if self.group == "apiextensions.k8s.io" {
+            return format!(
+                "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{}.{}",
+                self.version, self.kind
+            );
+        }
         format!("io.k8s.api.{group}.{}.{}", self.version, self.kind)
     }
 }
@@ -120,9 +132,10 @@ use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
     autoscaling::v2 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
     core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-    networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
-    storage::v1 as storage,
+    networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
 /// Every served resource, in discovery order.
 pub static RESOURCES: &[Resource] = &[
@@ -177,6 +190,8 @@ pub static RESOURCES: &[Resource] = &[
     resource!(storage::StorageClass, "storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", namespaced: false, short: ["sc"], categories: [], status: false, scale: false),
     // events.k8s.io/v1
     resource!(events::Event, "events.k8s.io", "v1", "Event", "events", "event", namespaced: true, short: ["ev"], categories: [], status: false, scale: false),
+    // apiextensions.k8s.io/v1
+    resource!(apiextensions::CustomResourceDefinition, "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", namespaced: false, short: ["crd", "crds"], categories: ["api-extensions"], status: true, scale: false),
     // scheduling.k8s.io/v1
     resource!(scheduling::PriorityClass, "scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", namespaced: false, short: ["pc"], categories: [], status: false, scale: false),
 ];
@@ -243,7 +258,9 @@ mod tests {
             "io.k8s.api.core.v1.Pod"
         );
         assert_eq!(
-            find("rbac.authorization.k8s.io", "v1", "roles").unwrap().definition_name(),
+            find("rbac.authorization.k8s.io", "v1", "roles")
+                .unwrap()
+                .definition_name(),
             "io.k8s.api.rbac.v1.Role"
         );
     }

@@ -1,1 +1,283 @@
-//! harness
+//! The end-to-end harness: builds the `skiff` binary once, starts `skiff server` on a free
+//! loopback port with a temporary data directory (always torn down), and drives it with the
+//! installed `kubectl` and with kube-rs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The `skiff` binary: `$SKIFF_BIN`; else the one the workspace test build put beside the test
+/// executables (`cargo nextest run --workspace` builds it for the CLI's own tests, with the same
+/// features); else built here.
+pub fn skiff_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("SKIFF_BIN") {
+                return PathBuf::from(bin);
+            }
+            let beside = std::env::current_exe()
+                .ok()
+                .and_then(|exe| Some(exe.parent()?.parent()?.join("skiff")));
+            if let Some(bin) = beside.filter(|b| b.exists()) {
+                return bin;
+            }
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root");
+            let output = Command::new(cargo)
+                .current_dir(workspace)
+                .args(["build", "--workspace", "--tests", "--message-format=json"])
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("running cargo build");
+            assert!(output.status.success(), "building skiff failed");
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|m| m["target"]["name"] == "skiff" && m["profile"]["test"] == false)
+                .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+                .next_back()
+                .expect("cargo reported no skiff executable")
+        })
+        .clone()
+}
+
+/// A running `skiff server` with its own data directory.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    listen: String,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `skiff server` flags.
+    pub fn start_with(extra_args: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut server = Server {
+            dir,
+            child: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The admin kubeconfig the server wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir().join("admin.kubeconfig")
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let kubeconfig = self.kubeconfig();
+        let _ = std::fs::remove_file(&kubeconfig);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))?;
+        let child = Command::new(skiff_binary())
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen")
+            .arg(&self.listen)
+            .args(&self.extra_args)
+            .env("SKIFF_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting skiff server")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !kubeconfig.exists() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("skiff server exited with {status}: {}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("skiff server did not start: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Keep the same address across restarts so clients can reconnect.
+        let text = std::fs::read_to_string(&kubeconfig)?;
+        if let Some(url) = text.lines().find_map(|l| l.trim().strip_prefix("server: ")) {
+            self.listen = url.trim().trim_start_matches("https://").to_string();
+        }
+        Ok(())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush anything).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> anyhow::Result<bool> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(false);
+        };
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("skiff server ignored SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same data directory and address.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// A kubectl command against this server, isolated from the user's config and cache.
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kube-cache"))
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs kubectl and returns its output, whatever the exit status.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_command(args)
+            .output()
+            .expect("running kubectl")
+    }
+
+    /// Runs kubectl with `stdin` as standard input.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("writing kubectl stdin");
+        child.wait_with_output().expect("waiting for kubectl")
+    }
+
+    /// Runs kubectl, fails the test unless it succeeds, and returns its standard output.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A `skiff` CLI command against this server.
+    pub fn skiff(&self, args: &[&str]) -> Output {
+        Command::new(skiff_binary())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env("HOME", self.dir.path())
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running skiff")
+    }
+
+    /// A kube-rs client for this server.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Writes `text` to a file in the server's temporary directory and returns its path.
+pub fn write_file(server: &Server, name: &str, text: &str) -> PathBuf {
+    let path = server.dir.path().join(name);
+    std::fs::write(&path, text).expect("writing test file");
+    path
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Standard output and error of a command, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

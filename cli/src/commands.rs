@@ -1,0 +1,9 @@
+//! One module per `skiff` command.
+
+pub mod apply;
+pub mod create;
+pub mod delete;
+pub mod describe;
+pub mod get;
+pub mod label;
+pub mod server;

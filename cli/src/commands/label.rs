@@ -1,0 +1,94 @@
+//! `skiff label` and `skiff annotate`: `key=value` sets, `key-` removes, by merge patch.
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::{Map, Value, json};
+
+use crate::kubeconfig::{Cluster, ClusterArgs};
+
+/// Flags of `skiff label`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Resource type, name, then `key=value` or `key-` changes (or `type/name` then changes).
+    #[arg(required = true)]
+    words: Vec<String>,
+    /// Replace values that are already set.
+    #[arg(long)]
+    overwrite: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Flags of `skiff annotate` (the same as label's).
+pub type AnnotateArgs = Args;
+
+/// Runs `skiff label`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    change(args, "labels", "labeled").await
+}
+
+/// Runs `skiff annotate`.
+pub async fn annotate(args: Args) -> anyhow::Result<()> {
+    change(args, "annotations", "annotated").await
+}
+
+async fn change(args: Args, field: &str, verb: &str) -> anyhow::Result<()> {
+    let mut cluster = Cluster::connect(&args.cluster).await?;
+    let (word, name, changes) = match args.words.first().and_then(|w| w.split_once('/')) {
+        Some((t, n)) => (t.to_string(), n.to_string(), &args.words[1..]),
+        None if args.words.len() >= 2 => (
+            args.words[0].clone(),
+            args.words[1].clone(),
+            &args.words[2..],
+        ),
+        None => anyhow::bail!("you must specify a type and a name"),
+    };
+    if changes.is_empty() {
+        anyhow::bail!("at least one {field} update is required");
+    }
+    let served = cluster.resolve(&word).await?;
+    let api: Api<DynamicObject> = if served.namespaced {
+        Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &served.api)
+    } else {
+        Api::all_with(cluster.client.clone(), &served.api)
+    };
+    let current = api.get(&name).await?;
+    let existing = if field == "labels" {
+        current.metadata.labels
+    } else {
+        current.metadata.annotations
+    }
+    .unwrap_or_default();
+    let mut patch = Map::new();
+    for change in changes {
+        if let Some(key) = change.strip_suffix('-') {
+            patch.insert(key.to_string(), Value::Null);
+        } else if let Some((k, v)) = change.split_once('=') {
+            if existing.get(k).is_some_and(|old| old != v) && !args.overwrite {
+                anyhow::bail!(
+                    "'{k}' already has a value ({}), and --overwrite is false",
+                    existing[k]
+                );
+            }
+            patch.insert(k.to_string(), json!(v));
+        } else {
+            anyhow::bail!("invalid {field} update: {change}");
+        }
+    }
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {field: patch}})),
+    )
+    .await?;
+    let kind = if served.api.group.is_empty() {
+        served.api.kind.to_ascii_lowercase()
+    } else {
+        format!(
+            "{}.{}",
+            served.api.kind.to_ascii_lowercase(),
+            served.api.group
+        )
+    };
+    println!("{kind}/{name} {verb}");
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! The `skiff` command: `skiff server` runs the control plane; the kubectl-style verbs talk to
+//! any Kubernetes API, Skiff's own first. One file per command under `commands/`.
+
+mod commands;
+mod kubeconfig;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Skiff: Kubernetes for WebAssembly workloads.
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane: API server and store.
+    Server(commands::server::Args),
+    /// Show objects.
+    Get(commands::get::Args),
+    /// Create or update objects from files.
+    Apply(commands::apply::Args),
+    /// Delete objects by name, by file or by label.
+    Delete(commands::delete::Args),
+    /// Show an object in detail.
+    Describe(commands::describe::Args),
+    /// Create objects from arguments.
+    Create(commands::create::Args),
+    /// Add, change or remove labels.
+    Label(commands::label::Args),
+    /// Add, change or remove annotations.
+    Annotate(commands::label::AnnotateArgs),
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => commands::server::run(args).await,
+            Command::Get(args) => commands::get::run(args).await,
+            Command::Apply(args) => commands::apply::run(args).await,
+            Command::Delete(args) => commands::delete::run(args).await,
+            Command::Describe(args) => commands::describe::run(args).await,
+            Command::Create(args) => commands::create::run(args).await,
+            Command::Label(args) => commands::label::run(args).await,
+            Command::Annotate(args) => commands::label::annotate(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

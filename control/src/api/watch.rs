@@ -1,0 +1,268 @@
+//! Watch: chunked JSON lines of `{"type", "object"}` with upstream resourceVersion semantics
+//! (unset or "0": the current objects as ADDED first; N: every change after N; older than the
+//! retained history: an ERROR event carrying 410 Expired), selectors applied to both the old and
+//! the new object, bookmarks, `sendInitialEvents` and `timeoutSeconds`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::objects::{self, partial_metadata};
+use super::selectors::Selectors;
+use super::{ApiError, ApiRequest, ApiState, Output, TABLE_CONTENT_TYPE};
+use crate::registry::Resource;
+use crate::store::{Event, EventType, StoreError};
+
+/// How long a watch runs when the client sets no timeout (upstream: 30-60 minutes).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How often an idle watch that allows bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+
+/// Shapes watch events for one client.
+struct Encoder {
+    resource: &'static Resource,
+    output: Output,
+    include: String,
+    sent_columns: bool,
+}
+
+impl Encoder {
+    fn event(&mut self, event_type: &str, object: &Value) -> Bytes {
+        let object = match self.output {
+            Output::Json => object.clone(),
+            Output::Metadata => partial_metadata(object),
+            Output::Table => {
+                let rv = objects::meta_str(object, "resourceVersion").unwrap_or("");
+                let mut table = super::table::table(
+                    self.resource,
+                    std::slice::from_ref(object),
+                    json!({"resourceVersion": rv}),
+                    &self.include,
+                    chrono::Utc::now(),
+                );
+                // Column definitions travel with the first event only, as upstream sends them.
+                if self.sent_columns {
+                    table["columnDefinitions"] = json!([]);
+                }
+                self.sent_columns = true;
+                table
+            }
+        };
+        line(&json!({"type": event_type, "object": object}))
+    }
+
+    fn bookmark(&self, revision: i64, initial_end: bool) -> Bytes {
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if initial_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let kind = match self.output {
+            Output::Table => "Table".to_string(),
+            Output::Metadata => "PartialObjectMetadata".to_string(),
+            Output::Json => self.resource.kind.to_string(),
+        };
+        let api_version = match self.output {
+            Output::Json => self.resource.api_version(),
+            _ => "meta.k8s.io/v1".to_string(),
+        };
+        line(
+            &json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": metadata}}),
+        )
+    }
+}
+
+fn line(value: &Value) -> Bytes {
+    let mut text = value.to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+/// What a store event means to a watcher with these selectors and namespace, if anything.
+fn translate(
+    event: &Event,
+    selectors: &Selectors,
+    namespace: Option<&str>,
+) -> Option<&'static str> {
+    if namespace.is_some_and(|ns| ns != event.key.namespace) {
+        return None;
+    }
+    let now = selectors.matches(&event.object);
+    let before = event.previous.as_deref().map(|p| selectors.matches(p));
+    match (event.event_type, before, now) {
+        (EventType::Added, _, true) => Some("ADDED"),
+        (EventType::Deleted, _, true) => Some("DELETED"),
+        (EventType::Modified, Some(false), true) => Some("ADDED"),
+        (EventType::Modified, Some(true) | None, true) => Some("MODIFIED"),
+        (EventType::Modified, Some(true), false) => Some("DELETED"),
+        _ => None,
+    }
+}
+
+/// `GET ...?watch=true`.
+pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
+    let r = request.resource();
+    let selectors = Selectors::from_query(&request.query, r)?;
+    let namespace = request.target.namespace.clone();
+    let timeout = request
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let bookmarks = request.query.flag("allowWatchBookmarks");
+    let send_initial = request.query.get("sendInitialEvents").map(str::to_string);
+    let rv = request.query.get("resourceVersion").unwrap_or("");
+    let mut encoder = Encoder {
+        resource: r,
+        output: request.output,
+        include: request
+            .query
+            .get("includeObject")
+            .unwrap_or("Metadata")
+            .to_string(),
+        sent_columns: false,
+    };
+    // Unset or "0" starts from the current objects; sendInitialEvents asks for them explicitly.
+    let explicit_initial = send_initial.as_deref() == Some("true");
+    let initial =
+        matches!(rv, "" | "0") && send_initial.as_deref() != Some("false") || explicit_initial;
+    let (start, initial_objects) = if initial {
+        let (items, revision, _) =
+            objects::list_objects(state, r, namespace.as_deref(), &selectors, None, None).await?;
+        (revision, items)
+    } else {
+        let revision = rv
+            .parse::<i64>()
+            .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?;
+        (revision, Vec::new())
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let events = state.store.watch(Some(r.storage_name()), start).await;
+    tokio::spawn(async move {
+        let mut events = match events {
+            Ok(events) => events,
+            Err(e) => {
+                let _ = tx.send(Ok(error_line(&e, r))).await;
+                return;
+            }
+        };
+        for object in &initial_objects {
+            if tx.send(Ok(encoder.event("ADDED", object))).await.is_err() {
+                return;
+            }
+        }
+        if explicit_initial && bookmarks {
+            let _ = tx.send(Ok(encoder.bookmark(start, true))).await;
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut last = start;
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            let chunk = tokio::select! {
+                _ = &mut deadline => return,
+                _ = ticker.tick(), if bookmarks => encoder.bookmark(last, false),
+                next = events.recv() => match next {
+                    None => return,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Ok(error_line(&e, r))).await;
+                        return;
+                    }
+                    Some(Ok(event)) => {
+                        last = event.revision;
+                        match translate(&event, &selectors, namespace.as_deref()) {
+                            Some(t) => encoder.event(t, &event.object),
+                            None => continue,
+                        }
+                    }
+                },
+            };
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    *response.status_mut() = StatusCode::OK;
+    let content_type = match request.output {
+        Output::Table => TABLE_CONTENT_TYPE,
+        _ => "application/json",
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+fn error_line(e: &StoreError, r: &Resource) -> Bytes {
+    let status = ApiError::from_store(e.clone(), r, "").status();
+    line(&json!({"type": "ERROR", "object": status}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Key;
+    use serde_json::json;
+
+    fn event(event_type: EventType, old: Option<Value>, new: Value) -> Event {
+        Event {
+            revision: 2,
+            event_type,
+            key: Key::new("configmaps", "default", "a"),
+            object: Arc::new(new),
+            previous: old.map(Arc::new),
+        }
+    }
+
+    #[test]
+    fn an_object_leaving_the_selector_is_deleted_for_the_watcher() {
+        let cm = crate::registry::find("", "v1", "configmaps").unwrap();
+        let q = super::super::Query(vec![("labelSelector".into(), "app=web".into())]);
+        let s = Selectors::from_query(&q, cm).unwrap();
+        let web = json!({"metadata": {"labels": {"app": "web"}}});
+        let db = json!({"metadata": {"labels": {"app": "db"}}});
+        assert_eq!(
+            translate(
+                &event(EventType::Modified, Some(web.clone()), db.clone()),
+                &s,
+                None
+            ),
+            Some("DELETED")
+        );
+        assert_eq!(
+            translate(
+                &event(EventType::Modified, Some(db.clone()), web.clone()),
+                &s,
+                None
+            ),
+            Some("ADDED")
+        );
+        assert_eq!(
+            translate(
+                &event(EventType::Modified, Some(db.clone()), db.clone()),
+                &s,
+                None
+            ),
+            None
+        );
+        assert_eq!(
+            translate(
+                &event(EventType::Added, None, web.clone()),
+                &s,
+                Some("other")
+            ),
+            None
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! `skiff server`: opens the store, makes or loads the cluster CA, serves the API over HTTPS with
+//! client-certificate authentication, writes the admin kubeconfig and runs until told to stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::api::{self, ApiState};
+use crate::auth::{MASTERS, UserInfo};
+use crate::pki::{Authority, PkiError};
+use crate::registry;
+use crate::store::{Key, SqliteBackend, Store, StoreError, Write};
+
+/// How `skiff server` is configured.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the database, certificates and kubeconfig live.
+    pub data_dir: PathBuf,
+    /// The address to serve HTTPS on; port 0 picks a free one (written to the kubeconfig).
+    pub listen: SocketAddr,
+    /// Extra names and addresses for the serving certificate.
+    pub tls_san: Vec<String>,
+    /// Revisions of history kept for watches.
+    pub history: i64,
+    /// fsync every commit (synchronous=FULL).
+    pub durable: bool,
+    /// Controllers not to run (see [`crate::controllers::NAMES`]).
+    pub disable: Vec<String>,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("certificates: {0}")]
+    Pki(#[from] PkiError),
+    #[error("opening the store in {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error("seeding namespace {name}: {source}")]
+    Seed { name: String, source: StoreError },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The namespaces every cluster starts with.
+const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+async fn seed(store: &Store) -> Result<(), ServerError> {
+    let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are served");
+    for name in INITIAL_NAMESPACES {
+        let key = Key::new(&namespaces.storage_name(), "", name);
+        let seed_error = |source| ServerError::Seed {
+            name: name.to_string(),
+            source,
+        };
+        if store.get(&key).await.map_err(seed_error)?.is_some() {
+            continue;
+        }
+        let mut ns = json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": api::now_rfc3339(),
+                "labels": {"kubernetes.io/metadata.name": name},
+            },
+        });
+        registry::apply_defaults(namespaces, &mut ns);
+        match store.write(Write::Create { key, value: ns }).await {
+            Ok(_) | Err(StoreError::AlreadyExists) => {}
+            Err(e) => return Err(seed_error(e)),
+        }
+    }
+    Ok(())
+}
+
+fn tls_config(
+    ca: &Authority,
+    serving: &crate::pki::CertifiedKey,
+) -> Result<rustls::ServerConfig, ServerError> {
+    let tls = |e: &dyn std::fmt::Display| ServerError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_der = CertificateDer::from_pem_slice(ca.ca.cert_pem.as_bytes()).map_err(|e| tls(&e))?;
+    roots.add(ca_der).map_err(|e| tls(&e))?;
+    // Clients without a certificate still connect; they get 401 unless a token authenticates them.
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls(&e))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(serving.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes()).map_err(|e| tls(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A kubeconfig for `user` reaching `server`, trusting the cluster CA.
+pub fn kubeconfig(server: &str, ca_pem: &str, client: &crate::pki::CertifiedKey) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "skiff", "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
+        "users": [{"name": "skiff-admin", "user": {
+            "client-certificate-data": b64(&client.cert_pem),
+            "client-key-data": b64(&client.key_pem),
+        }}],
+        "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "skiff-admin"}}],
+        "current-context": "skiff",
+        "preferences": {},
+    });
+    serde_yaml::to_string(&doc).unwrap_or_default()
+}
+
+/// A kube client whose requests go straight to the router, authenticated as the controllers.
+pub fn in_process_client(router: axum::Router) -> kube::Client {
+    let identity = UserInfo::new("system:kube-controller-manager", &[MASTERS]);
+    let service = tower::ServiceBuilder::new()
+        .map_request(move |mut request: http::Request<kube::client::Body>| {
+            request.extensions_mut().insert(identity.clone());
+            request.map(axum::body::Body::new)
+        })
+        .service(router);
+    kube::Client::new(service, "default")
+}
+
+/// Runs the server until `shutdown` resolves.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::Write {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let authority = Authority::load_or_create(&data_dir.join("tls"))?;
+    let db = data_dir.join("state.db");
+    let backend = SqliteBackend::open(&db, config.durable)
+        .await
+        .map_err(|source| ServerError::Store {
+            path: db.clone(),
+            source,
+        })?;
+    let store = Store::new(backend, config.history);
+    seed(&store).await?;
+
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !local.ip().is_unspecified() && !names.contains(&local.ip().to_string()) {
+        names.push(local.ip().to_string());
+    }
+    names.extend(config.tls_san.iter().cloned());
+    let serving = authority.serving(&names)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&authority, &serving)?));
+
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        local.ip().to_string()
+    };
+    let url = format!("https://{host}:{}", local.port());
+    let state = Arc::new(ApiState {
+        store,
+        advertise: format!("{host}:{}", local.port()),
+    });
+    let router = api::router(state);
+    crate::controllers::start(in_process_client(router.clone()), &config.disable);
+
+    let admin = authority.client("admin", &[MASTERS])?;
+    let kubeconfig_path = data_dir.join("admin.kubeconfig");
+    let tmp = data_dir.join("admin.kubeconfig.tmp");
+    let write_error = |source| ServerError::Write {
+        path: kubeconfig_path.clone(),
+        source,
+    };
+    std::fs::write(&tmp, kubeconfig(&url, &authority.ca.cert_pem, &admin)).map_err(write_error)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(write_error)?;
+    }
+    std::fs::rename(&tmp, &kubeconfig_path).map_err(write_error)?;
+    tracing::info!(url = %url, kubeconfig = %kubeconfig_path.display(), "serving the Kubernetes API");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| UserInfo::from_certificate(cert));
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(user) = &user {
+                        request.extensions_mut().insert(user.clone());
+                    }
+                    router.clone().oneshot(request.map(axum::body::Body::new))
+                },
+            );
+            let conn = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down");
+    // Long watches would hold shutdown forever: give requests a moment, then go.
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+    }
+    Ok(())
+}

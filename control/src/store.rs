@@ -1,0 +1,340 @@
+//! The object store: current objects keyed by (resource, namespace, name), a revision log whose
+//! monotonic revision is every object's resourceVersion, and the watch fan-out over that log.
+//!
+//! Backends implement [`Backend`]; the fan-out, history replay and expiry rules live here once.
+
+mod sqlite;
+
+pub use sqlite::SqliteBackend;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+
+/// Where an object lives: its resource's storage name, namespace ("" when cluster-scoped) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    /// A key for `resource` (storage name such as `deployments.apps`).
+    pub fn new(resource: &str, namespace: &str, name: &str) -> Self {
+        Key {
+            resource: resource.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// A stored object and the revision that last wrote it.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub revision: i64,
+    pub value: Value,
+}
+
+/// What a log entry did to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    fn code(self) -> i64 {
+        match self {
+            EventType::Added => 0,
+            EventType::Modified => 1,
+            EventType::Deleted => 2,
+        }
+    }
+
+    fn from_code(code: i64) -> Self {
+        match code {
+            0 => EventType::Added,
+            2 => EventType::Deleted,
+            _ => EventType::Modified,
+        }
+    }
+}
+
+/// One entry of the revision log.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub revision: i64,
+    pub event_type: EventType,
+    pub key: Key,
+    /// The object after the change (for Deleted: its last state, at the deleting revision).
+    pub object: Arc<Value>,
+    /// The object before the change, when the log still holds it.
+    pub previous: Option<Arc<Value>>,
+}
+
+/// A conditional write.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Fails with AlreadyExists if the key holds an object.
+    Create { key: Key, value: Value },
+    /// Fails with NotFound, or Conflict when the stored revision is not `expected`.
+    Update {
+        key: Key,
+        value: Value,
+        expected: i64,
+    },
+    /// Fails with NotFound, or Conflict when the stored revision is not `expected`.
+    Delete { key: Key, expected: i64 },
+}
+
+impl Write {
+    /// The key this write touches.
+    pub fn key(&self) -> &Key {
+        match self {
+            Write::Create { key, .. } | Write::Update { key, .. } | Write::Delete { key, .. } => {
+                key
+            }
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Object>,
+    /// The store's revision the page was read at.
+    pub revision: i64,
+    /// Whether objects follow the last item.
+    pub more: bool,
+}
+
+/// What a store operation can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("not found")]
+    NotFound,
+    #[error("stored revision is {0}")]
+    Conflict(i64),
+    #[error("too old resource version: {requested} ({oldest})")]
+    Expired { requested: i64, oldest: i64 },
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// A storage engine: SQLite embedded, PostgreSQL for several servers.
+pub trait Backend: Send + Sync + 'static {
+    /// The object at `key`.
+    fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Object>, StoreError>>;
+    /// Objects of `resource` (in `namespace` when given) ordered by (namespace, name), starting after
+    /// `after`, at most `limit`.
+    fn list<'a>(
+        &'a self,
+        resource: &'a str,
+        namespace: Option<&'a str>,
+        after: Option<(&'a str, &'a str)>,
+        limit: Option<usize>,
+    ) -> BoxFuture<'a, Result<Page, StoreError>>;
+    /// Log entries after `revision` (of `resource` when given), oldest first, at most `limit`.
+    fn history<'a>(
+        &'a self,
+        resource: Option<&'a str>,
+        revision: i64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
+    /// The newest revision and the newest compacted one (history starts after it).
+    fn revisions(&self) -> (i64, i64);
+    /// Applies writes in one durable transaction (group commit): each gets its own result, and
+    /// the events of the successful ones are published in revision order once durable.
+    fn write_batch(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Event, StoreError>>>;
+    /// Drops log entries at or below `revision`.
+    fn compact(&self, revision: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+type Pending = (
+    Write,
+    tokio::sync::oneshot::Sender<Result<Event, StoreError>>,
+);
+
+/// The store the API serves from: a backend, a group-commit writer and the watch fan-out.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    writes: mpsc::Sender<Pending>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+/// How many writes one transaction takes at most.
+const MAX_BATCH: usize = 512;
+/// Events kept for slow watchers before they fall back to reading the log.
+const FANOUT_BUFFER: usize = 8192;
+
+impl Store {
+    /// Starts the writer over `backend`, keeping `retain` revisions of history.
+    pub fn new(backend: Arc<dyn Backend>, retain: i64) -> Self {
+        let (writes, rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        let (events, _) = broadcast::channel(FANOUT_BUFFER);
+        tokio::spawn(writer(backend.clone(), rx, events.clone(), retain.max(1)));
+        Store {
+            backend,
+            writes,
+            events,
+        }
+    }
+
+    /// The object at `key`.
+    pub async fn get(&self, key: &Key) -> Result<Option<Object>, StoreError> {
+        self.backend.get(key).await
+    }
+
+    /// One page of objects; see [`Backend::list`].
+    pub async fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> Result<Page, StoreError> {
+        self.backend.list(resource, namespace, after, limit).await
+    }
+
+    /// The newest revision.
+    pub fn revision(&self) -> i64 {
+        self.backend.revisions().0
+    }
+
+    /// Applies one write durably; returns the event it logged.
+    pub async fn write(&self, write: Write) -> Result<Event, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writes
+            .send((write, tx))
+            .await
+            .map_err(|_| StoreError::Backend("store is shut down".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("store writer stopped".into()))?
+    }
+
+    /// Every event of `resource` (all resources when None) after `revision`, then live ones, in
+    /// revision order, each exactly once. Fails with Expired when history no longer reaches back.
+    pub async fn watch(
+        &self,
+        resource: Option<String>,
+        revision: i64,
+    ) -> Result<mpsc::Receiver<Result<Arc<Event>, StoreError>>, StoreError> {
+        // Subscribe before reading history so nothing falls between the two.
+        let mut live = self.events.subscribe();
+        let (_, compacted) = self.backend.revisions();
+        if revision < compacted {
+            return Err(StoreError::Expired {
+                requested: revision,
+                oldest: compacted + 1,
+            });
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let backend = self.backend.clone();
+        tokio::spawn(async move {
+            let mut last = revision;
+            let wanted = |e: &Event| resource.as_deref().is_none_or(|r| e.key.resource == r);
+            // Replay, then follow live; a lagging receiver goes back to the log.
+            'replay: loop {
+                loop {
+                    let batch = match backend.history(resource.as_deref(), last, 1000).await {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let done = batch.len() < 1000;
+                    for event in batch {
+                        last = event.revision;
+                        if tx.send(Ok(Arc::new(event))).await.is_err() {
+                            return;
+                        }
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                loop {
+                    match live.recv().await {
+                        Ok(event) => {
+                            if event.revision <= last {
+                                continue;
+                            }
+                            last = event.revision;
+                            if wanted(&event) && tx.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            let (_, compacted) = backend.revisions();
+                            if last < compacted {
+                                let _ = tx
+                                    .send(Err(StoreError::Expired {
+                                        requested: last,
+                                        oldest: compacted + 1,
+                                    }))
+                                    .await;
+                                return;
+                            }
+                            continue 'replay;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// The single writer: batches whatever is queued into one transaction, then publishes.
+async fn writer(
+    backend: Arc<dyn Backend>,
+    mut rx: mpsc::Receiver<Pending>,
+    events: broadcast::Sender<Arc<Event>>,
+    retain: i64,
+) {
+    let compact_every = (retain / 4).clamp(1, 10_000);
+    let mut since_compaction = 0;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let results = backend.write_batch(writes).await;
+        for (result, reply) in results.into_iter().zip(replies) {
+            if let Ok(event) = &result {
+                since_compaction += 1;
+                let _ = events.send(Arc::new(event.clone()));
+            }
+            let _ = reply.send(result);
+        }
+        if since_compaction >= compact_every {
+            since_compaction = 0;
+            let (newest, compacted) = backend.revisions();
+            if newest - retain > compacted
+                && let Err(e) = backend.compact(newest - retain).await
+            {
+                tracing::warn!(error = %e, "compacting the revision log failed");
+            }
+        }
+    }
+}

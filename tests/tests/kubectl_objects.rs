@@ -1,0 +1,515 @@
+//! Creating, reading, changing and deleting objects with the real kubectl, as upstream behaves.
+
+use std::time::Duration;
+
+use skiff_tests::{Server, eventually, text, write_file};
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+data:
+  sport: football
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+  namespace: shop
+data:
+  password: aHVudGVyMg==
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: registry.local/web:1
+        ports: [{containerPort: 8080}]
+        env: [{name: MODE, value: fast}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  namespace: shop
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: registry.local/db:1}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+  namespace: shop
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: registry.local/agent:1}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: once
+  namespace: shop
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: once, image: registry.local/once:1}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: nightly
+  namespace: shop
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: nightly, image: registry.local/nightly:1}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: shop
+spec:
+  rules:
+  - host: shop.local
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: web, port: {number: 80}}}
+"#;
+
+#[test]
+fn apply_creates_then_reports_unchanged_then_configured() {
+    let server = Server::start().unwrap();
+    let file = write_file(&server, "shop.yaml", MANIFEST);
+    let file = file.to_str().unwrap();
+    let first = server.kubectl_ok(&["apply", "-f", file]);
+    for object in [
+        "namespace/shop created",
+        "configmap/settings created",
+        "secret/creds created",
+        "deployment.apps/web created",
+        "service/web created",
+        "statefulset.apps/db created",
+        "daemonset.apps/agent created",
+        "job.batch/once created",
+        "cronjob.batch/nightly created",
+        "ingress.networking.k8s.io/web created",
+    ] {
+        assert!(first.contains(object), "missing {object:?} in:\n{first}");
+    }
+    let second = server.kubectl_ok(&["apply", "-f", file]);
+    assert_eq!(second.matches("unchanged").count(), 10, "{second}");
+
+    let generation = |s: &Server| {
+        s.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+    };
+    assert_eq!(generation(&server), "1");
+    let changed = write_file(
+        &server,
+        "shop2.yaml",
+        &MANIFEST.replace("registry.local/web:1", "registry.local/web:2"),
+    );
+    let third = server.kubectl_ok(&["apply", "-f", changed.to_str().unwrap()]);
+    assert!(third.contains("deployment.apps/web configured"), "{third}");
+    assert_eq!(third.matches("unchanged").count(), 9, "{third}");
+    assert_eq!(generation(&server), "2");
+    let image = server.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "registry.local/web:2");
+    // The client-side apply patch merged by container name: env and ports are still there.
+    let env = server.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[0].value}",
+    ]);
+    assert_eq!(env, "fast");
+}
+
+#[test]
+fn apply_reads_stdin_and_directories() {
+    let server = Server::start().unwrap();
+    let out = server.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: piped}\ndata: {a: b}\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = server.dir.path().join("manifests/nested");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\n",
+    )
+    .unwrap();
+    let out = server.kubectl_ok(&[
+        "apply",
+        "-R",
+        "-f",
+        server.dir.path().join("manifests").to_str().unwrap(),
+    ]);
+    assert!(out.contains("configmap/deep created"), "{out}");
+}
+
+#[test]
+fn get_prints_upstream_columns_and_formats() {
+    let server = Server::start().unwrap();
+    let file = write_file(&server, "shop.yaml", MANIFEST);
+    server.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+
+    let wide = server.kubectl_ok(&["get", "deploy,po,svc,cm", "-A", "-o", "wide"]);
+    let deploy_header = wide
+        .lines()
+        .find(|l| l.contains("UP-TO-DATE"))
+        .unwrap_or_else(|| panic!("{wide}"));
+    for column in [
+        "NAMESPACE",
+        "NAME",
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "AGE",
+        "CONTAINERS",
+        "IMAGES",
+        "SELECTOR",
+    ] {
+        assert!(deploy_header.contains(column), "{deploy_header}");
+    }
+    let svc_header = wide
+        .lines()
+        .find(|l| l.contains("CLUSTER-IP"))
+        .unwrap_or_else(|| panic!("{wide}"));
+    for column in ["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "SELECTOR"] {
+        assert!(svc_header.contains(column), "{svc_header}");
+    }
+    assert!(wide.contains("deployment.apps/web"), "{wide}");
+    assert!(wide.contains("registry.local/web:1"), "{wide}");
+    assert!(wide.contains("app=web"), "{wide}");
+
+    let yaml = server.kubectl_ok(&["get", "cm", "settings", "-n", "shop", "-o", "yaml"]);
+    assert!(yaml.contains("sport: football"), "{yaml}");
+    assert!(yaml.contains("resourceVersion:"), "{yaml}");
+    let json: serde_json::Value =
+        serde_json::from_str(&server.kubectl_ok(&["get", "cm", "-n", "shop", "-o", "json"]))
+            .unwrap();
+    assert_eq!(json["kind"], "List");
+    assert!(
+        json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["metadata"]["name"] == "settings")
+    );
+    let names = server.kubectl_ok(&["get", "deploy,sts", "-n", "shop", "-o", "name"]);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        vec!["deployment.apps/web", "statefulset.apps/db"]
+    );
+    let labelled = server.kubectl_ok(&[
+        "get",
+        "deploy",
+        "-n",
+        "shop",
+        "-l",
+        "app=web",
+        "--no-headers",
+    ]);
+    assert!(labelled.starts_with("web "), "{labelled}");
+    let none = server.kubectl(&["get", "deploy", "-n", "shop", "-l", "app=nothing"]);
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("No resources found in shop namespace."),
+        "{}",
+        text(&none)
+    );
+    let shown = server.kubectl_ok(&["get", "deploy", "web", "-n", "shop", "--show-labels"]);
+    assert!(shown.lines().next().unwrap().ends_with("LABELS"), "{shown}");
+    assert!(shown.contains("app=web"), "{shown}");
+}
+
+#[test]
+fn sort_by_orders_rows() {
+    let server = Server::start().unwrap();
+    for name in ["zeta", "alpha", "mid"] {
+        server.kubectl_ok(&["create", "namespace", name]);
+    }
+    let out = server.kubectl_ok(&[
+        "get",
+        "ns",
+        "--sort-by=.metadata.name",
+        "--no-headers",
+        "-o",
+        "custom-columns=N:.metadata.name",
+    ]);
+    let names: Vec<&str> = out.lines().collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert!(names.contains(&"alpha") && names.contains(&"zeta"));
+}
+
+#[test]
+fn get_watch_prints_a_change_made_by_another_client() {
+    let server = Server::start().unwrap();
+    server.kubectl_ok(&["create", "configmap", "watched", "--from-literal=a=1"]);
+    let mut watch = server
+        .kubectl_command(&["get", "cm", "-w", "--output-watch-events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // The initial list arrives first; then a change made elsewhere must show up.
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("watch printed nothing");
+    assert!(
+        first.contains("EVENT") || first.contains("watched"),
+        "{first}"
+    );
+    server.kubectl_ok(&["create", "configmap", "fresh", "--from-literal=b=2"]);
+    let seen = eventually(Duration::from_secs(30), || {
+        rx.try_recv().ok().filter(|l| l.contains("fresh"))
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = seen.expect("the watch never printed the new configmap");
+    assert!(seen.starts_with("ADDED"), "{seen}");
+}
+
+#[test]
+fn label_annotate_and_the_three_patch_types() {
+    let server = Server::start().unwrap();
+    server.kubectl_ok(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    server.kubectl_ok(&["label", "cm", "cfg", "tier=back"]);
+    let relabel = server.kubectl(&["label", "cm", "cfg", "tier=front"]);
+    assert!(
+        !relabel.status.success(),
+        "relabel without --overwrite must fail"
+    );
+    server.kubectl_ok(&["label", "cm", "cfg", "tier=front", "--overwrite"]);
+    server.kubectl_ok(&["annotate", "cm", "cfg", "note=hello"]);
+    let got = server.kubectl_ok(&[
+        "get",
+        "cm",
+        "cfg",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}",
+    ]);
+    assert_eq!(got, "front hello");
+    server.kubectl_ok(&["label", "cm", "cfg", "tier-"]);
+    let labels = server.kubectl_ok(&["get", "cm", "cfg", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(!labels.contains("tier"), "{labels}");
+
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+    ]);
+    server.kubectl_ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"registry.local/web:2"}]}}}}"#]);
+    server.kubectl_ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]);
+    server.kubectl_ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/labels/extra","value":"yes"}]"#,
+    ]);
+    let got = server.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.replicas} {.metadata.labels.extra} {.metadata.generation}"]);
+    assert_eq!(got, "registry.local/web:2 3 yes 3");
+    let failing = server.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/spec/replicas","value":9}]"#,
+    ]);
+    assert!(!failing.status.success(), "{}", text(&failing));
+}
+
+#[test]
+fn scale_goes_through_the_scale_subresource() {
+    let server = Server::start().unwrap();
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+    ]);
+    server.kubectl_ok(&["scale", "deploy", "web", "--replicas=4"]);
+    assert_eq!(
+        server.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
+    );
+}
+
+#[test]
+fn edit_applies_what_the_editor_wrote() {
+    let server = Server::start().unwrap();
+    server.kubectl_ok(&["create", "configmap", "edited", "--from-literal=colour=red"]);
+    let editor = write_file(
+        &server,
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/colour: red/colour: blue/' \"$1\"\n",
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    let out = server
+        .kubectl_command(&["edit", "cm", "edited"])
+        .env("EDITOR", &editor)
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("configmap/edited edited"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        server.kubectl_ok(&["get", "cm", "edited", "-o", "jsonpath={.data.colour}"]),
+        "blue"
+    );
+}
+
+#[test]
+fn delete_by_label_and_namespace_cascade() {
+    let server = Server::start().unwrap();
+    server.kubectl_ok(&["create", "namespace", "t"]);
+    for (name, app) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        server.kubectl_ok(&["create", "configmap", name, "-n", "t", "--from-literal=k=v"]);
+        server.kubectl_ok(&["label", "cm", name, "-n", "t", &format!("app={app}")]);
+    }
+    let out = server.kubectl_ok(&["delete", "cm", "-n", "t", "-l", "app=x"]);
+    assert!(
+        out.contains("configmap \"a\" deleted") && out.contains("configmap \"b\" deleted"),
+        "{out}"
+    );
+    let left = server.kubectl_ok(&["get", "cm", "-n", "t", "-o", "name", "-l", "app"]);
+    assert_eq!(left.trim(), "configmap/c");
+
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "t",
+        "--image=registry.local/web:1",
+    ]);
+    let out = server.kubectl_ok(&["delete", "ns", "t", "--timeout=60s"]);
+    assert!(out.contains("namespace \"t\" deleted"), "{out}");
+    let gone = server.kubectl(&["get", "ns", "t"]);
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("namespaces \"t\" not found"),
+        "{}",
+        text(&gone)
+    );
+    let contents = server.kubectl_ok(&["get", "cm,deploy", "-n", "t", "-o", "name"]);
+    assert!(
+        contents.trim().is_empty(),
+        "objects of a deleted namespace remain: {contents}"
+    );
+}
+
+#[test]
+fn describe_shows_metadata_and_spec() {
+    let server = Server::start().unwrap();
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+    ]);
+    let out = server.kubectl_ok(&["describe", "deployment", "web"]);
+    assert!(out.contains("Name:") && out.contains("web"), "{out}");
+    assert!(
+        out.contains("Namespace:") && out.contains("default"),
+        "{out}"
+    );
+    assert!(out.contains("registry.local/web:1"), "{out}");
+    assert!(
+        out.contains("StrategyType:") && out.contains("RollingUpdate"),
+        "{out}"
+    );
+}

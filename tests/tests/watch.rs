@@ -1,0 +1,178 @@
+//! Watches through kube-rs: every change seen exactly once, resumption from a resourceVersion,
+//! and 410 Expired past the retained history.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use skiff_tests::Server;
+
+fn cm(name: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"churn": "yes"}},
+        "data": {"v": "0"},
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_sees_every_change_of_a_1000_object_churn_exactly_once() {
+    let server = Server::start().unwrap();
+    let client = server.client().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(
+            &WatchParams::default().labels("churn=yes").timeout(290),
+            &start,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut expected = Vec::new();
+            for i in 0..1000 {
+                let name = format!("c{}", i % 250);
+                match i / 250 {
+                    0 => {
+                        api.create(&PostParams::default(), &cm(&name))
+                            .await
+                            .unwrap();
+                        expected.push(("ADDED", name));
+                    }
+                    1 | 2 => {
+                        let patch = serde_json::json!({"data": {"v": i.to_string()}});
+                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .unwrap();
+                        expected.push(("MODIFIED", name));
+                    }
+                    _ => {
+                        api.delete(&name, &DeleteParams::default()).await.unwrap();
+                        expected.push(("DELETED", name));
+                    }
+                }
+            }
+            expected
+        })
+    };
+    let mut seen: Vec<(&str, String)> = Vec::new();
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    while seen.len() < 1000 {
+        let event = tokio::time::timeout(Duration::from_secs(60), stream.try_next())
+            .await
+            .expect("watch stalled")
+            .unwrap()
+            .expect("watch ended early");
+        let (kind, object) = match event {
+            WatchEvent::Added(o) => ("ADDED", o),
+            WatchEvent::Modified(o) => ("MODIFIED", o),
+            WatchEvent::Deleted(o) => ("DELETED", o),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("watch error: {e:?}"),
+        };
+        let name = object.metadata.name.unwrap();
+        let rv: u64 = object.metadata.resource_version.unwrap().parse().unwrap();
+        if let Some(previous) = versions.insert(name.clone(), rv) {
+            assert!(rv > previous, "{name} went back from {previous} to {rv}");
+        }
+        seen.push((kind, name));
+    }
+    let expected = writer.await.unwrap();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumes_from_its_last_resource_version() {
+    let server = Server::start().unwrap();
+    let client = server.client().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut last = start.clone();
+    {
+        let mut stream = api
+            .watch(&WatchParams::default(), &start)
+            .await
+            .unwrap()
+            .boxed();
+        api.create(&PostParams::default(), &cm("first"))
+            .await
+            .unwrap();
+        if let Some(WatchEvent::Added(o)) = stream.try_next().await.unwrap() {
+            last = o.metadata.resource_version.unwrap();
+        }
+        // The connection drops here.
+    }
+    api.create(&PostParams::default(), &cm("second"))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &cm("third"))
+        .await
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &last)
+        .await
+        .unwrap()
+        .boxed();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        match stream.try_next().await.unwrap().unwrap() {
+            WatchEvent::Added(o) => names.push(o.metadata.name.unwrap()),
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(names, vec!["second", "third"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_older_than_the_history_gets_410_expired() {
+    let server = Server::start_with(&["--history-revisions", "50"]).unwrap();
+    let client = server.client().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..200 {
+        api.create(&PostParams::default(), &cm(&format!("old{i}")))
+            .await
+            .unwrap();
+    }
+    let mut stream = api
+        .watch(&WatchParams::default(), "2")
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await {
+        Ok(Some(WatchEvent::Error(e))) => {
+            assert_eq!(e.code, 410);
+            assert_eq!(e.reason, "Expired");
+            assert!(
+                e.message.contains("too old resource version"),
+                "{}",
+                e.message
+            );
+        }
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 410),
+        other => panic!("expected 410 Expired, got {other:?}"),
+    }
+    // A kube-runtime watcher recovers by relisting.
+    let recent = api.list(&ListParams::default()).await.unwrap();
+    assert!(recent.items.len() >= 200);
+}
