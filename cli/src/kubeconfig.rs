@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use kube::api::{Api, DynamicObject};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
@@ -59,7 +60,29 @@ fn kubeconfig_path(args: &ClusterArgs) -> anyhow::Result<PathBuf> {
     bail!("no cluster found: pass --kubeconfig, set KUBECONFIG, or start one with `skiff server`")
 }
 
+impl Served {
+    /// `deployment.apps`, or `pod` for the core group, as kubectl names objects it changed.
+    pub fn qualified_kind(&self) -> String {
+        let kind = self.api.kind.to_ascii_lowercase();
+        if self.api.group.is_empty() {
+            kind
+        } else {
+            format!("{kind}.{}", self.api.group)
+        }
+    }
+}
+
 impl Cluster {
+    /// A dynamic API for `served`: in the current namespace, or everywhere when cluster-scoped or
+    /// when `all_namespaces`.
+    pub fn api(&self, served: &Served, all_namespaces: bool) -> Api<DynamicObject> {
+        if served.namespaced && !all_namespaces {
+            Api::namespaced_with(self.client.clone(), &self.namespace, &served.api)
+        } else {
+            Api::all_with(self.client.clone(), &served.api)
+        }
+    }
+
     /// Connects as the kubeconfig says.
     pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Self> {
         let path = kubeconfig_path(args)?;

@@ -220,17 +220,34 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A `skiff` CLI command against this server.
-    pub fn skiff(&self, args: &[&str]) -> Output {
-        Command::new(skiff_binary())
-            .args(args)
+    /// A `skiff` CLI command against this server (found through `--kubeconfig`).
+    pub fn skiff_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(skiff_binary());
+        cmd.args(args)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .env("HOME", self.dir.path())
             .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running skiff")
+            .env_remove("SKIFF_DATA_DIR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs a `skiff` CLI command and returns its output, whatever the exit status.
+    pub fn skiff(&self, args: &[&str]) -> Output {
+        self.skiff_command(args).output().expect("running skiff")
+    }
+
+    /// Runs a `skiff` CLI command, fails the test unless it succeeds, and returns standard output.
+    pub fn skiff_ok(&self, args: &[&str]) -> String {
+        let out = self.skiff(args);
+        assert!(
+            out.status.success(),
+            "skiff {} failed:\n{}",
+            args.join(" "),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A kube-rs client for this server.

@@ -129,16 +129,7 @@ pub async fn api_for_object(
     } else {
         Api::all_with(cluster.client.clone(), &served.api)
     };
-    let group = if served.api.group.is_empty() {
-        String::new()
-    } else {
-        format!(".{}", served.api.group)
-    };
-    Ok((
-        api,
-        name,
-        format!("{}{group}", served.api.kind.to_ascii_lowercase()),
-    ))
+    Ok((api, name, served.qualified_kind()))
 }
 
 /// Runs `skiff apply`.

@@ -1,6 +1,6 @@
 //! `skiff delete`: objects by type and name, by label selector, or as listed in files.
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 
 use super::apply::{api_for_object, read_objects};
 use super::get::parse_targets;
@@ -55,11 +55,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     for (word, names) in parse_targets(&args.targets) {
         let served = cluster.resolve(&word).await?;
-        let api: Api<DynamicObject> = if served.namespaced {
-            Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &served.api)
-        } else {
-            Api::all_with(cluster.client.clone(), &served.api)
-        };
+        let api = cluster.api(&served, false);
         let names = if names.is_empty() {
             if args.selector.is_none() && !args.all {
                 anyhow::bail!("resource(s) were provided, but no name was specified");
@@ -77,15 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             names
         };
-        let kind = if served.api.group.is_empty() {
-            served.api.kind.to_ascii_lowercase()
-        } else {
-            format!(
-                "{}.{}",
-                served.api.kind.to_ascii_lowercase(),
-                served.api.group
-            )
-        };
+        let kind = served.qualified_kind();
         for name in names {
             api.delete(&name, &dp).await?;
             println!("{kind} \"{name}\" deleted");

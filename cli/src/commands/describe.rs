@@ -86,11 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let events_api = cluster.resolve("events").await?;
     for (word, names) in parse_targets(&args.targets) {
         let served = cluster.resolve(&word).await?;
-        let api: Api<DynamicObject> = if served.namespaced {
-            Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &served.api)
-        } else {
-            Api::all_with(cluster.client.clone(), &served.api)
-        };
+        let api = cluster.api(&served, false);
         let objects = if names.is_empty() {
             api.list(&ListParams::default()).await?.items
         } else {

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
-use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
+use kube::api::{DynamicObject, ListParams, WatchEvent, WatchParams};
 use serde_json::Value;
 
 use crate::kubeconfig::{Cluster, ClusterArgs, Served};
@@ -46,14 +46,6 @@ pub fn parse_targets(targets: &[String]) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-fn api_for(cluster: &Cluster, served: &Served, all_namespaces: bool) -> Api<DynamicObject> {
-    if served.namespaced && !all_namespaces {
-        Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &served.api)
-    } else {
-        Api::all_with(cluster.client.clone(), &served.api)
-    }
-}
-
 /// Runs `skiff get`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut cluster = Cluster::connect(&args.cluster).await?;
@@ -67,14 +59,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             vec![cluster.resolve(&word).await?]
         };
         for served in resources {
-            let api = api_for(&cluster, &served, args.all_namespaces);
+            let api = cluster.api(&served, args.all_namespaces);
             let mut objects = Vec::new();
+            let mut list_version = String::new();
             if names.is_empty() {
                 let mut params = ListParams::default();
                 if let Some(selector) = &args.selector {
                     params = params.labels(selector);
                 }
-                objects.extend(api.list(&params).await?.items);
+                let list = api.list(&params).await?;
+                list_version = list.metadata.resource_version.unwrap_or_default();
+                objects.extend(list.items);
             } else {
                 for name in &names {
                     objects.push(
@@ -90,7 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             printed_any |= !objects.is_empty();
             print_objects(&cluster, &served, &objects, &args, several).await?;
             if args.watch {
-                return watch(&api, &served, &args).await;
+                return watch(&cluster, &served, &args, &list_version).await;
             }
         }
     }
@@ -135,20 +130,15 @@ async fn print_objects(
         }
         Some("name") => {
             for v in &values {
-                let group = if served.api.group.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{}", served.api.group)
-                };
                 println!(
-                    "{}{group}/{}",
-                    served.api.kind.to_ascii_lowercase(),
+                    "{}/{}",
+                    served.qualified_kind(),
                     v["metadata"]["name"].as_str().unwrap_or("")
                 );
             }
         }
         Some("wide") | None => {
-            let table = fetch_table(cluster, served, objects, args).await?;
+            let table = fetch_table(cluster, served, objects).await?;
             print_table(&table, args, prefix_kind.then_some(served));
         }
         Some(other) => anyhow::bail!(
@@ -158,44 +148,38 @@ async fn print_objects(
     Ok(())
 }
 
-/// Asks the server for the table of these objects (its columns are the upstream ones).
-async fn fetch_table(
-    cluster: &Cluster,
-    served: &Served,
-    objects: &[DynamicObject],
-    args: &Args,
-) -> anyhow::Result<Value> {
+/// The API path of `served`'s collection, in `namespace` when given.
+fn collection_path(served: &Served, namespace: Option<&str>) -> String {
     let base = if served.api.group.is_empty() {
         format!("/api/{}", served.api.version)
     } else {
         format!("/apis/{}/{}", served.api.group, served.api.version)
     };
+    match namespace.filter(|_| served.namespaced) {
+        Some(ns) => format!("{base}/namespaces/{ns}/{}", served.api.plural),
+        None => format!("{base}/{}", served.api.plural),
+    }
+}
+
+const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
+/// Asks the server for the table of these objects (its columns are the upstream ones).
+async fn fetch_table(
+    cluster: &Cluster,
+    served: &Served,
+    objects: &[DynamicObject],
+) -> anyhow::Result<Value> {
     let mut rows = Vec::new();
     let mut columns = Value::Null;
-    // One request per namespace/name keeps the table exactly the objects already chosen.
+    // One request per object keeps the table exactly the objects already chosen.
     for object in objects {
-        let ns = object
-            .metadata
-            .namespace
-            .as_deref()
-            .filter(|_| served.namespaced);
-        let path = match ns {
-            Some(ns) => format!(
-                "{base}/namespaces/{ns}/{}/{}",
-                served.api.plural,
-                object.metadata.name.as_deref().unwrap_or("")
-            ),
-            None => format!(
-                "{base}/{}/{}",
-                served.api.plural,
-                object.metadata.name.as_deref().unwrap_or("")
-            ),
-        };
+        let path = format!(
+            "{}/{}",
+            collection_path(served, object.metadata.namespace.as_deref()),
+            object.metadata.name.as_deref().unwrap_or("")
+        );
         let request = http::Request::get(path)
-            .header(
-                http::header::ACCEPT,
-                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
-            )
+            .header(http::header::ACCEPT, TABLE_ACCEPT)
             .body(Vec::new())?;
         let table: Value = cluster.client.request(request).await?;
         if columns.is_null() {
@@ -205,7 +189,6 @@ async fn fetch_table(
             rows.extend(r.iter().cloned());
         }
     }
-    let _ = args;
     Ok(serde_json::json!({"columnDefinitions": columns, "rows": rows}))
 }
 
@@ -219,6 +202,11 @@ fn cell_text(cell: &Value) -> String {
 
 /// Prints a server table as kubectl does: upper-case headers, columns three spaces apart.
 fn print_table(table: &Value, args: &Args, kind_prefix: Option<&Served>) {
+    print_rows(table, args, kind_prefix, true);
+}
+
+/// Prints a table's rows, with the header line when asked.
+fn print_rows(table: &Value, args: &Args, kind_prefix: Option<&Served>, header_line: bool) {
     let wide = args.output.as_deref() == Some("wide");
     let columns: Vec<&Value> = table["columnDefinitions"]
         .as_array()
@@ -258,12 +246,7 @@ fn print_table(table: &Value, args: &Args, kind_prefix: Option<&Served>) {
             if let (Some(served), "name") =
                 (kind_prefix, columns[i]["format"].as_str().unwrap_or(""))
             {
-                let group = if served.api.group.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{}", served.api.group)
-                };
-                text = format!("{}{group}/{text}", served.api.kind.to_ascii_lowercase());
+                text = format!("{}/{text}", served.qualified_kind());
             }
             line.push(text);
         }
@@ -278,7 +261,8 @@ fn print_table(table: &Value, args: &Args, kind_prefix: Option<&Served>) {
                 .unwrap_or(0)
         })
         .collect();
-    for line in lines {
+    // Without the header line, rows still align to the header's widths.
+    for line in lines.into_iter().skip(usize::from(!header_line)) {
         let mut out = String::new();
         for (i, cell) in line.iter().enumerate() {
             if i + 1 == line.len() {
@@ -291,22 +275,44 @@ fn print_table(table: &Value, args: &Args, kind_prefix: Option<&Served>) {
     }
 }
 
-async fn watch(api: &Api<DynamicObject>, served: &Served, args: &Args) -> anyhow::Result<()> {
+/// Follows changes after the list, printing each as a table row (the server renders it).
+async fn watch(
+    cluster: &Cluster,
+    served: &Served,
+    args: &Args,
+    version: &str,
+) -> anyhow::Result<()> {
+    let namespace = (!args.all_namespaces).then_some(cluster.namespace.as_str());
     let mut params = WatchParams::default();
     if let Some(selector) = &args.selector {
         params = params.labels(selector);
     }
-    let mut stream = api.watch(&params, "0").await?.boxed();
-    while let Some(event) = stream.try_next().await? {
-        let (verb, object) = match event {
-            WatchEvent::Added(o) => ("ADDED", o),
-            WatchEvent::Modified(o) => ("MODIFIED", o),
-            WatchEvent::Deleted(o) => ("DELETED", o),
+    let mut request =
+        kube::core::Request::new(collection_path(served, namespace)).watch(&params, version)?;
+    request.headers_mut().insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static(TABLE_ACCEPT),
+    );
+    let mut columns = Value::Null;
+    let mut events = cluster
+        .client
+        .request_events::<Value>(request)
+        .await?
+        .boxed();
+    while let Some(event) = events.try_next().await? {
+        let table = match event {
+            WatchEvent::Added(t) | WatchEvent::Modified(t) | WatchEvent::Deleted(t) => t,
             WatchEvent::Bookmark(_) => continue,
             WatchEvent::Error(e) => anyhow::bail!("watch failed: {}", e.message),
         };
-        let _ = served;
-        println!("{verb}\t{}", object.metadata.name.as_deref().unwrap_or(""));
+        if table["columnDefinitions"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+        {
+            columns = table["columnDefinitions"].clone();
+        }
+        let rows = serde_json::json!({"columnDefinitions": columns, "rows": table["rows"]});
+        print_rows(&rows, args, None, false);
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `skiff label` and `skiff annotate`: `key=value` sets, `key-` removes, by merge patch.
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Map, Value, json};
 
 use crate::kubeconfig::{Cluster, ClusterArgs};
@@ -46,11 +46,7 @@ async fn change(args: Args, field: &str, verb: &str) -> anyhow::Result<()> {
         anyhow::bail!("at least one {field} update is required");
     }
     let served = cluster.resolve(&word).await?;
-    let api: Api<DynamicObject> = if served.namespaced {
-        Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &served.api)
-    } else {
-        Api::all_with(cluster.client.clone(), &served.api)
-    };
+    let api = cluster.api(&served, false);
     let current = api.get(&name).await?;
     let existing = if field == "labels" {
         current.metadata.labels
@@ -80,15 +76,7 @@ async fn change(args: Args, field: &str, verb: &str) -> anyhow::Result<()> {
         &Patch::Merge(json!({"metadata": {field: patch}})),
     )
     .await?;
-    let kind = if served.api.group.is_empty() {
-        served.api.kind.to_ascii_lowercase()
-    } else {
-        format!(
-            "{}.{}",
-            served.api.kind.to_ascii_lowercase(),
-            served.api.group
-        )
-    };
+    let kind = served.qualified_kind();
     println!("{kind}/{name} {verb}");
     Ok(())
 }
