@@ -305,6 +305,13 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
         body,
         user,
     };
+    if let Some(include) = request.query.get("includeObject")
+        && !matches!(include, "None" | "Metadata" | "Object")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "includeObject: Unsupported value: \"{include}\": supported values: \"None\", \"Metadata\", \"Object\""
+        )));
+    }
     let resource = request.target.resource;
     let has_name = request.target.name.is_some();
     let sub = request.target.subresource.clone();

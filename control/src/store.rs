@@ -8,6 +8,7 @@ mod sqlite;
 pub use sqlite::SqliteBackend;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -232,7 +233,7 @@ impl Store {
         &self,
         resource: Option<String>,
         revision: i64,
-    ) -> Result<mpsc::Receiver<Result<Arc<Event>, StoreError>>, StoreError> {
+    ) -> Result<Watch, StoreError> {
         // Subscribe before reading history so nothing falls between the two.
         let mut live = self.events.subscribe();
         let (_, compacted) = self.backend.revisions();
@@ -243,6 +244,11 @@ impl Store {
             });
         }
         let (tx, rx) = mpsc::channel(256);
+        let progress = Arc::new(AtomicI64::new(revision));
+        let watch = Watch {
+            events: rx,
+            progress: progress.clone(),
+        };
         let backend = self.backend.clone();
         tokio::spawn(async move {
             let mut last = revision;
@@ -263,6 +269,7 @@ impl Store {
                         if tx.send(Ok(Arc::new(event))).await.is_err() {
                             return;
                         }
+                        progress.store(last, Ordering::Release);
                     }
                     if done {
                         break;
@@ -278,6 +285,7 @@ impl Store {
                             if wanted(&event) && tx.send(Ok(event)).await.is_err() {
                                 return;
                             }
+                            progress.store(last, Ordering::Release);
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             let (_, compacted) = backend.revisions();
@@ -297,7 +305,24 @@ impl Store {
                 }
             }
         });
-        Ok(rx)
+        Ok(watch)
+    }
+}
+
+/// A running watch: its events, and how far through the whole log it has read.
+#[derive(Debug)]
+pub struct Watch {
+    pub events: mpsc::Receiver<Result<Arc<Event>, StoreError>>,
+    progress: Arc<AtomicI64>,
+}
+
+impl Watch {
+    /// A revision every event up to which has been received from `events`, for bookmarks: the
+    /// log position when nothing is queued, else None. (The position is stored after the events
+    /// before it were sent, so an empty queue means they were all received.)
+    pub fn progress(&self) -> Option<i64> {
+        let position = self.progress.load(Ordering::Acquire);
+        self.events.is_empty().then_some(position)
     }
 }
 

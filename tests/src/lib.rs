@@ -29,9 +29,14 @@ pub fn skiff_binary() -> PathBuf {
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()
                 .expect("workspace root");
+            let mut args = vec!["build", "--workspace", "--tests", "--message-format=json"];
+            // Benchmarks are built optimized and measure an optimized server.
+            if !cfg!(debug_assertions) {
+                args.push("--release");
+            }
             let output = Command::new(cargo)
                 .current_dir(workspace)
-                .args(["build", "--workspace", "--tests", "--message-format=json"])
+                .args(&args)
                 .stderr(Stdio::inherit())
                 .output()
                 .expect("running cargo build");

@@ -513,3 +513,35 @@ fn describe_shows_metadata_and_spec() {
         "{out}"
     );
 }
+
+#[test]
+fn create_commands_that_send_protobuf_bodies_succeed() {
+    let server = Server::start().unwrap();
+    let out = server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+    ]);
+    assert_eq!(out.trim(), "deployment.apps/web created");
+    server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "sport",
+        "--from-literal=sport=football",
+    ]);
+    server.kubectl_ok(&["create", "secret", "generic", "s", "--from-literal=a=b"]);
+    server.kubectl_ok(&["create", "namespace", "t"]);
+    let got = server.kubectl_ok(&[
+        "get",
+        "deploy/web",
+        "cm/sport",
+        "secret/s",
+        "-o",
+        "jsonpath={.items[0].spec.template.spec.containers[0].image} {.items[0].spec.replicas} {.items[1].data.sport} {.items[2].data.a}",
+    ]);
+    // "b" is base64 "Yg==": protobuf bytes arrive as the same base64 JSON carries.
+    assert_eq!(got, "registry.local/web:1 1 football Yg==");
+    let labels = server.kubectl_ok(&["get", "ns", "t", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(labels.contains("kubernetes.io/metadata.name"), "{labels}");
+}

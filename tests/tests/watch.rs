@@ -176,3 +176,46 @@ async fn a_version_older_than_the_history_gets_410_expired() {
     let recent = api.list(&ListParams::default()).await.unwrap();
     assert!(recent.items.len() >= 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kube_runtime_watcher_lists_then_follows_changes() {
+    use kube::runtime::watcher::{self, Event};
+    let server = Server::start().unwrap();
+    let client = server.client().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &cm("existing"))
+        .await
+        .unwrap();
+    let mut events =
+        watcher::watcher(api.clone(), watcher::Config::default().labels("churn=yes")).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match events.try_next().await.unwrap().unwrap() {
+            Event::Init => {}
+            Event::InitApply(o) => initial.push(o.metadata.name.unwrap()),
+            Event::InitDone => break,
+            other => panic!("unexpected {other:?} before the initial list ended"),
+        }
+    }
+    assert_eq!(initial, vec!["existing"]);
+    api.create(&PostParams::default(), &cm("later"))
+        .await
+        .unwrap();
+    api.delete("existing", &DeleteParams::default())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(60), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            Event::Apply(o) => seen.push(format!("apply {}", o.metadata.name.unwrap())),
+            Event::Delete(o) => seen.push(format!("delete {}", o.metadata.name.unwrap())),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, vec!["apply later", "delete existing"]);
+}

@@ -169,8 +169,11 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
         loop {
             let chunk = tokio::select! {
                 _ = &mut deadline => return,
-                _ = ticker.tick(), if bookmarks => encoder.bookmark(last, false),
-                next = events.recv() => match next {
+                _ = ticker.tick(), if bookmarks => {
+                    last = events.progress().unwrap_or(last).max(last);
+                    encoder.bookmark(last, false)
+                }
+                next = events.events.recv() => match next {
                     None => return,
                     Some(Err(e)) => {
                         let _ = tx.send(Ok(error_line(&e, r))).await;

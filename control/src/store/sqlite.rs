@@ -472,7 +472,11 @@ mod tests {
             })
             .await
             .unwrap();
-        let mut events = store.watch(Some("configmaps".into()), 0).await.unwrap();
+        let mut events = store
+            .watch(Some("configmaps".into()), 0)
+            .await
+            .unwrap()
+            .events;
         store
             .write(Write::Delete {
                 key,
@@ -485,6 +489,56 @@ mod tests {
         assert_eq!(first.event_type, EventType::Added);
         assert_eq!(second.event_type, EventType::Deleted);
         assert!(second.previous.is_some());
+    }
+
+    #[tokio::test]
+    async fn progress_advances_past_other_resources_only_once_events_are_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 1000).await;
+        let mut watch = store.watch(Some("configmaps".into()), 0).await.unwrap();
+        let written = store
+            .write(Write::Create {
+                key: Key::new("configmaps", "default", "a"),
+                value: cm("a"),
+            })
+            .await
+            .unwrap();
+        let mut newest = 0;
+        for name in ["s1", "s2"] {
+            newest = store
+                .write(Write::Create {
+                    key: Key::new("secrets", "default", name),
+                    value: cm(name),
+                })
+                .await
+                .unwrap()
+                .revision;
+        }
+        // The config map's event is queued: no position may be claimed past it yet.
+        let queued = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                if !watch.events.is_empty() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(queued.is_ok());
+        assert_eq!(watch.progress(), None);
+        let event = watch.events.recv().await.unwrap().unwrap();
+        assert_eq!(event.revision, written.revision);
+        let position = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match watch.progress() {
+                    Some(p) if p == newest => return p,
+                    _ => tokio::task::yield_now().await,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(position > written.revision);
     }
 
     #[tokio::test]
