@@ -4,6 +4,7 @@
 
 pub mod discovery;
 pub mod errors;
+pub mod fieldmanager;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;
@@ -228,6 +229,18 @@ impl ApiRequest {
     /// The resource this request is about.
     pub fn resource(&self) -> &'static Resource {
         self.target.resource
+    }
+
+    /// The field manager of a write: `fieldManager`, else derived from the User-Agent.
+    pub fn field_manager(&self) -> String {
+        match self.query.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(manager) => manager.to_string(),
+            None => fieldmanager::default_manager(
+                self.headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+            ),
+        }
     }
 }
 

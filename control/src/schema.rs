@@ -102,6 +102,23 @@ impl Schemas {
         strategic::merge(self, root, original, patch)
     }
 
+    /// The schema of `resource`'s objects and the name of its definition, for walkers outside
+    /// this module (server-side apply tracks field ownership along it).
+    pub(crate) fn root_schema(&self, resource: &Resource) -> Option<(&str, &Map<String, Value>)> {
+        let root = self.definition(&resource.definition_name())?;
+        Some((root.name?, root.schema))
+    }
+
+    /// `schema` with references and description wrappers followed, and the name of the
+    /// definition it landed on, if any.
+    pub(crate) fn resolve_schema<'a>(
+        &'a self,
+        schema: &'a Value,
+    ) -> Option<(Option<&'a str>, &'a Map<String, Value>)> {
+        let resolved = self.resolve(schema)?;
+        Some((resolved.name, resolved.schema))
+    }
+
     fn definition(&self, name: &str) -> Option<Resolved<'_>> {
         let (name, schema) = self.definitions.get_key_value(name)?;
         Some(Resolved {

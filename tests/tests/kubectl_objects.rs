@@ -545,3 +545,139 @@ fn create_commands_that_send_protobuf_bodies_succeed() {
     let labels = server.kubectl_ok(&["get", "ns", "t", "-o", "jsonpath={.metadata.labels}"]);
     assert!(labels.contains("kubernetes.io/metadata.name"), "{labels}");
 }
+
+const SSA_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ssa}
+spec:
+  replicas: REPLICAS
+  selector: {matchLabels: {app: ssa}}
+  template:
+    metadata: {labels: {app: ssa}}
+    spec:
+      containers: [{name: web, image: registry.local/web:1}]
+";
+
+#[test]
+fn server_side_apply_tracks_managers_and_reports_conflicts() {
+    let server = Server::start().unwrap();
+    let mine = write_file(
+        &server,
+        "mine.yaml",
+        &SSA_DEPLOYMENT.replace("REPLICAS", "2"),
+    );
+    let out = server.kubectl_ok(&["apply", "--server-side", "-f", mine.to_str().unwrap()]);
+    assert_eq!(out.trim(), "deployment.apps/ssa serverside-applied");
+    let managers = server.kubectl_ok(&[
+        "get",
+        "deploy",
+        "ssa",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager} {.metadata.managedFields[*].operation}",
+    ]);
+    assert_eq!(managers, "kubectl Apply");
+    let rv = |s: &Server| {
+        s.kubectl_ok(&[
+            "get",
+            "deploy",
+            "ssa",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let before = rv(&server);
+    server.kubectl_ok(&["apply", "--server-side", "-f", mine.to_str().unwrap()]);
+    assert_eq!(
+        rv(&server),
+        before,
+        "re-applying the same configuration must not write"
+    );
+
+    let theirs = write_file(
+        &server,
+        "theirs.yaml",
+        &SSA_DEPLOYMENT.replace("REPLICAS", "5"),
+    );
+    let conflict = server.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "-f",
+        theirs.to_str().unwrap(),
+    ]);
+    assert!(!conflict.status.success(), "{}", text(&conflict));
+    let err = String::from_utf8_lossy(&conflict.stderr);
+    assert!(err.contains("Apply failed with 1 conflict"), "{err}");
+    assert!(err.contains("conflict with \"kubectl\""), "{err}");
+    assert!(err.contains(".spec.replicas"), "{err}");
+    assert!(
+        err.contains("--force-conflicts"),
+        "kubectl's help for conflicts is missing: {err}"
+    );
+    assert_eq!(
+        server.kubectl_ok(&["get", "deploy", "ssa", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+
+    server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        theirs.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        server.kubectl_ok(&["get", "deploy", "ssa", "-o", "jsonpath={.spec.replicas}"]),
+        "5"
+    );
+    let owners = server.kubectl_ok(&[
+        "get",
+        "deploy",
+        "ssa",
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]);
+    let owners: serde_json::Value = serde_json::from_str(&owners).unwrap();
+    let entries = owners["metadata"]["managedFields"].as_array().unwrap();
+    let owns_replicas = |m: &str| {
+        entries
+            .iter()
+            .any(|e| e["manager"] == m && e["fieldsV1"]["f:spec"].get("f:replicas").is_some())
+    };
+    assert!(
+        owns_replicas("other") && !owns_replicas("kubectl"),
+        "{owners}"
+    );
+}
+
+#[test]
+fn imperative_writes_are_recorded_as_update_managers() {
+    let server = Server::start().unwrap();
+    server.kubectl_ok(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    server.kubectl_ok(&["label", "cm", "cfg", "team=blue"]);
+    let out = server.kubectl_ok(&["get", "cm", "cfg", "--show-managed-fields", "-o", "json"]);
+    let cm: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let entries = cm["metadata"]["managedFields"].as_array().unwrap();
+    let by = |m: &str| {
+        entries
+            .iter()
+            .find(|e| e["manager"] == m)
+            .unwrap_or_else(|| panic!("no {m} entry: {out}"))
+    };
+    assert_eq!(by("kubectl-create")["operation"], "Update");
+    assert!(
+        by("kubectl-create")["fieldsV1"]["f:data"]
+            .get("f:a")
+            .is_some(),
+        "{out}"
+    );
+    assert!(
+        by("kubectl-label")["fieldsV1"]["f:metadata"]["f:labels"]
+            .get("f:team")
+            .is_some(),
+        "{out}"
+    );
+}

@@ -37,6 +37,12 @@ pub enum ApiError {
         name: String,
         causes: Vec<FieldError>,
     },
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        /// (cause message, field) per conflicting field.
+        causes: Vec<(String, String)>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("Unauthorized")]
@@ -125,7 +131,9 @@ impl ApiError {
     fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::UnknownPath => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -143,7 +151,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::UnknownPath => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
@@ -205,10 +213,17 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            ApiError::ApplyConflict { causes, .. } => Some(json!({
+                "causes": causes.iter().map(|(message, field)| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": message,
+                    "field": field,
+                })).collect::<Vec<_>>(),
+            })),
             _ => None,
         };
         if let Some(mut details) = details {
-            if details["group"] == "" {
+            if details.get("group").is_some_and(|g| g == "") {
                 details.as_object_mut().map(|d| d.remove("group"));
             }
             status["details"] = details;

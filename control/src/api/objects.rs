@@ -10,6 +10,7 @@ use http::{HeaderValue, StatusCode};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
+use super::fieldmanager;
 use super::selectors::Selectors;
 use super::{
     ApiError, ApiRequest, ApiState, Output, TABLE_CONTENT_TYPE, json, json_as, now_rfc3339,
@@ -420,7 +421,7 @@ fn qos_class(pod: &Value) -> &'static str {
 
 /// `POST` a new object.
 pub async fn create(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
-    let (created, warnings) = create_value(state, request, request.body_json()?).await?;
+    let (created, warnings) = create_value(state, request, request.body_json()?, true).await?;
     Ok(with_warnings(
         json(StatusCode::CREATED, &created),
         &warnings,
@@ -428,10 +429,12 @@ pub async fn create(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respo
 }
 
 /// Creates `object` in the request's namespace; returns it as stored, with any warnings.
+/// `record` credits the fields to the request's manager (apply has done its own bookkeeping).
 pub async fn create_value(
     state: &ApiState,
     request: &ApiRequest,
     mut object: Value,
+    record: bool,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let r = request.resource();
     check_type(r, &mut object)?;
@@ -500,7 +503,17 @@ pub async fn create_value(
     if r.kind == "Pod" && r.group.is_empty() {
         object["status"] = json!({"phase": "Pending", "qosClass": qos_class(&object)});
     }
-    let (object, warnings) = admit(request, r, object, None)?;
+    let (mut object, warnings) = admit(request, r, object, None)?;
+    if record {
+        fieldmanager::record_update(
+            r,
+            None,
+            &mut object,
+            &request.field_manager(),
+            None,
+            &now_rfc3339(),
+        );
+    }
     if r.namespaced {
         check_namespace(state, meta_str(&object, "namespace").unwrap_or("")).await?;
     }
@@ -609,6 +622,18 @@ fn keep_service_allocations(old: &Value, new: &mut Value) {
     }
 }
 
+/// Credits the fields a non-apply write changed to the request's field manager.
+pub fn record_write(request: &ApiRequest, resource: &Resource, old: &Value, new: &mut Value) {
+    fieldmanager::record_update(
+        resource,
+        Some(old),
+        new,
+        &request.field_manager(),
+        request.target.subresource.as_deref(),
+        &now_rfc3339(),
+    );
+}
+
 /// Whether an object marked for deletion has nothing left holding it.
 fn ready_to_go(resource: &Resource, object: &Value) -> bool {
     let meta = &object["metadata"];
@@ -686,7 +711,8 @@ pub async fn update(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respo
     metadata_mut(&mut object).insert("name".into(), name.clone().into());
     let part = Part::of(request);
     let merged = prepare_update(r, &old.value, object, part);
-    let (merged, warnings) = admit(request, r, merged, Some(&old.value))?;
+    let (mut merged, warnings) = admit(request, r, merged, Some(&old.value))?;
+    record_write(request, r, &old.value, &mut merged);
     let written = update_object(state, r, key, &old, merged, request.query.dry_run())
         .await
         .map_err(|e| ApiError::from_store(e, r, &name))?;

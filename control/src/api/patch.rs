@@ -8,6 +8,7 @@ use axum::response::Response;
 use http::{StatusCode, header};
 use serde_json::Value;
 
+use super::fieldmanager::{self, ApplyError};
 use super::objects::{self, Part, meta_str, metadata_mut};
 use super::{ApiError, ApiRequest, ApiState, json};
 use crate::registry::Resource;
@@ -78,6 +79,32 @@ pub fn apply_patch(
     }
 }
 
+/// Server-side apply of `applied` onto `live` by the request's field manager.
+fn server_side_apply(
+    request: &ApiRequest,
+    live: Option<&Value>,
+    applied: &Value,
+) -> Result<Value, ApiError> {
+    fieldmanager::apply(
+        request.resource(),
+        live,
+        applied,
+        &request.field_manager(),
+        request.query.flag("force"),
+        &super::now_rfc3339(),
+    )
+    .map_err(|e| match e {
+        ApplyError::Conflicts(conflicts) => ApiError::ApplyConflict {
+            message: ApplyError::Conflicts(conflicts.clone()).to_string(),
+            causes: conflicts
+                .iter()
+                .map(|c| (c.message(), c.field.clone()))
+                .collect(),
+        },
+        ApplyError::Invalid(message) => ApiError::BadRequest(message),
+    })
+}
+
 /// `PATCH` an object or its status.
 pub async fn patch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
     let r = request.resource();
@@ -119,7 +146,11 @@ pub async fn patch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
                 &name,
             ));
         }
-        let mut patched = apply_patch(patch_type, Some(r), &old.value, &patch)?;
+        let mut patched = if patch_type == PatchType::Apply {
+            server_side_apply(request, Some(&old.value), &patch)?
+        } else {
+            apply_patch(patch_type, Some(r), &old.value, &patch)?
+        };
         objects::check_type(r, &mut patched)?;
         if meta_str(&patched, "name") != Some(name.as_str()) {
             return Err(ApiError::BadRequest(
@@ -129,7 +160,10 @@ pub async fn patch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
         metadata_mut(&mut patched)
             .insert("resourceVersion".into(), old.revision.to_string().into());
         let merged = objects::prepare_update(r, &old.value, patched, part);
-        let (merged, warnings) = objects::admit(request, r, merged, Some(&old.value))?;
+        let (mut merged, warnings) = objects::admit(request, r, merged, Some(&old.value))?;
+        if patch_type != PatchType::Apply {
+            objects::record_write(request, r, &old.value, &mut merged);
+        }
         match objects::update_object(state, r, key.clone(), &old, merged, request.query.dry_run())
             .await
         {
@@ -159,7 +193,8 @@ async fn apply_create(
         ));
     }
     metadata_mut(&mut object).insert("name".into(), name.into());
-    let (created, warnings) = objects::create_value(state, request, object).await?;
+    let object = server_side_apply(request, None, &object)?;
+    let (created, warnings) = objects::create_value(state, request, object, false).await?;
     Ok(objects::with_warnings(
         json(StatusCode::CREATED, &created),
         &warnings,

@@ -93,7 +93,8 @@ pub async fn scale(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
         let mut new = old.value.clone();
         new["spec"]["replicas"] = json!(replicas);
         let merged = objects::prepare_update(r, &old.value, new, Part::Main);
-        let (merged, _) = objects::admit(request, r, merged, Some(&old.value))?;
+        let (mut merged, _) = objects::admit(request, r, merged, Some(&old.value))?;
+        objects::record_write(request, r, &old.value, &mut merged);
         match objects::update_object(state, r, key.clone(), &old, merged, request.query.dry_run())
             .await
         {
