@@ -129,12 +129,6 @@ pub enum StoreError {
     Backend(String),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(e.to_string())
-    }
-}
-
 /// A storage engine: SQLite embedded, PostgreSQL for several servers.
 pub trait Backend: Send + Sync + 'static {
     /// The object at `key`.

@@ -9,21 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// The `skiff` binary: `$SKIFF_BIN`; else the one the workspace test build put beside the test
-/// executables (`cargo nextest run --workspace` builds it for the CLI's own tests, with the same
-/// features); else built here.
+/// The `skiff` binary: `$SKIFF_BIN`, else built here by the same `cargo build` the workspace's
+/// tests were built with (so features match and a fresh build is a no-op of a third of a second),
+/// which guarantees the binary is the current code's.
 pub fn skiff_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
             if let Some(bin) = std::env::var_os("SKIFF_BIN") {
                 return PathBuf::from(bin);
-            }
-            let beside = std::env::current_exe()
-                .ok()
-                .and_then(|exe| Some(exe.parent()?.parent()?.join("skiff")));
-            if let Some(bin) = beside.filter(|b| b.exists()) {
-                return bin;
             }
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,159 +1,280 @@
-//! The embedded backend: SQLite in WAL mode, durable on commit (synchronous=FULL), one writer
-//! connection taking batched transactions and a pool of readers.
+//! The embedded backend: SQLite in WAL mode, durable on commit (synchronous=FULL). One thread
+//! owns the writing connection and runs each batch of writes as one transaction, so a batch costs
+//! one hand-off between threads however many statements it runs; reads take a pooled read-only
+//! connection on the blocking pool.
 
-use std::path::Path;
-use std::str::FromStr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
 use futures::future::BoxFuture;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{Connection, Row};
-use tokio::sync::Mutex;
+use tokio::sync::oneshot;
 
 use super::{Backend, Event, EventType, Key, Object, Page, StoreError, Write};
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS objects (
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS objects (
         resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
         revision INTEGER NOT NULL, value TEXT NOT NULL,
-        PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS log (
+        PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS log (
         revision INTEGER PRIMARY KEY, resource TEXT NOT NULL, namespace TEXT NOT NULL,
-        name TEXT NOT NULL, type INTEGER NOT NULL, prev_revision INTEGER, value TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS log_by_resource ON log (resource, revision)",
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-];
+        name TEXT NOT NULL, type INTEGER NOT NULL, prev_revision INTEGER, value TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS log_by_resource ON log (resource, revision);
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Work for the writer thread.
+enum Job {
+    Batch(Vec<Write>, oneshot::Sender<Vec<Result<Event, StoreError>>>),
+    Compact(i64, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The newest and the newest compacted revision, shared by the writer thread and readers.
+#[derive(Default)]
+struct Revisions {
+    newest: AtomicI64,
+    compacted: AtomicI64,
+}
+
+/// Read-only connections kept for reuse.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on an idle read connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match readers.idle.lock().expect("reader pool lock").pop() {
+                Some(conn) => conn,
+                None => readers.open()?,
+            };
+            let result = f(&conn);
+            readers.idle.lock().expect("reader pool lock").push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store reader stopped: {e}")))?
+    }
+}
 
 /// SQLite storage in one database file.
 pub struct SqliteBackend {
-    writer: Mutex<SqliteConnection>,
-    readers: SqlitePool,
-    newest: AtomicI64,
-    compacted: AtomicI64,
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Readers>,
+    revisions: Arc<Revisions>,
 }
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database at `path`; `durable` false trades the fsync per
     /// commit for speed (synchronous=NORMAL: a power loss may lose the last commits, never corrupt).
     pub async fn open(path: &Path, durable: bool) -> Result<Arc<Self>, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if durable {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
-            .busy_timeout(std::time::Duration::from_secs(30))
-            // Checkpoint often enough that the WAL never grows without bound.
-            .pragma("wal_autocheckpoint", "1000")
-            .pragma("journal_size_limit", "67108864");
-        let mut writer = SqliteConnection::connect_with(&options).await?;
-        for statement in SCHEMA {
-            sqlx::query(statement).execute(&mut writer).await?;
-        }
-        let compacted: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'")
-            .fetch_optional(&mut writer)
-            .await?
-            .unwrap_or(0);
-        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(revision) FROM log")
-            .fetch_one(&mut writer)
-            .await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        let path = path.to_path_buf();
+        let (conn, revisions) = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || -> Result<(Connection, Revisions), StoreError> {
+                let conn = Connection::open(&path)?;
+                conn.busy_timeout(std::time::Duration::from_secs(30))?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+                // Checkpoint often enough that the WAL never grows without bound.
+                conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+                conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
+                conn.execute_batch(SCHEMA)?;
+                let compacted: i64 = conn
+                    .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| {
+                        r.get(0)
+                    })
+                    .optional()?
+                    .unwrap_or(0);
+                let newest: Option<i64> =
+                    conn.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0))?;
+                let revisions = Revisions::default();
+                revisions
+                    .newest
+                    .store(newest.unwrap_or(0).max(compacted), Ordering::Release);
+                revisions.compacted.store(compacted, Ordering::Release);
+                Ok((conn, revisions))
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let revisions = Arc::new(revisions);
+        let (jobs, queue) = mpsc::channel();
+        let shared = revisions.clone();
+        std::thread::Builder::new()
+            .name("skiff-store-writer".into())
+            .spawn(move || write_loop(conn, queue, shared))
+            .map_err(|e| StoreError::Backend(format!("starting the store writer: {e}")))?;
         Ok(Arc::new(SqliteBackend {
-            writer: Mutex::new(writer),
-            readers,
-            newest: AtomicI64::new(newest.unwrap_or(0).max(compacted)),
-            compacted: AtomicI64::new(compacted),
+            jobs,
+            readers: Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            revisions,
         }))
     }
 
-    async fn apply(
-        tx: &mut SqliteConnection,
-        write: Write,
-        revision: i64,
-    ) -> Result<Result<Event, StoreError>, sqlx::Error> {
-        let key = write.key().clone();
-        let current = sqlx::query(
-            "SELECT revision, value FROM objects WHERE resource = ? AND namespace = ? AND name = ?",
-        )
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| (row.get::<i64, _>(0), row.get::<String, _>(1)));
-        let (event_type, mut value, previous) = match (write, current) {
-            (Write::Create { .. }, Some(_)) => return Ok(Err(StoreError::AlreadyExists)),
-            (Write::Create { value, .. }, None) => (EventType::Added, value, None),
-            (Write::Update { .. } | Write::Delete { .. }, None) => {
-                return Ok(Err(StoreError::NotFound));
-            }
-            (Write::Update { expected, .. } | Write::Delete { expected, .. }, Some((rev, _)))
-                if expected != rev =>
-            {
-                return Ok(Err(StoreError::Conflict(rev)));
-            }
-            (Write::Update { value, .. }, Some(current)) => {
-                (EventType::Modified, value, Some(current))
-            }
-            (Write::Delete { .. }, Some((rev, text))) => {
-                let value = parse(&text);
-                (EventType::Deleted, value, Some((rev, text)))
-            }
-        };
-        set_resource_version(&mut value, revision);
-        let text = value.to_string();
-        if event_type == EventType::Deleted {
-            sqlx::query("DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?")
-                .bind(&key.resource)
-                .bind(&key.namespace)
-                .bind(&key.name)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            sqlx::query(
-                "INSERT OR REPLACE INTO objects (resource, namespace, name, revision, value)
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&key.resource)
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .bind(revision)
-            .bind(&text)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO log (revision, resource, namespace, name, type, prev_revision, value)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(revision)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .bind(event_type.code())
-        .bind(previous.as_ref().map(|(rev, _)| *rev))
-        .bind(&text)
-        .execute(&mut *tx)
-        .await?;
-        Ok(Ok(Event {
-            revision,
-            event_type,
-            key,
-            object: Arc::new(value),
-            previous: previous.map(|(_, text)| Arc::new(parse(&text))),
-        }))
+    fn submit(&self, job: Job) -> bool {
+        self.jobs.send(job).is_ok()
     }
+}
+
+/// The writer thread: one transaction per batch, revisions published after the commit.
+fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>, revisions: Arc<Revisions>) {
+    while let Ok(job) = queue.recv() {
+        match job {
+            Job::Batch(writes, reply) => {
+                let count = writes.len();
+                let start = revisions.newest.load(Ordering::Acquire);
+                match write_batch(&mut conn, writes, start) {
+                    Ok((results, newest)) => {
+                        revisions.newest.store(newest, Ordering::Release);
+                        let _ = reply.send(results);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "store transaction failed");
+                        let _ = reply.send((0..count).map(|_| Err(e.clone())).collect());
+                    }
+                }
+            }
+            Job::Compact(revision, reply) => {
+                let result = compact(&mut conn, revision);
+                if result.is_ok() {
+                    revisions.compacted.store(revision, Ordering::Release);
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    writes: Vec<Write>,
+    start: i64,
+) -> Result<(Vec<Result<Event, StoreError>>, i64), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut revision = start;
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        let result = apply(&tx, write, revision + 1)?;
+        if result.is_ok() {
+            revision += 1;
+        }
+        results.push(result);
+    }
+    tx.commit()?;
+    Ok((results, revision))
+}
+
+/// Applies one write inside the batch's transaction; a failed condition leaves no trace.
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    write: Write,
+    revision: i64,
+) -> Result<Result<Event, StoreError>, StoreError> {
+    let key = write.key().clone();
+    let current: Option<(i64, String)> = tx
+        .prepare_cached(
+            "SELECT revision, value FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
+        )?
+        .query_row(params![key.resource, key.namespace, key.name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let (event_type, mut value, previous) = match (write, current) {
+        (Write::Create { .. }, Some(_)) => return Ok(Err(StoreError::AlreadyExists)),
+        (Write::Create { value, .. }, None) => (EventType::Added, value, None),
+        (Write::Update { .. } | Write::Delete { .. }, None) => {
+            return Ok(Err(StoreError::NotFound));
+        }
+        (Write::Update { expected, .. } | Write::Delete { expected, .. }, Some((rev, _)))
+            if expected != rev =>
+        {
+            return Ok(Err(StoreError::Conflict(rev)));
+        }
+        (Write::Update { value, .. }, Some(current)) => (EventType::Modified, value, Some(current)),
+        (Write::Delete { .. }, Some((rev, text))) => {
+            let value = parse(&text);
+            (EventType::Deleted, value, Some((rev, text)))
+        }
+    };
+    set_resource_version(&mut value, revision);
+    let text = value.to_string();
+    if event_type == EventType::Deleted {
+        tx.prepare_cached(
+            "DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
+        )?
+        .execute(params![key.resource, key.namespace, key.name])?;
+    } else {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO objects (resource, namespace, name, revision, value)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            key.resource,
+            key.namespace,
+            key.name,
+            revision,
+            text
+        ])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO log (revision, resource, namespace, name, type, prev_revision, value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        revision,
+        key.resource,
+        key.namespace,
+        key.name,
+        event_type.code(),
+        previous.as_ref().map(|(rev, _)| *rev),
+        text
+    ])?;
+    Ok(Ok(Event {
+        revision,
+        event_type,
+        key,
+        object: Arc::new(value),
+        previous: previous.map(|(_, text)| Arc::new(parse(&text))),
+    }))
+}
+
+fn compact(conn: &mut Connection, revision: i64) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM log WHERE revision <= ?1", params![revision])?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?1)",
+        params![revision],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn parse(text: &str) -> Value {
@@ -172,23 +293,28 @@ fn set_resource_version(value: &mut Value, revision: i64) {
     }
 }
 
+fn stopped<T>(_: T) -> StoreError {
+    StoreError::Backend("the store writer has stopped".into())
+}
+
 impl Backend for SqliteBackend {
     fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Object>, StoreError>> {
-        Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT revision, value FROM objects
-                 WHERE resource = ? AND namespace = ? AND name = ?",
-            )
-            .bind(&key.resource)
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .fetch_optional(&self.readers)
-            .await?;
-            Ok(row.map(|row| Object {
-                revision: row.get(0),
-                value: parse(row.get::<&str, _>(1)),
+        let key = key.clone();
+        Box::pin(self.readers.with(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT revision, value FROM objects
+                     WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
+                )?
+                .query_row(params![key.resource, key.namespace, key.name], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?;
+            Ok(row.map(|(revision, text)| Object {
+                revision,
+                value: parse(&text),
             }))
-        })
+        }))
     }
 
     fn list<'a>(
@@ -198,51 +324,52 @@ impl Backend for SqliteBackend {
         after: Option<(&'a str, &'a str)>,
         limit: Option<usize>,
     ) -> BoxFuture<'a, Result<Page, StoreError>> {
-        Box::pin(async move {
+        let resource = resource.to_string();
+        let namespace = namespace.map(str::to_string);
+        let after = after.map(|(n, m)| (n.to_string(), m.to_string()));
+        let compacted = self.revisions.compacted.load(Ordering::Acquire);
+        Box::pin(self.readers.with(move |conn| {
             let mut sql = String::from("SELECT revision, value FROM objects WHERE resource = ?");
-            if namespace.is_some() {
-                sql.push_str(" AND namespace = ?");
-            }
-            if after.is_some() {
-                sql.push_str(" AND (namespace, name) > (?, ?)");
-            }
-            sql.push_str(" ORDER BY namespace, name");
-            // One more than asked tells whether another page follows.
-            let fetch = limit.map(|l| l as i64 + 1).unwrap_or(-1);
-            sql.push_str(" LIMIT ?");
-            // One read transaction: the items and the revision come from the same snapshot.
-            let mut tx = self.readers.begin().await?;
-            let mut query = sqlx::query(&sql).bind(resource);
+            let mut args: Vec<rusqlite::types::Value> = vec![resource.into()];
             if let Some(ns) = namespace {
-                query = query.bind(ns);
+                sql.push_str(" AND namespace = ?");
+                args.push(ns.into());
             }
             if let Some((ns, name)) = after {
-                query = query.bind(ns).bind(name);
+                sql.push_str(" AND (namespace, name) > (?, ?)");
+                args.push(ns.into());
+                args.push(name.into());
             }
-            let rows = query.bind(fetch).fetch_all(&mut *tx).await?;
-            let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(revision) FROM log")
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            let mut items: Vec<Object> = rows
-                .iter()
-                .map(|row| Object {
-                    revision: row.get(0),
-                    value: parse(row.get::<&str, _>(1)),
+            // One more than asked tells whether another page follows.
+            sql.push_str(" ORDER BY namespace, name LIMIT ?");
+            args.push(limit.map(|l| l as i64 + 1).unwrap_or(-1).into());
+            // One read transaction: the items and the revision come from the same snapshot.
+            let tx = conn.unchecked_transaction()?;
+            let mut items: Vec<Object> = tx
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?
+                .map(|row| {
+                    row.map(|(revision, text)| Object {
+                        revision,
+                        value: parse(&text),
+                    })
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
+            let newest: Option<i64> =
+                tx.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0))?;
+            tx.commit()?;
             let more = limit.is_some_and(|l| items.len() > l);
             if let Some(l) = limit {
                 items.truncate(l);
             }
             Ok(Page {
                 items,
-                revision: newest
-                    .unwrap_or(0)
-                    .max(self.compacted.load(Ordering::Acquire)),
+                revision: newest.unwrap_or(0).max(compacted),
                 more,
             })
-        })
+        }))
     }
 
     fn history<'a>(
@@ -251,97 +378,75 @@ impl Backend for SqliteBackend {
         revision: i64,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
-        Box::pin(async move {
+        let resource = resource.map(str::to_string);
+        Box::pin(self.readers.with(move |conn| {
             let filter = if resource.is_some() {
-                "AND l.resource = ?"
+                "AND l.resource = ?3"
             } else {
                 ""
             };
             let sql = format!(
                 "SELECT l.revision, l.resource, l.namespace, l.name, l.type, l.value, p.value
                  FROM log l LEFT JOIN log p ON p.revision = l.prev_revision
-                 WHERE l.revision > ? {filter} ORDER BY l.revision LIMIT ?"
+                 WHERE l.revision > ?1 {filter} ORDER BY l.revision LIMIT ?2"
             );
-            let mut query = sqlx::query(&sql).bind(revision);
-            if let Some(resource) = resource {
-                query = query.bind(resource);
-            }
-            let rows = query.bind(limit as i64).fetch_all(&self.readers).await?;
-            Ok(rows
-                .iter()
-                .map(|row| Event {
-                    revision: row.get(0),
+            let mut statement = conn.prepare_cached(&sql)?;
+            let map = |r: &rusqlite::Row<'_>| {
+                Ok(Event {
+                    revision: r.get(0)?,
                     key: Key {
-                        resource: row.get(1),
-                        namespace: row.get(2),
-                        name: row.get(3),
+                        resource: r.get(1)?,
+                        namespace: r.get(2)?,
+                        name: r.get(3)?,
                     },
-                    event_type: EventType::from_code(row.get(4)),
-                    object: Arc::new(parse(row.get::<&str, _>(5))),
-                    previous: row
-                        .get::<Option<&str>, _>(6)
-                        .map(|text| Arc::new(parse(text))),
+                    event_type: EventType::from_code(r.get(4)?),
+                    object: Arc::new(parse(&r.get::<_, String>(5)?)),
+                    previous: r
+                        .get::<_, Option<String>>(6)?
+                        .map(|text| Arc::new(parse(&text))),
                 })
-                .collect())
-        })
+            };
+            let rows = match &resource {
+                Some(resource) => statement
+                    .query_map(params![revision, limit as i64, resource], map)?
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => statement
+                    .query_map(params![revision, limit as i64], map)?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            Ok(rows)
+        }))
     }
 
     fn revisions(&self) -> (i64, i64) {
         (
-            self.newest.load(Ordering::Acquire),
-            self.compacted.load(Ordering::Acquire),
+            self.revisions.newest.load(Ordering::Acquire),
+            self.revisions.compacted.load(Ordering::Acquire),
         )
     }
 
     fn write_batch(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Event, StoreError>>> {
+        let count = writes.len();
+        let (reply, result) = oneshot::channel();
+        let sent = self.submit(Job::Batch(writes, reply));
         Box::pin(async move {
-            let mut conn = self.writer.lock().await;
-            let count = writes.len();
-            let start = self.newest.load(Ordering::Acquire);
-            let outcome: Result<(Vec<Result<Event, StoreError>>, i64), sqlx::Error> = async {
-                let mut tx = conn.begin().await?;
-                let mut revision = start;
-                let mut results = Vec::with_capacity(count);
-                for write in writes {
-                    let result = Self::apply(&mut tx, write, revision + 1).await?;
-                    if result.is_ok() {
-                        revision += 1;
-                    }
-                    results.push(result);
-                }
-                tx.commit().await?;
-                Ok((results, revision))
-            }
-            .await;
-            match outcome {
-                Ok((results, revision)) => {
-                    self.newest.store(revision, Ordering::Release);
-                    results
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "store transaction failed");
-                    let e = StoreError::from(e);
-                    (0..count).map(|_| Err(e.clone())).collect()
-                }
-            }
+            let outcome = if sent {
+                result.await.map_err(stopped)
+            } else {
+                Err(stopped(()))
+            };
+            outcome.unwrap_or_else(|e| (0..count).map(|_| Err(e.clone())).collect())
         })
     }
 
     fn compact(&self, revision: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (reply, result) = oneshot::channel();
+        let sent = self.submit(Job::Compact(revision, reply));
         Box::pin(async move {
-            let mut conn = self.writer.lock().await;
-            let mut tx = conn.begin().await?;
-            sqlx::query("DELETE FROM log WHERE revision <= ?")
-                .bind(revision)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?)")
-                .bind(revision)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            self.compacted.store(revision, Ordering::Release);
-            Ok(())
+            if !sent {
+                return Err(stopped(()));
+            }
+            result.await.map_err(stopped)?
         })
     }
 }
