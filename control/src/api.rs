@@ -131,12 +131,16 @@ fn percent_decode(s: &str) -> std::borrow::Cow<'_, str> {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
+            // Hex digits are read from bytes: slicing the str could split a character.
+            b'%' if i + 2 < bytes.len() => match std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            {
+                Some(b) => {
                     out.push(b);
                     i += 2;
                 }
-                Err(_) => out.push(b'%'),
+                None => out.push(b'%'),
             },
             b => out.push(b),
         }
@@ -329,7 +333,25 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
     let has_name = request.target.name.is_some();
     let sub = request.target.subresource.clone();
     let method = request.method.clone();
+    if let Some((_, bad)) = request
+        .query
+        .0
+        .iter()
+        .find(|(k, v)| k == "dryRun" && v != "All")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "dryRun: Unsupported value: \"{bad}\": supported values: \"All\""
+        )));
+    }
+    // A namespaced kind's cluster-wide path only lists and watches (upstream answers 405).
+    let cluster_wide = resource.namespaced && request.target.namespace.is_none();
+    let is_namespace = resource.group.is_empty() && resource.kind == "Namespace";
     match (method, has_name, sub.as_deref()) {
+        (Method::POST | Method::DELETE, false, None) if cluster_wide => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        (_, true, Some("status")) if !resource.status => Err(ApiError::UnknownPath),
+        (_, true, Some("finalize")) if !is_namespace => Err(ApiError::UnknownPath),
         (Method::GET, false, None) if request.query.flag("watch") => {
             watch::watch(&state, &request).await
         }
@@ -412,7 +434,10 @@ mod tests {
 
     #[test]
     fn repeated_query_keys_survive_and_escapes_decode() {
-        let q = Query::parse(Some("command=ls&command=-l&labelSelector=app%3Dweb"));
+        let q = Query::parse(Some(
+            "command=ls&command=-l&labelSelector=app%3Dweb&odd=%a\u{e9}x",
+        ));
+        assert_eq!(q.get("odd"), Some("%a\u{e9}x"));
         let commands: Vec<_> = q.0.iter().filter(|(k, _)| k == "command").collect();
         assert_eq!(commands.len(), 2);
         assert_eq!(q.get("labelSelector"), Some("app=web"));

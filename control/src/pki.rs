@@ -44,20 +44,56 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     }
 }
 
-/// Writes a file readable by its owner only when it holds a key.
-fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+/// Writes a file only its owner can read, atomically: it holds keys or credentials.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).map_err(io)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Private from the first byte, not chmod-ed after.
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Makes a directory only its owner can enter (and tightens an existing one).
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    Ok(())
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
+    write_private(path, contents).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Whether a PEM certificate was issued by `ca_pem`'s subject and stays valid for 30 more days.
+fn still_good(cert_pem: &str, ca_pem: &str) -> bool {
+    use x509_parser::pem::parse_x509_pem;
+    let parse = |pem: &str| parse_x509_pem(pem.as_bytes()).ok().map(|(_, p)| p);
+    let (Some(cert), Some(ca)) = (parse(cert_pem), parse(ca_pem)) else {
+        return false;
+    };
+    let (Ok(cert), Ok(ca)) = (cert.parse_x509(), ca.parse_x509()) else {
+        return false;
+    };
+    let renew_at = chrono::Utc::now().timestamp() + 30 * 24 * 3600;
+    cert.issuer() == ca.subject()
+        && cert.verify_signature(Some(ca.public_key())).is_ok()
+        && cert.validity().not_after.timestamp() > renew_at
 }
 
 fn validity(params: &mut CertificateParams, years: i32) {
@@ -79,7 +115,7 @@ fn cert_error(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
 impl Authority {
     /// Loads the CA in `dir`, making one on first use.
     pub fn load_or_create(dir: &Path) -> Result<Self, PkiError> {
-        std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+        private_dir(dir).map_err(|source| PkiError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -133,6 +169,7 @@ impl Authority {
         let wanted = names.join(",");
         if read(&names_path)?.as_deref() == Some(wanted.as_str())
             && let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&key_path)?)
+            && still_good(&cert_pem, &self.ca.cert_pem)
         {
             return Ok(CertifiedKey { cert_pem, key_pem });
         }
@@ -221,5 +258,32 @@ mod tests {
             .unwrap();
         assert_eq!(a.cert_pem, b.cert_pem);
         assert_ne!(a.cert_pem, c.cert_pem);
+    }
+
+    #[test]
+    fn a_serving_certificate_from_another_ca_is_reissued() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Authority::load_or_create(dir.path()).unwrap();
+        let names = vec!["localhost".to_string()];
+        let old = first.serving(&names).unwrap();
+        std::fs::remove_file(dir.path().join("ca.crt")).unwrap();
+        std::fs::remove_file(dir.path().join("ca.key")).unwrap();
+        let second = Authority::load_or_create(dir.path()).unwrap();
+        let new = second.serving(&names).unwrap();
+        assert_ne!(old.cert_pem, new.cert_pem);
+        assert!(still_good(&new.cert_pem, &second.ca.cert_pem));
+        assert!(!still_good(&old.cert_pem, &second.ca.cert_pem));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_and_their_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        Authority::load_or_create(&tls).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&tls), 0o700);
+        assert_eq!(mode(&tls.join("ca.key")), 0o600);
     }
 }

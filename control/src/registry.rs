@@ -211,6 +211,13 @@ pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
         .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
+/// The preferred served resource for a kind of `group`, whatever the version an owner names.
+pub fn find_group_kind(group: &str, kind: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
+}
+
 /// The group/versions served, in discovery order (core first).
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();

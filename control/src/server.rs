@@ -60,6 +60,9 @@ pub enum ServerError {
     },
 }
 
+/// How long a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The namespaces every cluster starts with.
 const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -159,7 +162,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::Write {
+    // The database holds every Secret: only the server's user may read it.
+    crate::pki::private_dir(data_dir).map_err(|source| ServerError::Write {
         path: data_dir.clone(),
         source,
     })?;
@@ -210,19 +214,14 @@ pub async fn run(
 
     let admin = authority.client("admin", &[MASTERS])?;
     let kubeconfig_path = data_dir.join("admin.kubeconfig");
-    let tmp = data_dir.join("admin.kubeconfig.tmp");
-    let write_error = |source| ServerError::Write {
+    crate::pki::write_private(
+        &kubeconfig_path,
+        &kubeconfig(&url, &authority.ca.cert_pem, &admin),
+    )
+    .map_err(|source| ServerError::Write {
         path: kubeconfig_path.clone(),
         source,
-    };
-    std::fs::write(&tmp, kubeconfig(&url, &authority.ca.cert_pem, &admin)).map_err(write_error)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .map_err(write_error)?;
-    }
-    std::fs::rename(&tmp, &kubeconfig_path).map_err(write_error)?;
+    })?;
     tracing::info!(url = %url, kubeconfig = %kubeconfig_path.display(), "serving the Kubernetes API");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -242,10 +241,16 @@ pub async fn run(
         let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(e) => {
+            // A peer that never finishes its handshake must not hold a socket for ever.
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
                     tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "TLS handshake timed out");
                     return;
                 }
             };

@@ -210,6 +210,11 @@ impl Store {
         self.backend.revisions().0
     }
 
+    /// The newest compacted revision: history starts after it.
+    pub fn compacted(&self) -> i64 {
+        self.backend.revisions().1
+    }
+
     /// Applies one write durably; returns the event it logged.
     pub async fn write(&self, write: Write) -> Result<Event, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -270,7 +275,12 @@ impl Store {
                     }
                 }
                 loop {
-                    match live.recv().await {
+                    // A watcher that went away ends this task now, not at the next event.
+                    let next = tokio::select! {
+                        _ = tx.closed() => return,
+                        next = live.recv() => next,
+                    };
+                    match next {
                         Ok(event) => {
                             if event.revision <= last {
                                 continue;

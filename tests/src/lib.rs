@@ -28,7 +28,28 @@ pub fn skiff_binary() -> PathBuf {
             if !cfg!(debug_assertions) {
                 args.push("--release");
             }
-            let output = Command::new(cargo)
+            let mut command = Command::new(cargo);
+            // The variables cargo sets for this test process would make build scripts that
+            // watch them (ring's) rerun, and rebuild half the tree: hand cargo a clean slate.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                let per_package = key.starts_with("CARGO_PKG_")
+                    || key.starts_with("CARGO_MANIFEST_")
+                    || key.starts_with("CARGO_BIN_")
+                    || key.starts_with("NEXTEST")
+                    || matches!(
+                        key.as_ref(),
+                        "CARGO_CRATE_NAME"
+                            | "CARGO_PRIMARY_PACKAGE"
+                            | "CARGO_TARGET_TMPDIR"
+                            | "CARGO_RUSTC_CURRENT_DIR"
+                            | "OUT_DIR"
+                    );
+                if per_package {
+                    command.env_remove(key.as_ref());
+                }
+            }
+            let output = command
                 .current_dir(workspace)
                 .args(&args)
                 .stderr(Stdio::inherit())
@@ -97,7 +118,10 @@ impl Server {
             .arg("--listen")
             .arg(&self.listen)
             .args(&self.extra_args)
-            .env("SKIFF_LOG", "info")
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

@@ -133,6 +133,9 @@ pub async fn list_objects(
     limit: Option<usize>,
     token: Option<&str>,
 ) -> Result<(Vec<Value>, i64, Option<String>), ApiError> {
+    // Later pages keep the first page's revision, so a watch from the list's version replays
+    // whatever changed while the pages were read.
+    let mut pinned = None;
     let mut after = match token {
         Some(t) => {
             let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -140,6 +143,12 @@ pub async fn list_objects(
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Continue>(&b).ok())
                 .ok_or_else(|| ApiError::BadRequest(format!("continue key is not valid: {t}")))?;
+            if raw.rv < state.store.compacted() {
+                return Err(ApiError::Expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                ));
+            }
+            pinned = Some(raw.rv);
             Some((raw.ns, raw.name))
         }
         None => None,
@@ -159,7 +168,7 @@ pub async fn list_objects(
             )
             .await
             .map_err(|e| ApiError::from_store(e, resource, ""))?;
-        revision.get_or_insert(page.revision);
+        revision.get_or_insert(pinned.unwrap_or(page.revision));
         let last = page.items.last().map(|o| {
             (
                 meta_str(&o.value, "namespace").unwrap_or("").to_string(),
@@ -455,7 +464,7 @@ pub async fn create_value(
     } else {
         meta.remove("namespace");
     }
-    let name = match (
+    let (name, generated_from) = match (
         meta.get("name")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty()),
@@ -463,8 +472,8 @@ pub async fn create_value(
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty()),
     ) {
-        (Some(name), _) => name.to_string(),
-        (None, Some(prefix)) => format!("{prefix}{}", name_suffix()),
+        (Some(name), _) => (name.to_string(), None),
+        (None, Some(prefix)) => (generated_name(prefix), Some(prefix.to_string())),
         (None, None) => {
             return Err(ApiError::invalid(
                 r,
@@ -517,16 +526,49 @@ pub async fn create_value(
     if r.namespaced {
         check_namespace(state, meta_str(&object, "namespace").unwrap_or("")).await?;
     }
+    let namespace = meta_str(&object, "namespace").map(str::to_string);
     if request.query.dry_run() {
+        // A dry run still reports what the write would: an existing name is a conflict.
+        let existing = state
+            .store
+            .get(&key(r, namespace.as_deref(), &name))
+            .await
+            .map_err(|e| ApiError::from_store(e, r, &name))?;
+        if existing.is_some() {
+            return Err(ApiError::from_store(StoreError::AlreadyExists, r, &name));
+        }
         return Ok((object, warnings));
     }
-    let key = key(r, meta_str(&object, "namespace"), &name);
-    let event = state
-        .store
-        .write(Write::Create { key, value: object })
-        .await
-        .map_err(|e| ApiError::from_store(e, r, &name))?;
-    Ok(((*event.object).clone(), warnings))
+    let (mut name, mut object) = (name, object);
+    let mut draws = 0;
+    loop {
+        let write = Write::Create {
+            key: key(r, namespace.as_deref(), &name),
+            value: object.clone(),
+        };
+        match state.store.write(write).await {
+            Ok(event) => return Ok(((*event.object).clone(), warnings)),
+            // A generated name that is taken is drawn again, as upstream retries.
+            Err(StoreError::AlreadyExists) if draws < 8 && generated_from.is_some() => {
+                draws += 1;
+                name = generated_name(generated_from.as_deref().unwrap_or_default());
+                metadata_mut(&mut object).insert("name".into(), name.clone().into());
+            }
+            Err(e) => return Err(ApiError::from_store(e, r, &name)),
+        }
+    }
+}
+
+/// Upstream keeps generated names within 63 characters: a prefix of at most 58, then 5 more.
+const MAX_GENERATE_PREFIX: usize = 58;
+
+/// A name made from a `generateName` prefix.
+fn generated_name(prefix: &str) -> String {
+    let mut cut = prefix.len().min(MAX_GENERATE_PREFIX);
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{}", &prefix[..cut], name_suffix())
 }
 
 /// What an update writes to: the object itself, or one of its subresources.
@@ -606,6 +648,9 @@ pub fn prepare_update(resource: &Resource, old: &Value, mut new: Value, part: Pa
 
 /// An update that leaves out a Service's allocated addresses keeps them, as upstream's registry does.
 fn keep_service_allocations(old: &Value, new: &mut Value) {
+    if !new["spec"].is_object() {
+        return;
+    }
     for field in [
         "clusterIP",
         "clusterIPs",
@@ -634,15 +679,21 @@ pub fn record_write(request: &ApiRequest, resource: &Resource, old: &Value, new:
     );
 }
 
-/// Whether an object marked for deletion has nothing left holding it.
-fn ready_to_go(resource: &Resource, object: &Value) -> bool {
-    let meta = &object["metadata"];
-    if meta.get("deletionTimestamp").is_none() {
+/// Whether a write turning `old` into `new` ends the object's life, as upstream's
+/// ShouldDeleteDuringUpdate decides: it was already being deleted with no grace period left
+/// (a terminating pod waits for its node to delete it with grace 0), and nothing holds it now.
+fn ready_to_go(resource: &Resource, old: &Value, new: &Value) -> bool {
+    let old_meta = &old["metadata"];
+    if old_meta.get("deletionTimestamp").is_none()
+        || old_meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0
+    {
         return false;
     }
-    let no_finalizers = meta["finalizers"].as_array().is_none_or(|f| f.is_empty());
+    let no_finalizers = new["metadata"]["finalizers"]
+        .as_array()
+        .is_none_or(|f| f.is_empty());
     let namespace_done = !(resource.kind == "Namespace" && resource.group.is_empty())
-        || object["spec"]["finalizers"]
+        || new["spec"]["finalizers"]
             .as_array()
             .is_none_or(|f| f.is_empty());
     no_finalizers && namespace_done
@@ -663,7 +714,7 @@ pub async fn update_object(
     if new == old.value || dry_run {
         return Ok(new);
     }
-    if ready_to_go(resource, &new) {
+    if ready_to_go(resource, &old.value, &new) {
         let event = state
             .store
             .write(Write::Delete {
@@ -697,26 +748,45 @@ pub async fn update(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respo
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
-    let key = target_key(request);
-    let old = read(state, r, &key).await?;
-    if let Some(rv) = meta_str(&object, "resourceVersion")
-        && rv != old.revision.to_string()
+    if r.namespaced
+        && let (Some(body_ns), Some(url_ns)) = (
+            meta_str(&object, "namespace"),
+            request.target.namespace.as_deref(),
+        )
+        && !body_ns.is_empty()
+        && body_ns != url_ns
     {
-        return Err(ApiError::from_store(
-            StoreError::Conflict(old.revision),
-            r,
-            &name,
+        return Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
         ));
     }
+    let key = target_key(request);
+    let precondition = meta_str(&object, "resourceVersion").map(str::to_string);
     metadata_mut(&mut object).insert("name".into(), name.clone().into());
     let part = Part::of(request);
-    let merged = prepare_update(r, &old.value, object, part);
-    let (mut merged, warnings) = admit(request, r, merged, Some(&old.value))?;
-    record_write(request, r, &old.value, &mut merged);
-    let written = update_object(state, r, key, &old, merged, request.query.dry_run())
-        .await
-        .map_err(|e| ApiError::from_store(e, r, &name))?;
-    Ok(with_warnings(json(StatusCode::OK, &written), &warnings))
+    // Without a resourceVersion the update is unconditional: a concurrent write is retried over.
+    for _ in 0..16 {
+        let old = read(state, r, &key).await?;
+        if let Some(rv) = &precondition
+            && *rv != old.revision.to_string()
+        {
+            return Err(ApiError::from_store(
+                StoreError::Conflict(old.revision),
+                r,
+                &name,
+            ));
+        }
+        let merged = prepare_update(r, &old.value, object.clone(), part);
+        let (mut merged, warnings) = admit(request, r, merged, Some(&old.value))?;
+        record_write(request, r, &old.value, &mut merged);
+        match update_object(state, r, key.clone(), &old, merged, request.query.dry_run()).await {
+            Ok(written) => return Ok(with_warnings(json(StatusCode::OK, &written), &warnings)),
+            Err(StoreError::Conflict(_)) if precondition.is_none() => continue,
+            Err(e) => return Err(ApiError::from_store(e, r, &name)),
+        }
+    }
+    Err(ApiError::from_store(StoreError::Conflict(0), r, &name))
 }
 
 /// Options of a delete, from the body (DeleteOptions) or the query.
@@ -726,6 +796,7 @@ struct DeleteOptions {
     grace: Option<i64>,
     uid: Option<String>,
     resource_version: Option<String>,
+    dry_run: bool,
 }
 
 fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
@@ -756,8 +827,20 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
     }
     let grace = body["gracePeriodSeconds"]
         .as_i64()
-        .or_else(|| query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
+        .or_else(|| query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()))
+        // A year is more grace than anything needs, and keeps timestamps representable.
+        .map(|g| g.clamp(0, 365 * 24 * 3600));
+    let body_dry_run = match &body["dryRun"] {
+        Value::Null => false,
+        Value::Array(values) if values.iter().all(|v| v == "All") => !values.is_empty(),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "dryRun: Unsupported value: {other}: supported values: \"All\""
+            )));
+        }
+    };
     Ok(DeleteOptions {
+        dry_run: body_dry_run || query.dry_run(),
         propagation,
         grace,
         uid: body["preconditions"]["uid"].as_str().map(str::to_string),
@@ -773,8 +856,8 @@ async fn delete_one(
     resource: &Resource,
     key: Key,
     options: &DeleteOptions,
-    dry_run: bool,
 ) -> Result<(Value, bool), ApiError> {
+    let dry_run = options.dry_run;
     let name = key.name.clone();
     // Writers race with us (controllers adding finalizers): retry on stale revisions.
     for _ in 0..8 {
@@ -833,6 +916,7 @@ async fn delete_one(
                 .grace
                 .or_else(|| old.value["spec"]["terminationGracePeriodSeconds"].as_i64())
                 .unwrap_or(30)
+                .clamp(0, 365 * 24 * 3600)
         } else {
             0
         };
@@ -855,14 +939,23 @@ async fn delete_one(
             }
         }
         let m = metadata_mut(&mut new);
+        let deadline = (chrono::Utc::now() + chrono::Duration::seconds(grace))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
         if m.get("deletionTimestamp").is_none() {
-            let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
-            m.insert(
-                "deletionTimestamp".into(),
-                at.format("%Y-%m-%dT%H:%M:%SZ").to_string().into(),
-            );
+            m.insert("deletionTimestamp".into(), deadline.into());
             m.insert("deletionGracePeriodSeconds".into(), grace.into());
+            // Upstream bumps the generation when deletion starts, so controllers notice.
+            if let Some(generation) = m
+                .get("generation")
+                .and_then(Value::as_i64)
+                .filter(|g| *g > 0)
+            {
+                m.insert("generation".into(), (generation + 1).into());
+            }
         } else if is_pod && grace < m["deletionGracePeriodSeconds"].as_i64().unwrap_or(i64::MAX) {
+            // A shorter grace period moves the deadline earlier.
+            m.insert("deletionTimestamp".into(), deadline.into());
             m.insert("deletionGracePeriodSeconds".into(), grace.into());
         }
         if !finalizers.is_empty() {
@@ -903,25 +996,11 @@ fn success_status(resource: &Resource, object: &Value) -> Value {
 pub async fn delete(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
     let r = request.resource();
     let options = delete_options(request)?;
-    let (object, gone) = delete_one(
-        state,
-        r,
-        target_key(request),
-        &options,
-        request.query.dry_run(),
-    )
-    .await?;
+    let (object, gone) = delete_one(state, r, target_key(request), &options).await?;
     if gone && !(r.kind == "Pod" && r.group.is_empty()) {
         return Ok(json(StatusCode::OK, &success_status(r, &object)));
     }
-    Ok(json(
-        if gone {
-            StatusCode::OK
-        } else {
-            StatusCode::ACCEPTED
-        },
-        &object,
-    ))
+    Ok(json(StatusCode::OK, &object))
 }
 
 /// `DELETE` a collection: every object matching the selectors.
@@ -941,7 +1020,7 @@ pub async fn delete_collection(
             meta_str(&item, "namespace"),
             meta_str(&item, "name").unwrap_or(""),
         );
-        match delete_one(state, r, key, &options, request.query.dry_run()).await {
+        match delete_one(state, r, key, &options).await {
             Ok((object, _)) => deleted.push(object),
             Err(ApiError::NotFound { .. }) => {}
             Err(e) => return Err(e),

@@ -55,22 +55,31 @@ pub async fn scale(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
     let r = request.resource();
     let name = request.target.name.clone().unwrap_or_default();
     let key = objects::key(r, request.target.namespace.as_deref(), &name);
+    // The write is conditional only when the request names a resourceVersion.
+    let body = match request.method {
+        Method::PUT | Method::PATCH => Some(request.body_json()?),
+        _ => None,
+    };
+    let precondition = body
+        .as_ref()
+        .and_then(|b| meta_str(b, "resourceVersion"))
+        .map(str::to_string);
     for _ in 0..16 {
         let old = objects::read(state, r, &key).await?;
         let current = scale_of(&old.value);
         let wanted = match request.method {
             Method::GET => return Ok(json(StatusCode::OK, &current)),
-            Method::PUT => request.body_json()?,
+            Method::PUT => body.clone().unwrap_or_default(),
             Method::PATCH => apply_patch(
                 PatchType::of(request)?,
                 None,
                 &current,
-                &request.body_json()?,
+                body.as_ref().unwrap_or(&Value::Null),
             )?,
             _ => return Err(ApiError::MethodNotAllowed),
         };
-        if let Some(rv) = meta_str(&wanted, "resourceVersion")
-            && rv != old.revision.to_string()
+        if let Some(rv) = &precondition
+            && *rv != old.revision.to_string()
         {
             return Err(ApiError::from_store(
                 StoreError::Conflict(old.revision),
@@ -99,7 +108,7 @@ pub async fn scale(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
             .await
         {
             Ok(written) => return Ok(json(StatusCode::OK, &scale_of(&written))),
-            Err(StoreError::Conflict(_)) if meta_str(&wanted, "resourceVersion").is_none() => {
+            Err(StoreError::Conflict(_)) if precondition.is_none() => {
                 continue;
             }
             Err(e) => return Err(ApiError::from_store(e, r, &name)),

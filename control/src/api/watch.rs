@@ -100,7 +100,9 @@ fn translate(
         (EventType::Deleted, _, true) => Some("DELETED"),
         (EventType::Modified, Some(false), true) => Some("ADDED"),
         (EventType::Modified, Some(true) | None, true) => Some("MODIFIED"),
-        (EventType::Modified, Some(true), false) => Some("DELETED"),
+        // With the previous state compacted away, a DELETED for an object the client may not
+        // have is harmless; missing one it has is not.
+        (EventType::Modified, Some(true) | None, false) => Some("DELETED"),
         _ => None,
     }
 }
@@ -114,6 +116,8 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
         .query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
+        // Zero means unset, as upstream reads it.
+        .filter(|t| *t > 0)
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
     let bookmarks = request.query.flag("allowWatchBookmarks");
@@ -137,6 +141,9 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
         let (items, revision, _) =
             objects::list_objects(state, r, namespace.as_deref(), &selectors, None, None).await?;
         (revision, items)
+    } else if matches!(rv, "" | "0") {
+        // sendInitialEvents=false: only what happens from now on.
+        (state.store.revision(), Vec::new())
     } else {
         let revision = rv
             .parse::<i64>()
@@ -169,6 +176,7 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
         loop {
             let chunk = tokio::select! {
                 _ = &mut deadline => return,
+                _ = tx.closed() => return,
                 _ = ticker.tick(), if bookmarks => {
                     last = events.progress().unwrap_or(last).max(last);
                     encoder.bookmark(last, false)

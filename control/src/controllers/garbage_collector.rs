@@ -2,6 +2,8 @@
 //! whose owners are all gone (Background), deletes the dependents of an owner deleted with
 //! `Foreground` before releasing its `foregroundDeletion` finalizer, and strips the owner's
 //! reference from the dependents of an owner deleted with `Orphan` before releasing `orphan`.
+//! It decides nothing until every kind has been listed once: a partial graph would make owners
+//! look absent.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, PartialObjectMeta, PostParams,
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 
 use super::api_resource;
@@ -64,16 +66,39 @@ impl Graph {
         }
         self.nodes.insert(uid, node);
     }
+
+    fn node(&self, uid: &str) -> Option<Node> {
+        self.nodes.get(uid).cloned()
+    }
 }
 
 type Shared = Arc<Mutex<Graph>>;
+
+fn lock(graph: &Shared) -> std::sync::MutexGuard<'_, Graph> {
+    graph.lock().expect("garbage collector graph lock")
+}
 
 /// Runs the garbage collector.
 pub async fn run(client: Client) {
     let graph: Shared = Arc::default();
     let (dirty, mut queue) = mpsc::unbounded_channel::<String>();
-    for r in RESOURCES.iter().filter(|r| registry::is_stored(r)) {
-        tokio::spawn(follow(client.clone(), r, graph.clone(), dirty.clone()));
+    let resources: Vec<&'static Resource> = RESOURCES
+        .iter()
+        .filter(|r| registry::is_stored(r))
+        .collect();
+    let synced = Arc::new(Semaphore::new(0));
+    for r in &resources {
+        tokio::spawn(follow(
+            client.clone(),
+            r,
+            graph.clone(),
+            dirty.clone(),
+            synced.clone(),
+        ));
+    }
+    let all = u32::try_from(resources.len()).unwrap_or(u32::MAX);
+    if let Ok(permits) = synced.acquire_many(all).await {
+        permits.forget();
     }
     let collector = Collector { client, graph };
     while let Some(first) = queue.recv().await {
@@ -95,17 +120,21 @@ pub async fn run(client: Client) {
     }
 }
 
-/// Keeps the graph in step with one resource's objects.
+/// Keeps the graph in step with one resource's objects; adds a permit to `synced` once listed.
 async fn follow(
     client: Client,
     r: &'static Resource,
     graph: Shared,
     dirty: mpsc::UnboundedSender<String>,
+    synced: Arc<Semaphore>,
 ) {
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &api_resource(r));
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
+    // Uids seen during a (re)list: what the graph held but the list lacks was deleted meanwhile.
+    let mut listing: Option<HashSet<String>> = None;
+    let mut first_sync = true;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -119,6 +148,9 @@ async fn follow(
                 let Some(uid) = object.metadata.uid.clone() else {
                     continue;
                 };
+                if let Some(seen) = listing.as_mut() {
+                    seen.insert(uid.clone());
+                }
                 let node = Node {
                     resource: r,
                     namespace: object.metadata.namespace.clone(),
@@ -129,7 +161,7 @@ async fn follow(
                 };
                 let mut touched: Vec<String> = node.owners.iter().map(|o| o.uid.clone()).collect();
                 {
-                    let mut g = graph.lock().expect("graph lock");
+                    let mut g = lock(&graph);
                     if let Some(old) = g.nodes.get(&uid) {
                         touched.extend(old.owners.iter().map(|o| o.uid.clone()));
                     }
@@ -143,27 +175,47 @@ async fn follow(
                 }
             }
             Event::Delete(object) => {
-                let Some(uid) = object.metadata.uid.clone() else {
-                    continue;
-                };
-                let owners: Vec<String> = {
-                    let mut g = graph.lock().expect("graph lock");
-                    let owners = g
-                        .nodes
-                        .get(&uid)
-                        .map(|n| n.owners.iter().map(|o| o.uid.clone()).collect())
-                        .unwrap_or_default();
-                    g.unlink(&uid);
-                    owners
-                };
-                // Its dependents may be garbage now; foreground owners may be free to go.
-                let _ = dirty.send(uid);
-                for owner in owners {
-                    let _ = dirty.send(owner);
+                if let Some(uid) = object.metadata.uid.clone() {
+                    forget(&graph, &dirty, &uid);
                 }
             }
-            Event::Init | Event::InitDone => {}
+            Event::Init => listing = Some(HashSet::new()),
+            Event::InitDone => {
+                let seen = listing.take().unwrap_or_default();
+                let gone: Vec<String> = lock(&graph)
+                    .nodes
+                    .iter()
+                    .filter(|(uid, n)| std::ptr::eq(n.resource, r) && !seen.contains(*uid))
+                    .map(|(uid, _)| uid.clone())
+                    .collect();
+                for uid in gone {
+                    forget(&graph, &dirty, &uid);
+                }
+                if first_sync {
+                    first_sync = false;
+                    synced.add_permits(1);
+                }
+            }
         }
+    }
+}
+
+/// Removes a deleted object: its dependents may be garbage now, and owners waiting in the
+/// foreground may be free to go.
+fn forget(graph: &Shared, dirty: &mpsc::UnboundedSender<String>, uid: &str) {
+    let owners: Vec<String> = {
+        let mut g = lock(graph);
+        let owners = g
+            .nodes
+            .get(uid)
+            .map(|n| n.owners.iter().map(|o| o.uid.clone()).collect())
+            .unwrap_or_default();
+        g.unlink(uid);
+        owners
+    };
+    let _ = dirty.send(uid.to_string());
+    for owner in owners {
+        let _ = dirty.send(owner);
     }
 }
 
@@ -189,9 +241,9 @@ impl Collector {
 
     async fn process(&self, uid: &str) -> Result<(), kube::Error> {
         let (node, dependents) = {
-            let g = self.graph.lock().expect("graph lock");
+            let g = lock(&self.graph);
             (
-                g.nodes.get(uid).cloned(),
+                g.node(uid),
                 g.dependents.get(uid).cloned().unwrap_or_default(),
             )
         };
@@ -213,21 +265,22 @@ impl Collector {
             }
             self.remove_finalizer(&node, uid, ORPHAN).await?;
         } else if node.finalizers.iter().any(|f| f == FOREGROUND) {
-            if dependents.is_empty() {
+            // The owner goes once no dependent that blocks its deletion is left.
+            let blocking = {
+                let g = lock(&self.graph);
+                dependents.iter().any(|d| {
+                    g.nodes.get(d).is_some_and(|dep| {
+                        dep.owners
+                            .iter()
+                            .any(|o| o.uid == uid && o.block_owner_deletion == Some(true))
+                    })
+                })
+            };
+            if !blocking {
                 self.remove_finalizer(&node, uid, FOREGROUND).await?;
             }
             for dependent in dependents {
-                let dep = self
-                    .graph
-                    .lock()
-                    .expect("graph lock")
-                    .nodes
-                    .get(&dependent)
-                    .cloned();
-                if let Some(dep) = dep.filter(|d| !d.deleting) {
-                    self.delete(&dep, &dependent, DeleteParams::foreground())
-                        .await?;
-                }
+                self.attempt_to_delete(&dependent).await?;
             }
         }
         Ok(())
@@ -238,14 +291,7 @@ impl Collector {
         dependent: &Node,
         owner: &OwnerReference,
     ) -> Result<OwnerState, kube::Error> {
-        let known = self
-            .graph
-            .lock()
-            .expect("graph lock")
-            .nodes
-            .get(&owner.uid)
-            .cloned();
-        if let Some(node) = known {
+        if let Some(node) = lock(&self.graph).node(&owner.uid) {
             return Ok(
                 if node.deleting && node.finalizers.iter().any(|f| f == FOREGROUND) {
                     OwnerState::DeletingInForeground
@@ -254,10 +300,20 @@ impl Collector {
                 },
             );
         }
-        // The graph may not have caught up: ask the API before calling an owner gone.
-        let Some(r) = registry::find_kind(&owner.api_version, &owner.kind) else {
-            return Ok(OwnerState::Absent);
+        let group = owner.api_version.split_once('/').map_or("", |(g, _)| g);
+        let Some(r) = registry::find_group_kind(group, &owner.kind) else {
+            // A kind this server does not serve cannot be looked up: never delete on a guess.
+            warn!(owner = %owner.name, kind = %owner.kind, api_version = %owner.api_version,
+                  "owner kind is not served; keeping its dependent");
+            return Ok(OwnerState::Present);
         };
+        if r.namespaced && dependent.namespace.is_none() {
+            // Upstream does not collect a cluster-scoped object that names a namespaced owner.
+            warn!(dependent = %dependent.name, owner = %owner.name,
+                  "cluster-scoped object names a namespaced owner; keeping it");
+            return Ok(OwnerState::Present);
+        }
+        // The graph is synced, but a just-created owner may not be in it yet: ask the API.
         match self
             .api(r, dependent.namespace.as_deref())
             .get_opt(&owner.name)
@@ -270,26 +326,38 @@ impl Collector {
         }
     }
 
+    /// Deletes `uid` when none of its owners remains; with a live owner, drops only the
+    /// references to owners that are gone or going.
     async fn attempt_to_delete(&self, uid: &str) -> Result<(), kube::Error> {
-        let node = self
-            .graph
-            .lock()
-            .expect("graph lock")
-            .nodes
-            .get(uid)
-            .cloned();
+        let node = lock(&self.graph).node(uid);
         let Some(node) = node.filter(|n| !n.deleting && !n.owners.is_empty()) else {
             return Ok(());
         };
-        let mut foreground = false;
+        let (mut solid, mut waiting, mut gone) = (false, false, Vec::new());
         for owner in &node.owners {
             match self.owner_state(&node, owner).await? {
-                OwnerState::Present => return Ok(()),
-                OwnerState::DeletingInForeground => foreground = true,
-                OwnerState::Absent => {}
+                OwnerState::Present => solid = true,
+                OwnerState::DeletingInForeground => {
+                    waiting = true;
+                    gone.push(owner.uid.clone());
+                }
+                OwnerState::Absent => gone.push(owner.uid.clone()),
             }
         }
-        let params = if foreground {
+        if solid {
+            if !gone.is_empty() {
+                self.rewrite(&node, uid, |o| {
+                    let refs = o.metadata.owner_references.get_or_insert_with(Vec::new);
+                    let before = refs.len();
+                    refs.retain(|r| !gone.contains(&r.uid));
+                    refs.len() != before
+                })
+                .await?;
+            }
+            return Ok(());
+        }
+        let has_dependents = lock(&self.graph).dependents.contains_key(uid);
+        let params = if waiting && has_dependents {
             DeleteParams::foreground()
         } else {
             DeleteParams::background()
@@ -367,14 +435,9 @@ impl Collector {
         dependent: &str,
         owner: &str,
     ) -> Result<(), kube::Error> {
-        let node = self
-            .graph
-            .lock()
-            .expect("graph lock")
-            .nodes
-            .get(dependent)
-            .cloned();
-        let Some(node) = node else { return Ok(()) };
+        let Some(node) = lock(&self.graph).node(dependent) else {
+            return Ok(());
+        };
         self.rewrite(&node, dependent, |o| {
             let refs = o.metadata.owner_references.get_or_insert_with(Vec::new);
             let before = refs.len();

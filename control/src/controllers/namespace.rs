@@ -30,6 +30,9 @@ pub enum Error {
     },
 }
 
+/// The namespace finalizer this controller owns.
+const KUBERNETES: &str = "kubernetes";
+
 struct Context {
     client: Client,
 }
@@ -45,7 +48,12 @@ pub async fn run(client: Client) {
 
 #[tracing::instrument(name = "namespace", skip_all, fields(namespace = %ns.name_any()))]
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if ns.metadata.deletion_timestamp.is_none() {
+    let ours = ns
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.as_ref())
+        .is_some_and(|f| f.iter().any(|f| f == KUBERNETES));
+    if ns.metadata.deletion_timestamp.is_none() || !ours {
         return Ok(Action::await_change());
     }
     let name = ns.name_any();
@@ -92,8 +100,9 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let mut finalized = (*ns).clone();
-    if let Some(spec) = finalized.spec.as_mut() {
-        spec.finalizers = Some(Vec::new());
+    // Other finalizers belong to other controllers: only ours goes.
+    if let Some(finalizers) = finalized.spec.as_mut().and_then(|s| s.finalizers.as_mut()) {
+        finalizers.retain(|f| f != KUBERNETES);
     }
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let finalize = namespaces

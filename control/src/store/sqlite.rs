@@ -158,6 +158,13 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>, revisions: Arc<R
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "store transaction failed");
+                        // A commit can fail after it became durable: take the log's word for
+                        // the newest revision so the next batch does not reuse revisions.
+                        let logged: Result<Option<i64>, _> =
+                            conn.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0));
+                        if let Ok(Some(newest)) = logged {
+                            revisions.newest.fetch_max(newest, Ordering::AcqRel);
+                        }
                         let _ = reply.send((0..count).map(|_| Err(e.clone())).collect());
                     }
                 }
@@ -342,7 +349,8 @@ impl Backend for SqliteBackend {
             }
             // One more than asked tells whether another page follows.
             sql.push_str(" ORDER BY namespace, name LIMIT ?");
-            args.push(limit.map(|l| l as i64 + 1).unwrap_or(-1).into());
+            let fetch = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1));
+            args.push(fetch.unwrap_or(-1).into());
             // One read transaction: the items and the revision come from the same snapshot.
             let tx = conn.unchecked_transaction()?;
             let mut items: Vec<Object> = tx
@@ -390,7 +398,22 @@ impl Backend for SqliteBackend {
                  FROM log l LEFT JOIN log p ON p.revision = l.prev_revision
                  WHERE l.revision > ?1 {filter} ORDER BY l.revision LIMIT ?2"
             );
-            let mut statement = conn.prepare_cached(&sql)?;
+            // Compaction is read in the same snapshot as the rows: history that was compacted
+            // away under a replaying watch is an expiry, never a silent gap.
+            let tx = conn.unchecked_transaction()?;
+            let compacted: i64 = tx
+                .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .unwrap_or(0);
+            if revision < compacted {
+                return Err(StoreError::Expired {
+                    requested: revision,
+                    oldest: compacted + 1,
+                });
+            }
+            let mut statement = tx.prepare_cached(&sql)?;
             let map = |r: &rusqlite::Row<'_>| {
                 Ok(Event {
                     revision: r.get(0)?,
@@ -414,6 +437,8 @@ impl Backend for SqliteBackend {
                     .query_map(params![revision, limit as i64], map)?
                     .collect::<Result<Vec<_>, _>>()?,
             };
+            drop(statement);
+            tx.commit()?;
             Ok(rows)
         }))
     }

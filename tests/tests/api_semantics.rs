@@ -1,0 +1,201 @@
+//! Upstream semantics clients rely on: graceful pod deletion, server-side dry runs, paging at
+//! one revision, the cluster-wide path's verbs, and garbage collection with several owners.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use skiff_tests::{Server, text};
+
+fn pod_on_a_node(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "registry.local/c:1"}]},
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_on_a_node_terminates_gracefully_until_deleted_with_grace_zero() {
+    let server = Server::start().unwrap();
+    let api: Api<Pod> = Api::namespaced(server.client().await.unwrap(), "default");
+    api.create(&PostParams::default(), &pod_on_a_node("graceful"))
+        .await
+        .unwrap();
+    api.delete("graceful", &DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = api
+        .get("graceful")
+        .await
+        .expect("a graceful delete keeps the pod");
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+    // A status write while terminating does not end it early.
+    let mut status = terminating.clone();
+    status.status.get_or_insert_with(Default::default).phase = Some("Running".into());
+    api.replace_status("graceful", &PostParams::default(), &status)
+        .await
+        .unwrap();
+    assert!(api.get_opt("graceful").await.unwrap().is_some());
+    // The node agent's final delete with grace 0 removes it.
+    api.delete(
+        "graceful",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(api.get_opt("graceful").await.unwrap().is_none());
+}
+
+#[test]
+fn server_side_dry_runs_change_nothing() {
+    let server = Server::start().unwrap();
+    server.kubectl_ok(&["create", "configmap", "kept", "--from-literal=a=1"]);
+    let out = server.kubectl_ok(&["delete", "cm", "kept", "--dry-run=server"]);
+    assert!(out.contains("deleted (server dry run)"), "{out}");
+    server.kubectl_ok(&["get", "cm", "kept"]);
+    let dup = server.kubectl(&["create", "configmap", "kept", "--dry-run=server"]);
+    assert!(
+        !dup.status.success(),
+        "a dry-run create of an existing name must conflict: {}",
+        text(&dup)
+    );
+    assert!(
+        String::from_utf8_lossy(&dup.stderr).contains("already exists"),
+        "{}",
+        text(&dup)
+    );
+    server.kubectl_ok(&["create", "configmap", "ghost", "--dry-run=server"]);
+    assert!(!server.kubectl(&["get", "cm", "ghost"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_a_list_report_the_first_pages_revision() {
+    let server = Server::start().unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
+    for i in 0..5 {
+        let cm: ConfigMap =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": format!("p{i}")}}))
+                .unwrap();
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    // A write between pages must not move the list's revision past it.
+    let late: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "late"}})).unwrap();
+    api.create(&PostParams::default(), &late).await.unwrap();
+    let second = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    let names: Vec<String> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    // "late" sorts before the cursor: no page shows it, and a watch from the list's revision must.
+    assert_eq!(names, vec!["p0", "p1", "p2", "p3"]);
+    let rv = second.metadata.resource_version.unwrap();
+    let mut events = api
+        .watch(&kube::api::WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match events.try_next().await.unwrap().unwrap() {
+        kube::api::WatchEvent::Added(cm) => assert_eq!(cm.metadata.name.as_deref(), Some("late")),
+        other => panic!("expected the late ADDED, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_wide_path_of_a_namespaced_kind_cannot_delete_everything() {
+    let server = Server::start().unwrap();
+    let client = server.client().await.unwrap();
+    let ns: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "survivor"}})).unwrap();
+    ns.create(&PostParams::default(), &cm).await.unwrap();
+    let all: Api<ConfigMap> = Api::all(client);
+    let err = all
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(e) => assert_eq!(e.code, 405),
+        other => panic!("expected 405, got {other:?}"),
+    }
+    assert!(ns.get_opt("survivor").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_with_a_live_owner_survives_and_loses_only_the_dead_reference() {
+    let server = Server::start().unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
+    let make = |name: &str| -> ConfigMap {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap()
+    };
+    let a = api
+        .create(&PostParams::default(), &make("owner-a"))
+        .await
+        .unwrap();
+    let b = api
+        .create(&PostParams::default(), &make("owner-b"))
+        .await
+        .unwrap();
+    let owner = |o: &ConfigMap| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "name": o.metadata.name, "uid": o.metadata.uid,
+        })
+    };
+    let dependent: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "shared", "ownerReferences": [owner(&a), owner(&b)]}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &dependent)
+        .await
+        .unwrap();
+    let lone: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "only-a", "ownerReferences": [owner(&a)]}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &lone).await.unwrap();
+    api.delete("owner-a", &DeleteParams::background())
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pruned = loop {
+        let lone_gone = api.get_opt("only-a").await.unwrap().is_none();
+        let refs = api
+            .get_opt("shared")
+            .await
+            .unwrap()
+            .expect("the dependent with a live owner was deleted")
+            .metadata
+            .owner_references
+            .unwrap_or_default();
+        if lone_gone && refs.len() == 1 {
+            break refs;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not collected: only-a gone {lone_gone}, shared refs {refs:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(pruned[0].name, "owner-b");
+}
