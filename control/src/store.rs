@@ -168,7 +168,42 @@ type Pending = (
 pub struct Store {
     backend: Arc<dyn Backend>,
     writes: mpsc::Sender<Pending>,
-    events: broadcast::Sender<Arc<Event>>,
+    fanout: Arc<Fanout>,
+}
+
+/// Live events, on one channel per resource so that a write wakes only the watchers of its
+/// resource (the garbage collector alone watches every kind), and on one channel for all.
+struct Fanout {
+    all: broadcast::Sender<Arc<Event>>,
+    by_resource: std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    /// The newest revision whose events have all been sent: stored after the sends.
+    published: AtomicI64,
+}
+
+impl Fanout {
+    fn channel(&self, resource: &str) -> broadcast::Sender<Arc<Event>> {
+        self.by_resource
+            .lock()
+            .expect("fan-out lock")
+            .entry(resource.to_string())
+            .or_insert_with(|| broadcast::channel(FANOUT_BUFFER).0)
+            .clone()
+    }
+
+    fn subscribe(&self, resource: Option<&str>) -> broadcast::Receiver<Arc<Event>> {
+        match resource {
+            Some(r) => self.channel(r).subscribe(),
+            None => self.all.subscribe(),
+        }
+    }
+
+    fn publish(&self, event: Event) {
+        let revision = event.revision;
+        let event = Arc::new(event);
+        let _ = self.channel(&event.key.resource).send(event.clone());
+        let _ = self.all.send(event);
+        self.published.fetch_max(revision, Ordering::AcqRel);
+    }
 }
 
 /// How many writes one transaction takes at most.
@@ -180,12 +215,16 @@ impl Store {
     /// Starts the writer over `backend`, keeping `retain` revisions of history.
     pub fn new(backend: Arc<dyn Backend>, retain: i64) -> Self {
         let (writes, rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
-        let (events, _) = broadcast::channel(FANOUT_BUFFER);
-        tokio::spawn(writer(backend.clone(), rx, events.clone(), retain.max(1)));
+        let fanout = Arc::new(Fanout {
+            all: broadcast::channel(FANOUT_BUFFER).0,
+            by_resource: Default::default(),
+            published: AtomicI64::new(backend.revisions().0),
+        });
+        tokio::spawn(writer(backend.clone(), rx, fanout.clone(), retain.max(1)));
         Store {
             backend,
             writes,
-            events,
+            fanout,
         }
     }
 
@@ -234,7 +273,8 @@ impl Store {
         revision: i64,
     ) -> Result<Watch, StoreError> {
         // Subscribe before reading history so nothing falls between the two.
-        let mut live = self.events.subscribe();
+        let mut live = self.fanout.subscribe(resource.as_deref());
+        let fanout = self.fanout.clone();
         let (_, compacted) = self.backend.revisions();
         if revision < compacted {
             return Err(StoreError::Expired {
@@ -251,7 +291,7 @@ impl Store {
         let backend = self.backend.clone();
         tokio::spawn(async move {
             let mut last = revision;
-            let wanted = |e: &Event| resource.as_deref().is_none_or(|r| e.key.resource == r);
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             // Replay, then follow live; a lagging receiver goes back to the log.
             'replay: loop {
                 loop {
@@ -268,16 +308,24 @@ impl Store {
                         if tx.send(Ok(Arc::new(event))).await.is_err() {
                             return;
                         }
-                        progress.store(last, Ordering::Release);
+                        progress.fetch_max(last, Ordering::AcqRel);
                     }
                     if done {
                         break;
                     }
                 }
                 loop {
-                    // A watcher that went away ends this task now, not at the next event.
+                    // Everything published before `published` was read and is no longer queued
+                    // here has been forwarded: the watch has seen the log up to there.
+                    let published = fanout.published.load(Ordering::Acquire);
+                    if live.is_empty() {
+                        progress.fetch_max(published.max(last), Ordering::AcqRel);
+                    }
+                    // A watcher that went away ends this task now, not at the next event; the
+                    // tick keeps the position moving while its resource is quiet.
                     let next = tokio::select! {
                         _ = tx.closed() => return,
+                        _ = tick.tick() => continue,
                         next = live.recv() => next,
                     };
                     match next {
@@ -286,10 +334,10 @@ impl Store {
                                 continue;
                             }
                             last = event.revision;
-                            if wanted(&event) && tx.send(Ok(event)).await.is_err() {
+                            if tx.send(Ok(event)).await.is_err() {
                                 return;
                             }
-                            progress.store(last, Ordering::Release);
+                            progress.fetch_max(last, Ordering::AcqRel);
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             let (_, compacted) = backend.revisions();
@@ -334,7 +382,7 @@ impl Watch {
 async fn writer(
     backend: Arc<dyn Backend>,
     mut rx: mpsc::Receiver<Pending>,
-    events: broadcast::Sender<Arc<Event>>,
+    fanout: Arc<Fanout>,
     retain: i64,
 ) {
     let compact_every = (retain / 4).clamp(1, 10_000);
@@ -352,7 +400,7 @@ async fn writer(
         for (result, reply) in results.into_iter().zip(replies) {
             if let Ok(event) = &result {
                 since_compaction += 1;
-                let _ = events.send(Arc::new(event.clone()));
+                fanout.publish(event.clone());
             }
             let _ = reply.send(result);
         }
