@@ -315,17 +315,7 @@ fn get_watch_prints_a_change_made_by_another_client() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = skiff_tests::stdout_lines(&mut watch);
     // The initial list arrives first; then a change made elsewhere must show up.
     let first = rx
         .recv_timeout(Duration::from_secs(30))

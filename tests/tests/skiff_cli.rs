@@ -166,17 +166,7 @@ fn get_watch_prints_rows_for_later_changes() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = skiff_tests::stdout_lines(&mut watch);
     // Whether the watch has started cannot be seen from outside; create until a row appears.
     let row = eventually(Duration::from_secs(30), || {
         let name = format!(

@@ -166,7 +166,11 @@ fn selectable(resource: &Resource) -> &'static [&'static str] {
 
 fn field_value(object: &Value, path: &str) -> String {
     // Upstream selects core Events by `source` meaning the reporting component.
-    let path = if path == "source" { "source.component" } else { path };
+    let path = if path == "source" {
+        "source.component"
+    } else {
+        path
+    };
     let value = path.split('.').try_fold(object, |v, key| v.get(key));
     match value {
         Some(Value::String(s)) => s.clone(),
@@ -325,8 +329,16 @@ mod tests {
     fn event_source_selects_the_reporting_component() {
         let events = crate::registry::find("", "v1", "events").unwrap();
         let event = json!({"source": {"component": "kubelet", "host": "n1"}});
-        assert!(FieldSelector::parse("source=kubelet", events).unwrap().matches(&event));
-        assert!(!FieldSelector::parse("source=scheduler", events).unwrap().matches(&event));
+        assert!(
+            FieldSelector::parse("source=kubelet", events)
+                .unwrap()
+                .matches(&event)
+        );
+        assert!(
+            !FieldSelector::parse("source=scheduler", events)
+                .unwrap()
+                .matches(&event)
+        );
     }
 
     #[test]

@@ -506,6 +506,16 @@ mod tests {
         Store::new(backend, retain)
     }
 
+    async fn create(store: &Store, name: &str) -> Event {
+        store
+            .write(Write::Create {
+                key: Key::new("configmaps", "default", name),
+                value: cm(name),
+            })
+            .await
+            .unwrap()
+    }
+
     fn cm(name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}})
     }
@@ -514,20 +524,8 @@ mod tests {
     async fn revisions_are_monotonic_and_stamped_into_objects() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir, 1000).await;
-        let a = store
-            .write(Write::Create {
-                key: Key::new("configmaps", "default", "a"),
-                value: cm("a"),
-            })
-            .await
-            .unwrap();
-        let b = store
-            .write(Write::Create {
-                key: Key::new("configmaps", "default", "b"),
-                value: cm("b"),
-            })
-            .await
-            .unwrap();
+        let a = create(&store, "a").await;
+        let b = create(&store, "b").await;
         assert!(b.revision > a.revision);
         let got = store
             .get(&Key::new("configmaps", "default", "b"))
@@ -582,13 +580,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir, 1000).await;
         for name in ["c", "a", "b"] {
-            store
-                .write(Write::Create {
-                    key: Key::new("configmaps", "default", name),
-                    value: cm(name),
-                })
-                .await
-                .unwrap();
+            create(&store, name).await;
         }
         let first = store.list("configmaps", None, None, Some(2)).await.unwrap();
         assert!(first.more);
@@ -643,13 +635,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir, 1000).await;
         let mut watch = store.watch(Some("configmaps".into()), 0).await.unwrap();
-        let written = store
-            .write(Write::Create {
-                key: Key::new("configmaps", "default", "a"),
-                value: cm("a"),
-            })
-            .await
-            .unwrap();
+        let written = create(&store, "a").await;
         let mut newest = 0;
         for name in ["s1", "s2"] {
             newest = store
@@ -693,13 +679,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir, 10).await;
         for i in 0..40 {
-            store
-                .write(Write::Create {
-                    key: Key::new("configmaps", "default", &format!("c{i}")),
-                    value: cm(&format!("c{i}")),
-                })
-                .await
-                .unwrap();
+            create(&store, &format!("c{i}")).await;
         }
         let err = store.watch(None, 1).await.unwrap_err();
         assert!(matches!(err, StoreError::Expired { requested: 1, .. }));
@@ -712,13 +692,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = store(&dir, 1000).await;
-            store
-                .write(Write::Create {
-                    key: Key::new("configmaps", "default", "kept"),
-                    value: cm("kept"),
-                })
-                .await
-                .unwrap();
+            create(&store, "kept").await;
         }
         let store = store(&dir, 1000).await;
         assert!(
