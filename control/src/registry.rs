@@ -203,14 +203,6 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// The resource for a kind at `apiVersion`.
-pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
-}
-
 /// The preferred served resource for a kind of `group`, whatever the version an owner names.
 pub fn find_group_kind(group: &str, kind: &str) -> Option<&'static Resource> {
     RESOURCES

@@ -61,8 +61,6 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("Request entity too large: limit is {0}")]
     TooLarge(usize),
-    #[error("Timeout: {0}")]
-    Timeout(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
 }
@@ -142,7 +140,6 @@ impl ApiError {
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -160,7 +157,6 @@ impl ApiError {
             ApiError::Expired(_) => "Expired",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
-            ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
         }
     }
