@@ -631,6 +631,17 @@ pub fn prepare_update(resource: &Resource, old: &Value, mut new: Value, part: Pa
     if resource.kind == "Service" && resource.group.is_empty() {
         keep_service_allocations(old, &mut new);
     }
+    // A Namespace's finalizers change only through its finalize subresource, as upstream.
+    if resource.kind == "Namespace" && resource.group.is_empty() && new["spec"].is_object() {
+        match old["spec"].get("finalizers") {
+            Some(finalizers) => new["spec"]["finalizers"] = finalizers.clone(),
+            None => {
+                new["spec"]
+                    .as_object_mut()
+                    .map(|spec| spec.remove("finalizers"));
+            }
+        }
+    }
     if resource.status {
         match old.get("status") {
             Some(status) => new["status"] = status.clone(),
@@ -1067,6 +1078,17 @@ mod tests {
         assert_eq!(merged["status"]["replicas"], 1);
         let same = prepare_update(r, &old, old.clone(), Part::Main);
         assert_eq!(same["metadata"]["generation"], 3);
+    }
+
+    #[test]
+    fn namespace_finalizers_change_only_through_finalize() {
+        let r = registry::find("", "v1", "namespaces").unwrap();
+        let old = json!({"metadata": {"name": "t"}, "spec": {"finalizers": ["kubernetes"]}});
+        let cleared = json!({"metadata": {"name": "t"}, "spec": {"finalizers": []}});
+        let kept = prepare_update(r, &old, cleared.clone(), Part::Main);
+        assert_eq!(kept["spec"]["finalizers"], json!(["kubernetes"]));
+        let finalized = prepare_update(r, &old, cleared, Part::Finalize);
+        assert_eq!(finalized["spec"]["finalizers"], json!([]));
     }
 
     #[test]
