@@ -20,18 +20,22 @@ fn cm(name: &str) -> ConfigMap {
     .unwrap()
 }
 
+/// The resourceVersion a list answers now: where a watch of what follows starts.
+async fn list_version(api: &Api<ConfigMap>) -> String {
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_sees_every_change_of_a_1000_object_churn_exactly_once() {
     let server = Server::start().unwrap();
     let client = server.client().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    let start = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let start = list_version(&api).await;
     let mut stream = api
         .watch(
             &WatchParams::default().labels("churn=yes").timeout(290),
@@ -100,13 +104,7 @@ async fn a_watch_resumes_from_its_last_resource_version() {
     let server = Server::start().unwrap();
     let client = server.client().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    let start = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let start = list_version(&api).await;
     let mut last = start.clone();
     {
         let mut stream = api

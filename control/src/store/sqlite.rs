@@ -543,13 +543,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir, 1000).await;
         let key = Key::new("configmaps", "default", "a");
-        let created = store
-            .write(Write::Create {
-                key: key.clone(),
-                value: cm("a"),
-            })
-            .await
-            .unwrap();
+        let created = create(&store, "a").await;
         let again = store
             .write(Write::Create {
                 key: key.clone(),
@@ -604,13 +598,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir, 1000).await;
         let key = Key::new("configmaps", "default", "a");
-        let created = store
-            .write(Write::Create {
-                key: key.clone(),
-                value: cm("a"),
-            })
-            .await
-            .unwrap();
+        let created = create(&store, "a").await;
         let mut events = store
             .watch(Some("configmaps".into()), 0)
             .await
