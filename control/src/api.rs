@@ -5,6 +5,7 @@
 pub mod discovery;
 pub mod errors;
 pub mod fieldmanager;
+pub mod namespaces;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;
@@ -37,6 +38,8 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// What every handler shares.
 pub struct ApiState {
     pub store: Store,
+    /// The namespaces, for the check every namespaced create makes.
+    pub namespaces: namespaces::Namespaces,
     /// The address clients reach the server on, for discovery's serverAddressByClientCIDRs.
     pub advertise: String,
 }
@@ -373,13 +376,26 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
 }
 
 /// A JSON response with `code`.
-pub fn json(code: StatusCode, value: &Value) -> Response {
+pub fn json(code: StatusCode, value: &(impl serde::Serialize + ?Sized)) -> Response {
     json_as(code, value, "application/json")
 }
 
 /// A JSON response with `code` and a Content-Type naming the representation.
-pub fn json_as(code: StatusCode, value: &Value, content_type: &'static str) -> Response {
-    let mut response = Response::new(Body::from(value.to_string()));
+pub fn json_as(
+    code: StatusCode,
+    value: &(impl serde::Serialize + ?Sized),
+    content_type: &'static str,
+) -> Response {
+    json_text(
+        code,
+        serde_json::to_vec(value).expect("JSON values encode"),
+        content_type,
+    )
+}
+
+/// A response with JSON already encoded.
+pub fn json_text(code: StatusCode, text: impl Into<Body>, content_type: &'static str) -> Response {
+    let mut response = Response::new(text.into());
     *response.status_mut() = code;
     response
         .headers_mut()

@@ -206,6 +206,7 @@ pub async fn run(
     };
     let url = format!("https://{host}:{}", local.port());
     let state = Arc::new(ApiState {
+        namespaces: crate::api::namespaces::Namespaces::follow(store.clone()),
         store,
         advertise: format!("{host}:{}", local.port()),
     });

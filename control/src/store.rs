@@ -74,6 +74,8 @@ pub struct Event {
     pub key: Key,
     /// The object after the change (for Deleted: its last state, at the deleting revision).
     pub object: Arc<Value>,
+    /// `object` as the JSON text the store holds, so watchers and replies need not encode it again.
+    pub text: Arc<str>,
     /// The object before the change, when the log still holds it.
     pub previous: Option<Arc<Value>>,
 }
@@ -396,7 +398,14 @@ async fn writer(
             }
         }
         let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let started = std::time::Instant::now();
+        let count = writes.len();
         let results = backend.write_batch(writes).await;
+        tracing::trace!(
+            writes = count,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "batch committed"
+        );
         for (result, reply) in results.into_iter().zip(replies) {
             if let Ok(event) = &result {
                 since_compaction += 1;

@@ -1,51 +1,240 @@
 //! API server benchmark: durable writes per second from 1 and from 64 concurrent clients, and the
 //! latency from issuing a write to a watcher receiving its event (p50, p99). Prints JSON.
 //!
+//! The writes come from a lean load generator shaped like client-go (what kubectl and the
+//! controllers of Kubernetes use): one TLS connection speaking HTTP/2, each client a stream
+//! issuing `POST .../configmaps` with a JSON body and reading the created object back. The same
+//! writes through kube-rs (HTTP/1.1, one connection per concurrent request, typed decoding) are
+//! reported beside them. The server runs as its own process; the clients share its two cores.
+//!
 //! `cargo bench -p skiff-tests --bench api` (set `SKIFF_BENCH_WRITES` to change the write count).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use skiff_tests::Server;
 
-fn config_map(name: &str) -> ConfigMap {
-    serde_json::from_value(serde_json::json!({
+fn config_map(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": {"name": name, "labels": {"bench": "yes"}},
         "data": {"key": "value"},
-    }))
-    .expect("a valid ConfigMap")
+    })
 }
 
-/// Writes `total` ConfigMaps from `clients` concurrent clients; returns writes per second.
-async fn writes_per_second(
-    api: &Api<ConfigMap>,
-    prefix: &str,
-    clients: usize,
-    total: usize,
-) -> f64 {
+/// CPU time (user + system) a process has used so far, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
+        .split(' ')
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Writes per second and the server's CPU microseconds per write.
+struct Throughput {
+    writes_per_second: f64,
+    server_cpu_us_per_write: f64,
+    client_cpu_us_per_write: f64,
+}
+
+impl Throughput {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "writes_per_second": self.writes_per_second.round(),
+            "server_cpu_us_per_write": self.server_cpu_us_per_write.round(),
+            "client_cpu_us_per_write": self.client_cpu_us_per_write.round(),
+        })
+    }
+}
+
+/// Runs `write(i)` for i in 0..total from `clients` concurrent tasks and measures it.
+async fn measure<F, Fut>(server_pid: u32, clients: usize, total: usize, write: F) -> Throughput
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let cpu_before = cpu_time(server_pid);
+    let client_before = cpu_time(std::process::id());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let api = api.clone();
-        let prefix = prefix.to_string();
+        let write = write.clone();
         tasks.push(tokio::spawn(async move {
             for i in (c..total).step_by(clients) {
-                api.create(
-                    &PostParams::default(),
-                    &config_map(&format!("{prefix}-{i}")),
-                )
-                .await
-                .expect("create");
+                write(i).await;
             }
         }));
     }
     for t in tasks {
         t.await.expect("writer task");
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    let elapsed = started.elapsed();
+    Throughput {
+        writes_per_second: total as f64 / elapsed.as_secs_f64(),
+        client_cpu_us_per_write: (cpu_time(std::process::id()) - client_before).as_secs_f64() * 1e6
+            / total as f64,
+        server_cpu_us_per_write: (cpu_time(server_pid) - cpu_before).as_secs_f64() * 1e6
+            / total as f64,
+    }
+}
+
+/// An HTTP/2 connection to the server authenticated as the admin kubeconfig's user.
+struct H2 {
+    send: SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+fn pem_field(value: &serde_yaml::Value, field: &str) -> Vec<u8> {
+    let data = value[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} in kubeconfig"));
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("base64 PEM")
+}
+
+impl H2 {
+    async fn connect(server: &Server) -> H2 {
+        let config: serde_yaml::Value = serde_yaml::from_str(
+            &std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig"),
+        )
+        .expect("kubeconfig YAML");
+        let cluster = &config["clusters"][0]["cluster"];
+        let user = &config["users"][0]["user"];
+        let url = cluster["server"].as_str().expect("server URL");
+        let authority = url.trim_start_matches("https://").to_string();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in
+            rustls_pemfile::certs(&mut &pem_field(cluster, "certificate-authority-data")[..])
+        {
+            roots.add(cert.expect("CA certificate")).expect("CA");
+        }
+        let chain = rustls_pemfile::certs(&mut &pem_field(user, "client-certificate-data")[..])
+            .collect::<Result<Vec<_>, _>>()
+            .expect("client certificate");
+        let key = rustls_pemfile::private_key(&mut &pem_field(user, "client-key-data")[..])
+            .expect("client key")
+            .expect("a key");
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client auth");
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(&authority)
+            .await
+            .expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let host = authority.rsplit_once(':').expect("host:port").0.to_string();
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(
+                rustls::pki_types::ServerName::try_from(host).expect("server name"),
+                tcp,
+            )
+            .await
+            .expect("TLS handshake");
+        assert_eq!(
+            stream.get_ref().1.alpn_protocol(),
+            Some(&b"h2"[..]),
+            "the server speaks HTTP/2"
+        );
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("HTTP/2 handshake");
+        tokio::spawn(conn);
+        H2 { send, authority }
+    }
+
+    /// Creates one ConfigMap and checks the server answered 201 with the stored object.
+    async fn create(mut send: SendRequest<Full<Bytes>>, authority: &str, name: &str) {
+        let body = serde_json::to_vec(&config_map(name)).expect("JSON");
+        let request = http::Request::post(format!(
+            "https://{authority}/api/v1/namespaces/default/configmaps"
+        ))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+        let response = send.send_request(request).await.expect("response");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(
+            status,
+            http::StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        #[derive(serde::Deserialize)]
+        struct Created {
+            metadata: CreatedMeta,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct CreatedMeta {
+            name: String,
+            resource_version: String,
+        }
+        let created: Created = serde_json::from_slice(&body).expect("the created object");
+        assert_eq!(created.metadata.name, name);
+        assert!(!created.metadata.resource_version.is_empty());
+    }
+
+    async fn writes(&self, pid: u32, prefix: &str, clients: usize, total: usize) -> Throughput {
+        let send = self.send.clone();
+        let authority = Arc::new(self.authority.clone());
+        let prefix = Arc::new(prefix.to_string());
+        measure(pid, clients, total, move |i| {
+            let (send, authority, prefix) = (send.clone(), authority.clone(), prefix.clone());
+            async move { H2::create(send, &authority, &format!("{prefix}-{i}")).await }
+        })
+        .await
+    }
+}
+
+/// The same writes through kube-rs.
+async fn kube_writes(
+    api: &Api<ConfigMap>,
+    pid: u32,
+    prefix: &str,
+    clients: usize,
+    total: usize,
+) -> Throughput {
+    let api = api.clone();
+    let prefix = Arc::new(prefix.to_string());
+    measure(pid, clients, total, move |i| {
+        let (api, prefix) = (api.clone(), prefix.clone());
+        async move {
+            let cm: ConfigMap =
+                serde_json::from_value(config_map(&format!("{prefix}-{i}"))).expect("ConfigMap");
+            api.create(&PostParams::default(), &cm)
+                .await
+                .expect("create");
+        }
+    })
+    .await
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -70,13 +259,12 @@ async fn watch_latency(api: &Api<ConfigMap>, count: usize) -> (f64, f64) {
         .await
         .expect("watch")
         .boxed();
-    let issued = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let mut latencies = Vec::with_capacity(count);
     for i in 0..count {
         let name = format!("probe-{i}");
-        let mut cm = config_map(&name);
+        let mut cm: ConfigMap = serde_json::from_value(config_map(&name)).expect("ConfigMap");
         cm.metadata.labels = Some([("probe".to_string(), "yes".to_string())].into());
-        issued.lock().unwrap().insert(name.clone(), Instant::now());
+        let issued = Instant::now();
         api.create(&PostParams::default(), &cm)
             .await
             .expect("create");
@@ -88,8 +276,7 @@ async fn watch_latency(api: &Api<ConfigMap>, count: usize) -> (f64, f64) {
                 .expect("watch ended")
             {
                 WatchEvent::Added(o) if o.metadata.name.as_deref() == Some(name.as_str()) => {
-                    let at = issued.lock().unwrap()[&name];
-                    latencies.push(at.elapsed());
+                    latencies.push(issued.elapsed());
                     break;
                 }
                 _ => continue,
@@ -109,22 +296,29 @@ async fn main() {
     let total: usize = std::env::var("SKIFF_BENCH_WRITES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4000);
+        .unwrap_or(8000);
     let server = Server::start().expect("start skiff server");
+    let pid = server.pid().expect("the server runs");
     let client = server.client().await.expect("client");
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let h2 = H2::connect(&server).await;
     // Warm up connections and the server's lazily built schemas.
-    writes_per_second(&api, "warm", 64, 256).await;
-    let single = writes_per_second(&api, "one", 1, total / 4).await;
-    let concurrent = writes_per_second(&api, "many", 64, total).await;
+    h2.writes(pid, "warm", 64, 512).await;
+    kube_writes(&api, pid, "kwarm", 64, 256).await;
+    let single = h2.writes(pid, "one", 1, total / 4).await;
+    let concurrent = h2.writes(pid, "many", 64, total).await;
+    let kube_single = kube_writes(&api, pid, "kone", 1, total / 8).await;
+    let kube_concurrent = kube_writes(&api, pid, "kmany", 64, total / 2).await;
     let (p50, p99) = watch_latency(&api, 500).await;
     let report = serde_json::json!({
         "benchmark": "api",
         "durable": true,
-        "writes_per_second_1_client": single.round(),
-        "writes_per_second_64_clients": concurrent.round(),
+        "writes_per_second_1_client": single.writes_per_second.round(),
+        "writes_per_second_64_clients": concurrent.writes_per_second.round(),
         "watch_write_to_event_ms_p50": (p50 * 100.0).round() / 100.0,
         "watch_write_to_event_ms_p99": (p99 * 100.0).round() / 100.0,
+        "http2": {"1_client": single.json(), "64_clients": concurrent.json()},
+        "kube_rs_http1": {"1_client": kube_single.json(), "64_clients": kube_concurrent.json()},
         "writes": {"1_client": total / 4, "64_clients": total, "watch_probes": 500},
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });

@@ -199,3 +199,64 @@ async fn a_dependent_with_a_live_owner_survives_and_loses_only_the_dead_referenc
     };
     assert_eq!(pruned[0].name, "owner-b");
 }
+
+#[test]
+fn creates_need_a_namespace_that_exists_and_is_not_terminating() {
+    let server = Server::start().unwrap();
+    // A namespace is usable at once after its creation.
+    server.kubectl_ok(&["create", "namespace", "fresh"]);
+    server.kubectl_ok(&["create", "configmap", "first", "-n", "fresh"]);
+    let missing = server.kubectl(&["create", "configmap", "c", "-n", "nowhere"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("namespaces \"nowhere\" not found"),
+        "{}",
+        text(&missing)
+    );
+    // A finalizer on its content keeps the namespace terminating.
+    let set_finalizers = |finalizers: &str| {
+        let patch = format!(r#"{{"metadata":{{"finalizers":{finalizers}}}}}"#);
+        server.kubectl_ok(&[
+            "patch",
+            "configmap",
+            "first",
+            "-n",
+            "fresh",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
+    };
+    set_finalizers(r#"["example.com/hold"]"#);
+    server.kubectl_ok(&["delete", "namespace", "fresh", "--wait=false"]);
+    let refused = skiff_tests::eventually(Duration::from_secs(10), || {
+        let out = server.kubectl(&["create", "configmap", "late", "-n", "fresh"]);
+        (!out.status.success()).then_some(out)
+    })
+    .expect("creates in a terminating namespace are refused");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(
+            "unable to create new content in namespace fresh because it is being terminated"
+        ),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !server
+            .kubectl(&["get", "cm", "late", "-n", "fresh"])
+            .status
+            .success()
+    );
+    // Once nothing holds it, the namespace goes, and a new one of the same name is usable.
+    set_finalizers("null");
+    skiff_tests::eventually(Duration::from_secs(20), || {
+        (!server
+            .kubectl(&["get", "namespace", "fresh"])
+            .status
+            .success())
+        .then_some(())
+    })
+    .expect("the namespace is removed");
+    server.kubectl_ok(&["create", "namespace", "fresh"]);
+    server.kubectl_ok(&["create", "configmap", "again", "-n", "fresh"]);
+}

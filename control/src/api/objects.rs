@@ -11,12 +11,14 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::fieldmanager;
+use super::namespaces::Phase;
 use super::selectors::Selectors;
 use super::{
-    ApiError, ApiRequest, ApiState, Output, TABLE_CONTENT_TYPE, json, json_as, now_rfc3339,
+    ApiError, ApiRequest, ApiState, Output, TABLE_CONTENT_TYPE, json, json_as, json_text,
+    now_rfc3339,
 };
 use crate::registry::{self, FieldError, Resource};
-use crate::store::{Key, Object, StoreError, Write};
+use crate::store::{Event, Key, Object, StoreError, Write};
 
 /// The object's metadata, created if absent.
 pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
@@ -77,7 +79,7 @@ fn spec_of(object: &Value) -> Value {
 pub fn render(request: &ApiRequest, code: StatusCode, object: &Value) -> Response {
     match request.output {
         Output::Json => json(code, object),
-        Output::Metadata => json(code, &partial_metadata(object)),
+        Output::Metadata => json(code, &PartialMetadata::of(object)),
         Output::Table => {
             let rv = meta_str(object, "resourceVersion").unwrap_or("");
             let table = super::table::table(
@@ -92,13 +94,24 @@ pub fn render(request: &ApiRequest, code: StatusCode, object: &Value) -> Respons
     }
 }
 
-/// `PartialObjectMetadata` of an object.
-pub fn partial_metadata(object: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
-    })
+/// `PartialObjectMetadata` of an object, borrowing its metadata.
+#[derive(serde::Serialize)]
+pub struct PartialMetadata<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: &'a Value,
+}
+
+impl<'a> PartialMetadata<'a> {
+    pub fn of(object: &'a Value) -> Self {
+        static EMPTY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+        PartialMetadata {
+            kind: "PartialObjectMetadata",
+            api_version: "meta.k8s.io/v1",
+            metadata: object.get("metadata").unwrap_or(&*EMPTY),
+        }
+    }
 }
 
 /// `GET` one object (also its `status` subresource).
@@ -245,7 +258,7 @@ pub async fn list(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respons
                 "kind": "PartialObjectMetadataList",
                 "apiVersion": "meta.k8s.io/v1",
                 "metadata": metadata,
-                "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+                "items": items.iter().map(PartialMetadata::of).collect::<Vec<_>>(),
             }),
         ),
         Output::Json => json(
@@ -385,14 +398,19 @@ fn name_suffix() -> String {
 
 /// Fails unless `namespace` exists and is not terminating.
 async fn check_namespace(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
-    let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are served");
-    let ns = read(state, namespaces, &key(namespaces, None, namespace)).await?;
-    if ns
-        .value
-        .get("metadata")
-        .and_then(|m| m.get("deletionTimestamp"))
-        .is_some()
-    {
+    let phase = match state.namespaces.phase(namespace) {
+        Some(phase) => phase,
+        None => {
+            let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are served");
+            let ns = read(state, namespaces, &key(namespaces, None, namespace)).await?;
+            if ns.value["metadata"].get("deletionTimestamp").is_some() {
+                Phase::Terminating
+            } else {
+                Phase::Active
+            }
+        }
+    };
+    if phase == Phase::Terminating {
         return Err(ApiError::Forbidden(format!(
             "unable to create new content in namespace {namespace} because it is being terminated"
         )));
@@ -432,9 +450,32 @@ fn qos_class(pod: &Value) -> &'static str {
 pub async fn create(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
     let (created, warnings) = create_value(state, request, request.body_json()?, true).await?;
     Ok(with_warnings(
-        json(StatusCode::CREATED, &created),
+        created.respond(StatusCode::CREATED),
         &warnings,
     ))
+}
+
+/// An object as a write left it, with its JSON when the store has encoded it already.
+pub struct Written {
+    pub object: Arc<Value>,
+    pub text: Option<Arc<str>>,
+}
+
+impl Written {
+    fn stored(event: Event) -> Self {
+        Written {
+            object: event.object,
+            text: Some(event.text),
+        }
+    }
+
+    /// The object as a JSON response.
+    pub fn respond(&self, code: StatusCode) -> Response {
+        match &self.text {
+            Some(text) => json_text(code, text.as_bytes().to_vec(), "application/json"),
+            None => json(code, &*self.object),
+        }
+    }
 }
 
 /// Creates `object` in the request's namespace; returns it as stored, with any warnings.
@@ -444,7 +485,7 @@ pub async fn create_value(
     request: &ApiRequest,
     mut object: Value,
     record: bool,
-) -> Result<(Value, Vec<String>), ApiError> {
+) -> Result<(Written, Vec<String>), ApiError> {
     let r = request.resource();
     check_type(r, &mut object)?;
     let url_namespace = request.target.namespace.clone();
@@ -537,17 +578,27 @@ pub async fn create_value(
         if existing.is_some() {
             return Err(ApiError::from_store(StoreError::AlreadyExists, r, &name));
         }
-        return Ok((object, warnings));
+        let written = Written {
+            object: Arc::new(object),
+            text: None,
+        };
+        return Ok((written, warnings));
     }
     let (mut name, mut object) = (name, object);
     let mut draws = 0;
     loop {
+        // Only a generated name may need the object again, for another draw.
+        let value = if generated_from.is_some() {
+            object.clone()
+        } else {
+            std::mem::take(&mut object)
+        };
         let write = Write::Create {
             key: key(r, namespace.as_deref(), &name),
-            value: object.clone(),
+            value,
         };
         match state.store.write(write).await {
-            Ok(event) => return Ok(((*event.object).clone(), warnings)),
+            Ok(event) => return Ok((Written::stored(event), warnings)),
             // A generated name that is taken is drawn again, as upstream retries.
             Err(StoreError::AlreadyExists) if draws < 8 && generated_from.is_some() => {
                 draws += 1;

@@ -196,7 +196,7 @@ async fn apply_create(
     let object = server_side_apply(request, None, &object)?;
     let (created, warnings) = objects::create_value(state, request, object, false).await?;
     Ok(objects::with_warnings(
-        json(StatusCode::CREATED, &created),
+        created.respond(StatusCode::CREATED),
         &warnings,
     ))
 }

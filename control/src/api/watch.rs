@@ -14,7 +14,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::objects::{self, partial_metadata};
+use super::objects::{self, PartialMetadata};
 use super::selectors::Selectors;
 use super::{ApiError, ApiRequest, ApiState, Output, TABLE_CONTENT_TYPE};
 use crate::registry::Resource;
@@ -33,12 +33,33 @@ struct Encoder {
     sent_columns: bool,
 }
 
+/// A watch line over borrowed parts, encoded without copying the object first.
+#[derive(serde::Serialize)]
+struct Line<'a, T: serde::Serialize> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    object: T,
+}
+
 impl Encoder {
-    fn event(&mut self, event_type: &str, object: &Value) -> Bytes {
-        let object = match self.output {
-            Output::Json => object.clone(),
-            Output::Metadata => partial_metadata(object),
-            Output::Table => {
+    /// The line for one event; `text` is the object's JSON when the store already holds it.
+    fn event(&mut self, event_type: &str, object: &Value, text: Option<&str>) -> Bytes {
+        match (self.output, text) {
+            (Output::Json, Some(text)) => {
+                let mut line = Vec::with_capacity(text.len() + 32);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(event_type.as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                line.extend_from_slice(text.as_bytes());
+                line.extend_from_slice(b"}\n");
+                Bytes::from(line)
+            }
+            (Output::Json, None) => encode(&Line { event_type, object }),
+            (Output::Metadata, _) => encode(&Line {
+                event_type,
+                object: PartialMetadata::of(object),
+            }),
+            (Output::Table, _) => {
                 let rv = objects::meta_str(object, "resourceVersion").unwrap_or("");
                 let mut table = super::table::table(
                     self.resource,
@@ -52,10 +73,12 @@ impl Encoder {
                     table["columnDefinitions"] = json!([]);
                 }
                 self.sent_columns = true;
-                table
+                encode(&Line {
+                    event_type,
+                    object: table,
+                })
             }
-        };
-        line(&json!({"type": event_type, "object": object}))
+        }
     }
 
     fn bookmark(&self, revision: i64, initial_end: bool) -> Bytes {
@@ -72,15 +95,15 @@ impl Encoder {
             Output::Json => self.resource.api_version(),
             _ => "meta.k8s.io/v1".to_string(),
         };
-        line(
+        encode(
             &json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": metadata}}),
         )
     }
 }
 
-fn line(value: &Value) -> Bytes {
-    let mut text = value.to_string();
-    text.push('\n');
+fn encode(value: &impl serde::Serialize) -> Bytes {
+    let mut text = serde_json::to_vec(value).expect("JSON values encode");
+    text.push(b'\n');
     Bytes::from(text)
 }
 
@@ -161,7 +184,11 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
             }
         };
         for object in &initial_objects {
-            if tx.send(Ok(encoder.event("ADDED", object))).await.is_err() {
+            if tx
+                .send(Ok(encoder.event("ADDED", object, None)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -190,7 +217,7 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
                     Some(Ok(event)) => {
                         last = event.revision;
                         match translate(&event, &selectors, namespace.as_deref()) {
-                            Some(t) => encoder.event(t, &event.object),
+                            Some(t) => encoder.event(t, &event.object, Some(&event.text)),
                             None => continue,
                         }
                     }
@@ -217,7 +244,7 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
 
 fn error_line(e: &StoreError, r: &Resource) -> Bytes {
     let status = ApiError::from_store(e.clone(), r, "").status();
-    line(&json!({"type": "ERROR", "object": status}))
+    encode(&json!({"type": "ERROR", "object": status}))
 }
 
 #[cfg(test)]
@@ -231,6 +258,7 @@ mod tests {
             revision: 2,
             event_type,
             key: Key::new("configmaps", "default", "a"),
+            text: new.to_string().into(),
             object: Arc::new(new),
             previous: old.map(Arc::new),
         }

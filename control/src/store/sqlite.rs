@@ -284,6 +284,7 @@ fn apply(
         event_type,
         key,
         object: Arc::new(value),
+        text: text.into(),
         previous: previous.map(|(_, text)| Arc::new(parse(&text))),
     }))
 }
@@ -432,6 +433,7 @@ impl Backend for SqliteBackend {
             }
             let mut statement = tx.prepare_cached(&sql)?;
             let map = |r: &rusqlite::Row<'_>| {
+                let text: String = r.get(5)?;
                 Ok(Event {
                     revision: r.get(0)?,
                     key: Key {
@@ -440,7 +442,8 @@ impl Backend for SqliteBackend {
                         name: r.get(3)?,
                     },
                     event_type: EventType::from_code(r.get(4)?),
-                    object: Arc::new(parse(&r.get::<_, String>(5)?)),
+                    object: Arc::new(parse(&text)),
+                    text: text.into(),
                     previous: r
                         .get::<_, Option<String>>(6)?
                         .map(|text| Arc::new(parse(&text))),
