@@ -154,10 +154,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The newest revision and the newest compacted one (history starts after it).
     fn revisions(&self) -> (i64, i64);
     /// Applies writes in one durable transaction (group commit): each gets its own result, and
-    /// the events of the successful ones are published in revision order once durable.
-    fn write_batch(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Event, StoreError>>>;
-    /// Drops log entries at or below `revision`.
-    fn compact(&self, revision: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// the events of the successful ones are published in revision order once durable. Runs on
+    /// the calling thread, which the store keeps to one commit at a time; being synchronous, a
+    /// commit cannot be abandoned half-way by a caller that goes away.
+    fn write_batch(&self, writes: Vec<Write>) -> Vec<Result<Event, StoreError>>;
+    /// Drops log entries at or below `revision`; on the calling thread, as `write_batch`.
+    fn compact(&self, revision: i64) -> Result<(), StoreError>;
 }
 
 type Pending = (
@@ -165,12 +167,26 @@ type Pending = (
     tokio::sync::oneshot::Sender<Result<Event, StoreError>>,
 );
 
-/// The store the API serves from: a backend, a group-commit writer and the watch fan-out.
+/// The store the API serves from: a backend, group commit and the watch fan-out.
+///
+/// Group commit without a writer thread: each write joins a queue, then takes the commit lock in
+/// turn; whoever holds it commits everything queued as one transaction (on its own thread: the
+/// backend's commit does not hand off), publishes the events in revision order and answers the
+/// writers it took along. A writer whose write an earlier holder took finds its answer ready and
+/// passes the lock on. So a lone write costs no hand-off between threads, and concurrent writes
+/// share one durable commit.
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
-    writes: mpsc::Sender<Pending>,
+    queue: Arc<std::sync::Mutex<std::collections::VecDeque<Pending>>>,
+    committer: Arc<tokio::sync::Mutex<Committer>>,
     fanout: Arc<Fanout>,
+}
+
+/// What the commit lock guards: compaction bookkeeping.
+struct Committer {
+    retain: i64,
+    since_compaction: i64,
 }
 
 /// Live events, on one channel per resource so that a write wakes only the watchers of its
@@ -214,18 +230,20 @@ const MAX_BATCH: usize = 512;
 const FANOUT_BUFFER: usize = 8192;
 
 impl Store {
-    /// Starts the writer over `backend`, keeping `retain` revisions of history.
+    /// A store over `backend`, keeping `retain` revisions of history.
     pub fn new(backend: Arc<dyn Backend>, retain: i64) -> Self {
-        let (writes, rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
         let fanout = Arc::new(Fanout {
             all: broadcast::channel(FANOUT_BUFFER).0,
             by_resource: Default::default(),
             published: AtomicI64::new(backend.revisions().0),
         });
-        tokio::spawn(writer(backend.clone(), rx, fanout.clone(), retain.max(1)));
         Store {
             backend,
-            writes,
+            queue: Default::default(),
+            committer: Arc::new(tokio::sync::Mutex::new(Committer {
+                retain: retain.max(1),
+                since_compaction: 0,
+            })),
             fanout,
         }
     }
@@ -256,15 +274,77 @@ impl Store {
         self.backend.revisions().1
     }
 
-    /// Applies one write durably; returns the event it logged.
+    /// Applies one write durably; returns the event it logged. A caller that goes away before
+    /// the answer still has its write committed, as if it had waited.
     pub async fn write(&self, write: Write) -> Result<Event, StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.writes
-            .send((write, tx))
-            .await
-            .map_err(|_| StoreError::Backend("store is shut down".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Backend("store writer stopped".into()))?
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.queue
+            .lock()
+            .expect("write queue lock")
+            .push_back((write, tx));
+        let flush_on_drop = FlushOnDrop(Some(self.clone()));
+        let mut committer = self.committer.lock().await;
+        loop {
+            match rx.try_recv() {
+                Ok(result) => {
+                    flush_on_drop.disarm();
+                    return result;
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    flush_on_drop.disarm();
+                    return Err(StoreError::Backend("store writer stopped".into()));
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                    self.commit_queued(&mut committer);
+                }
+            }
+        }
+    }
+
+    /// Commits every queued write.
+    async fn flush(&self) {
+        let mut committer = self.committer.lock().await;
+        while !self.queue.lock().expect("write queue lock").is_empty() {
+            self.commit_queued(&mut committer);
+        }
+    }
+
+    /// Commits one batch of queued writes, publishes their events and answers their writers.
+    fn commit_queued(&self, committer: &mut Committer) {
+        let batch: Vec<Pending> = {
+            let mut queue = self.queue.lock().expect("write queue lock");
+            let take = queue.len().min(MAX_BATCH);
+            queue.drain(..take).collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let started = std::time::Instant::now();
+        let count = writes.len();
+        let results = self.backend.write_batch(writes);
+        tracing::trace!(
+            writes = count,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "batch committed"
+        );
+        for (result, reply) in results.into_iter().zip(replies) {
+            if let Ok(event) = &result {
+                committer.since_compaction += 1;
+                self.fanout.publish(event.clone());
+            }
+            let _ = reply.send(result);
+        }
+        let retain = committer.retain;
+        if committer.since_compaction >= (retain / 4).clamp(1, 10_000) {
+            committer.since_compaction = 0;
+            let (newest, compacted) = self.backend.revisions();
+            if newest - retain > compacted
+                && let Err(e) = self.backend.compact(newest - retain)
+            {
+                tracing::warn!(error = %e, "compacting the revision log failed");
+            }
+        }
     }
 
     /// Every event of `resource` (all resources when None) after `revision`, then live ones, in
@@ -380,47 +460,22 @@ impl Watch {
     }
 }
 
-/// The single writer: batches whatever is queued into one transaction, then publishes.
-async fn writer(
-    backend: Arc<dyn Backend>,
-    mut rx: mpsc::Receiver<Pending>,
-    fanout: Arc<Fanout>,
-    retain: i64,
-) {
-    let compact_every = (retain / 4).clamp(1, 10_000);
-    let mut since_compaction = 0;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let started = std::time::Instant::now();
-        let count = writes.len();
-        let results = backend.write_batch(writes).await;
-        tracing::trace!(
-            writes = count,
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "batch committed"
-        );
-        for (result, reply) in results.into_iter().zip(replies) {
-            if let Ok(event) = &result {
-                since_compaction += 1;
-                fanout.publish(event.clone());
-            }
-            let _ = reply.send(result);
-        }
-        if since_compaction >= compact_every {
-            since_compaction = 0;
-            let (newest, compacted) = backend.revisions();
-            if newest - retain > compacted
-                && let Err(e) = backend.compact(newest - retain).await
-            {
-                tracing::warn!(error = %e, "compacting the revision log failed");
-            }
+/// Commits the queue from a task of its own when a writer goes away before its write was
+/// committed, so that the write does not wait in the queue for the next writer to come along.
+struct FlushOnDrop(Option<Store>);
+
+impl FlushOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { store.flush().await });
         }
     }
 }

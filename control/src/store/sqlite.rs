@@ -1,16 +1,15 @@
-//! The embedded backend: SQLite in WAL mode, durable on commit (synchronous=FULL). One thread
-//! owns the writing connection and runs each batch of writes as one transaction, so a batch costs
-//! one hand-off between threads however many statements it runs; reads take a pooled read-only
-//! connection on the blocking pool.
+//! The embedded backend: SQLite in WAL mode, durable on commit (synchronous=FULL). One writing
+//! connection runs each batch of writes as one transaction on the committing caller's thread
+//! (the store lets one caller commit at a time); reads take a pooled read-only connection, on
+//! the calling thread for key lookups and on the blocking pool for lists and history.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use super::{Backend, Event, EventType, Key, Object, Page, StoreError, Write};
 
@@ -30,12 +29,6 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Backend(e.to_string())
     }
-}
-
-/// Work for the writer thread.
-enum Job {
-    Batch(Vec<Write>, oneshot::Sender<Vec<Result<Event, StoreError>>>),
-    Compact(i64, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The newest and the newest compacted revision, shared by the writer thread and readers.
@@ -98,7 +91,7 @@ impl Readers {
 
 /// SQLite storage in one database file.
 pub struct SqliteBackend {
-    jobs: mpsc::Sender<Job>,
+    writer: Mutex<Connection>,
     readers: Arc<Readers>,
     revisions: Arc<Revisions>,
 }
@@ -138,14 +131,8 @@ impl SqliteBackend {
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
         let revisions = Arc::new(revisions);
-        let (jobs, queue) = mpsc::channel();
-        let shared = revisions.clone();
-        std::thread::Builder::new()
-            .name("skiff-store-writer".into())
-            .spawn(move || write_loop(conn, queue, shared))
-            .map_err(|e| StoreError::Backend(format!("starting the store writer: {e}")))?;
         Ok(Arc::new(SqliteBackend {
-            jobs,
+            writer: Mutex::new(conn),
             readers: Arc::new(Readers {
                 path,
                 idle: Mutex::new(Vec::new()),
@@ -154,44 +141,12 @@ impl SqliteBackend {
         }))
     }
 
-    fn submit(&self, job: Job) -> bool {
-        self.jobs.send(job).is_ok()
-    }
-}
-
-/// The writer thread: one transaction per batch, revisions published after the commit.
-fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>, revisions: Arc<Revisions>) {
-    while let Ok(job) = queue.recv() {
-        match job {
-            Job::Batch(writes, reply) => {
-                let count = writes.len();
-                let start = revisions.newest.load(Ordering::Acquire);
-                match write_batch(&mut conn, writes, start) {
-                    Ok((results, newest)) => {
-                        revisions.newest.store(newest, Ordering::Release);
-                        let _ = reply.send(results);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "store transaction failed");
-                        // A commit can fail after it became durable: take the log's word for
-                        // the newest revision so the next batch does not reuse revisions.
-                        let logged: Result<Option<i64>, _> =
-                            conn.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0));
-                        if let Ok(Some(newest)) = logged {
-                            revisions.newest.fetch_max(newest, Ordering::AcqRel);
-                        }
-                        let _ = reply.send((0..count).map(|_| Err(e.clone())).collect());
-                    }
-                }
-            }
-            Job::Compact(revision, reply) => {
-                let result = compact(&mut conn, revision);
-                if result.is_ok() {
-                    revisions.compacted.store(revision, Ordering::Release);
-                }
-                let _ = reply.send(result);
-            }
-        }
+    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the connection leaves no transaction open (rusqlite rolls back
+        // on drop), so the connection stays usable.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -314,10 +269,6 @@ fn set_resource_version(value: &mut Value, revision: i64) {
             metadata.insert("resourceVersion".into(), revision.to_string().into());
         }
     }
-}
-
-fn stopped<T>(_: T) -> StoreError {
-    StoreError::Backend("the store writer has stopped".into())
 }
 
 impl Backend for SqliteBackend {
@@ -470,29 +421,33 @@ impl Backend for SqliteBackend {
         )
     }
 
-    fn write_batch(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Event, StoreError>>> {
+    fn write_batch(&self, writes: Vec<Write>) -> Vec<Result<Event, StoreError>> {
         let count = writes.len();
-        let (reply, result) = oneshot::channel();
-        let sent = self.submit(Job::Batch(writes, reply));
-        Box::pin(async move {
-            let outcome = if sent {
-                result.await.map_err(stopped)
-            } else {
-                Err(stopped(()))
-            };
-            outcome.unwrap_or_else(|e| (0..count).map(|_| Err(e.clone())).collect())
-        })
+        let mut conn = self.writer();
+        let start = self.revisions.newest.load(Ordering::Acquire);
+        match write_batch(&mut conn, writes, start) {
+            Ok((results, newest)) => {
+                self.revisions.newest.store(newest, Ordering::Release);
+                results
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store transaction failed");
+                // A commit can fail after it became durable: take the log's word for the newest
+                // revision so the next batch does not reuse revisions.
+                let logged: Result<Option<i64>, _> =
+                    conn.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0));
+                if let Ok(Some(newest)) = logged {
+                    self.revisions.newest.fetch_max(newest, Ordering::AcqRel);
+                }
+                (0..count).map(|_| Err(e.clone())).collect()
+            }
+        }
     }
 
-    fn compact(&self, revision: i64) -> BoxFuture<'_, Result<(), StoreError>> {
-        let (reply, result) = oneshot::channel();
-        let sent = self.submit(Job::Compact(revision, reply));
-        Box::pin(async move {
-            if !sent {
-                return Err(stopped(()));
-            }
-            result.await.map_err(stopped)?
-        })
+    fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        compact(&mut self.writer(), revision)?;
+        self.revisions.compacted.store(revision, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -521,6 +476,51 @@ mod tests {
 
     fn cm(name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}})
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits_and_each_gets_its_own_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 1000).await;
+        let writes = (0..50).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { create(&store, &format!("c{i}")).await.revision })
+        });
+        let mut revisions = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>();
+        revisions.sort();
+        revisions.dedup();
+        assert_eq!(revisions.len(), 50, "every write has a revision of its own");
+        assert_eq!(store.revision(), *revisions.last().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_goes_away_is_still_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 1000).await;
+        // Another writer is committing, so this one waits in the queue when it is dropped.
+        let busy = store.committer.lock().await;
+        let pending = tokio::spawn({
+            let store = store.clone();
+            async move { create(&store, "orphan").await }
+        });
+        while store.queue.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        pending.abort();
+        assert!(pending.await.unwrap_err().is_cancelled());
+        drop(busy);
+        let key = Key::new("configmaps", "default", "orphan");
+        for _ in 0..1000 {
+            if store.get(&key).await.unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the abandoned write was never committed");
     }
 
     #[tokio::test]
