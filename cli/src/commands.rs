@@ -5,5 +5,6 @@ pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod get;
+pub mod image;
 pub mod label;
 pub mod server;

@@ -1,6 +1,8 @@
 //! The `skiff` command: `skiff server` runs the control plane; the kubectl-style verbs talk to
 //! any Kubernetes API, Skiff's own first. One file per command under `commands/`.
 
+#![forbid(unsafe_code)]
+
 mod commands;
 mod kubeconfig;
 
@@ -34,6 +36,8 @@ enum Command {
     Label(commands::label::Args),
     /// Add, change or remove annotations.
     Annotate(commands::label::AnnotateArgs),
+    /// Manage the local node's images.
+    Image(commands::image::Args),
 }
 
 /// Parses the command line and runs the command.
@@ -56,6 +60,7 @@ pub fn run() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
+            Command::Image(args) => commands::image::run(args),
             Command::Get(args) => commands::get::run(args).await,
             Command::Apply(args) => commands::apply::run(args).await,
             Command::Delete(args) => commands::delete::run(args).await,

@@ -5,6 +5,7 @@
 pub mod discovery;
 pub mod errors;
 pub mod fieldmanager;
+pub mod logs;
 pub mod namespaces;
 pub mod objects;
 pub mod patch;
@@ -36,7 +37,23 @@ use crate::store::Store;
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// What every handler shares.
+/// The node agent running in the API server's process: its pods' logs are read from its files.
+#[derive(Clone)]
+pub struct LocalNode {
+    pub name: String,
+    pub logs: std::sync::Arc<dyn logs::PodLogs>,
+}
+
+impl std::fmt::Debug for LocalNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalNode")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
 pub struct ApiState {
+    pub local_node: Option<LocalNode>,
     pub store: Store,
     /// The namespaces, for the check every namespaced create makes.
     pub namespaces: namespaces::Namespaces,
@@ -371,6 +388,9 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
         (Method::PATCH, true, None | Some("status")) => patch::patch(&state, &request).await,
         (Method::DELETE, true, None) => objects::delete(&state, &request).await,
         (_, true, Some("scale")) if resource.scale => subresources::scale(&state, &request).await,
+        (Method::GET, true, Some("log")) if resource.group.is_empty() && resource.kind == "Pod" => {
+            logs::pod_log(&state, &request).await
+        }
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

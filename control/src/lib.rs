@@ -2,6 +2,8 @@
 //! revisioned store ([`store`]), with the cluster's certificates ([`pki`]), authentication
 //! ([`auth`]) and the served kinds ([`registry`], [`schema`]). [`server::run`] ties them together.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod auth;
 pub mod controllers;

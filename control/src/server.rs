@@ -35,7 +35,12 @@ pub struct ServerConfig {
     pub durable: bool,
     /// Controllers not to run (see [`crate::controllers::NAMES`]).
     pub disable: Vec<String>,
+    /// The node running in this process, whose pod logs the API serves from its own files.
+    pub local_node: Option<crate::api::LocalNode>,
 }
+
+/// Starts work that needs the API (the embedded node agent), given an in-process client.
+pub type StartWithClient = Box<dyn FnOnce(kube::Client) + Send>;
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +164,7 @@ pub fn in_process_client(router: axum::Router) -> kube::Client {
 /// Runs the server until `shutdown` resolves.
 pub async fn run(
     config: ServerConfig,
+    agent: Option<StartWithClient>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let data_dir = &config.data_dir;
@@ -206,12 +212,16 @@ pub async fn run(
     };
     let url = format!("https://{host}:{}", local.port());
     let state = Arc::new(ApiState {
+        local_node: config.local_node.clone(),
         namespaces: crate::api::namespaces::Namespaces::follow(store.clone()),
         store,
         advertise: format!("{host}:{}", local.port()),
     });
     let router = api::router(state);
     crate::controllers::start(in_process_client(router.clone()), &config.disable);
+    if let Some(agent) = agent {
+        agent(in_process_client(router.clone()));
+    }
 
     let admin = authority.client("admin", &[MASTERS])?;
     let kubeconfig_path = data_dir.join("admin.kubeconfig");

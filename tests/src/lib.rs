@@ -2,6 +2,8 @@
 //! loopback port with a temporary data directory (always torn down), and drives it with the
 //! installed `kubectl` and with kube-rs.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -19,7 +21,6 @@ pub fn skiff_binary() -> PathBuf {
             if let Some(bin) = std::env::var_os("SKIFF_BIN") {
                 return PathBuf::from(bin);
             }
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()
                 .expect("workspace root");
@@ -28,27 +29,7 @@ pub fn skiff_binary() -> PathBuf {
             if !cfg!(debug_assertions) {
                 args.push("--release");
             }
-            let mut command = Command::new(cargo);
-            // The variables cargo sets for this test process would make build scripts that
-            // watch them (ring's) rerun, and rebuild half the tree: hand cargo a clean slate.
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy();
-                let per_package = key.starts_with("CARGO_PKG_")
-                    || key.starts_with("CARGO_MANIFEST_")
-                    || key.starts_with("CARGO_BIN_")
-                    || key.starts_with("NEXTEST")
-                    || matches!(
-                        key.as_ref(),
-                        "CARGO_CRATE_NAME"
-                            | "CARGO_PRIMARY_PACKAGE"
-                            | "CARGO_TARGET_TMPDIR"
-                            | "CARGO_RUSTC_CURRENT_DIR"
-                            | "OUT_DIR"
-                    );
-                if per_package {
-                    command.env_remove(key.as_ref());
-                }
-            }
+            let mut command = clean_cargo();
             let output = command
                 .current_dir(workspace)
                 .args(&args)
@@ -64,6 +45,69 @@ pub fn skiff_binary() -> PathBuf {
                 .next_back()
                 .expect("cargo reported no skiff executable")
         })
+        .clone()
+}
+
+/// A cargo command with the variables cargo set for this test process removed: build scripts
+/// that watch them (ring's) would otherwise rerun and rebuild half the tree.
+fn clean_cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let per_package = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_BIN_")
+            || key.starts_with("NEXTEST")
+            || matches!(
+                key.as_ref(),
+                "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if per_package {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command
+}
+
+/// The component a sample in `samples/` builds to (built once, for wasm32-wasip2).
+pub fn sample(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .join("samples");
+        let output = clean_cargo()
+            .current_dir(&samples)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("running cargo build for the samples");
+        assert!(
+            output.status.success(),
+            "building the samples failed (is the wasm32-wasip2 target installed?)"
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .collect()
+    });
+    built
+        .iter()
+        .find(|p| p.file_stem().is_some_and(|s| s == name))
+        .unwrap_or_else(|| panic!("no sample component named {name}"))
         .clone()
 }
 

@@ -27,6 +27,43 @@ pub struct Args {
     /// Do not run this controller (repeatable): namespace, garbage-collector.
     #[arg(long, env = "SKIFF_DISABLE", value_delimiter = ',')]
     disable: Vec<String>,
+    /// Do not run a node in this process (pods then need `skiff node` agents).
+    #[arg(long, env = "SKIFF_DISABLE_AGENT")]
+    disable_agent: bool,
+    /// The name of the node running in this process [default: the host name].
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    node_name: Option<String>,
+}
+
+/// Where a node keeps its images and pod logs under a data directory.
+pub fn node_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("node")
+}
+
+/// Serves the logs the embedded node writes.
+struct NodeLogs {
+    pods_dir: PathBuf,
+}
+
+impl skiff_control::api::logs::PodLogs for NodeLogs {
+    fn render(
+        &self,
+        run: &skiff_control::api::logs::ContainerRun,
+        options: &skiff_control::api::logs::LogOptions,
+    ) -> std::io::Result<String> {
+        let dir = skiff_runtime::pods::pod_dir(&self.pods_dir, &run.namespace, &run.pod, &run.uid)
+            .join(&run.container);
+        let text = std::fs::read_to_string(skiff_runtime::logs::run_log(&dir, run.run))?;
+        Ok(skiff_runtime::logs::render(
+            &text,
+            &skiff_runtime::logs::LogOptions {
+                timestamps: options.timestamps,
+                tail_lines: options.tail_lines,
+                since: options.since,
+                limit_bytes: options.limit_bytes,
+            },
+        ))
+    }
 }
 
 /// The data directory: the flag, else `~/.local/share/skiff`.
@@ -40,13 +77,32 @@ pub fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = data_dir(args.data_dir)?;
+    let agent = (!args.disable_agent).then(|| skiff_runtime::agent::AgentConfig {
+        name: args
+            .node_name
+            .unwrap_or_else(skiff_runtime::agent::hostname),
+        data_dir: node_dir(&data_dir),
+        address: if args.listen.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            args.listen.ip().to_string()
+        },
+        max_pods: 1000,
+    });
     let config = ServerConfig {
-        data_dir: data_dir(args.data_dir)?,
+        data_dir,
         listen: args.listen,
         tls_san: args.tls_san,
         history: args.history_revisions,
         durable: !args.no_fsync,
         disable: args.disable,
+        local_node: agent.as_ref().map(|a| skiff_control::api::LocalNode {
+            name: a.name.clone(),
+            logs: std::sync::Arc::new(NodeLogs {
+                pods_dir: a.pods_dir(),
+            }),
+        }),
     };
     for name in &config.disable {
         if !skiff_control::controllers::NAMES.contains(&name.as_str()) {
@@ -56,7 +112,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    serve(config, shutdown_signal()).await?;
+    let start_agent = agent.map(|agent| -> skiff_control::server::StartWithClient {
+        Box::new(move |client| {
+            tokio::spawn(async move {
+                if let Err(e) = skiff_runtime::agent::run(client, agent).await {
+                    tracing::error!(error = %format!("{e:#}"), "the node agent stopped");
+                }
+            });
+        })
+    });
+    serve(config, start_agent, shutdown_signal()).await?;
     Ok(())
 }
 

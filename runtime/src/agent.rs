@@ -1,0 +1,125 @@
+//! The node agent: registers the node, keeps its Lease fresh, and runs a worker for every pod
+//! bound to it (`spec.nodeName`), stopping the worker when the pod is deleted.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher;
+use tokio::sync::watch;
+
+use crate::engine::Runtime;
+use crate::images::ImageStore;
+use crate::node::{self, NodeInfo};
+use crate::pods::{self, Context};
+
+/// How a node agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    /// Where the node keeps its images and pod logs.
+    pub data_dir: PathBuf,
+    /// The address the node reports as its InternalIP.
+    pub address: String,
+    pub max_pods: u32,
+}
+
+impl AgentConfig {
+    /// The node's image store directory.
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
+    }
+
+    /// The node's pod log directory.
+    pub fn pods_dir(&self) -> PathBuf {
+        self.data_dir.join("pods")
+    }
+}
+
+/// The host's name, lowercased, as the kubelet names its node.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "skiff-node".into())
+}
+
+/// A running pod's worker.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the agent until the process ends.
+pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()> {
+    let images = ImageStore::open(config.images_dir())?;
+    let runtime = Runtime::new()?;
+    let info = NodeInfo {
+        name: config.name.clone(),
+        address: config.address.clone(),
+        max_pods: config.max_pods,
+    };
+    // The API may not be serving yet when an embedded agent starts.
+    let mut delay = std::time::Duration::from_millis(100);
+    while let Err(e) = node::register(&client, &info).await {
+        tracing::warn!(node = %info.name, error = %e, "registering the node failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
+    tracing::info!(node = %info.name, "node registered");
+    tokio::spawn(node::heartbeat(client.clone(), info.clone()));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        runtime,
+        images,
+        pods_dir: config.pods_dir(),
+        node: config.name.clone(),
+    });
+    let pods: Api<Pod> = Api::all(client);
+    let selector = format!("spec.nodeName={}", config.name);
+    let mut events = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
+    let mut running: HashMap<String, Running> = HashMap::new();
+    while let Some(event) = events.next().await {
+        let pod = match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+            Ok(watcher::Event::Delete(pod)) => {
+                if let Some(gone) = pod.metadata.uid.as_ref().and_then(|u| running.remove(u)) {
+                    gone.task.abort();
+                }
+                continue;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "watching the node's pods failed; retrying");
+                continue;
+            }
+        };
+        let Some(uid) = pod.metadata.uid.clone() else {
+            continue;
+        };
+        running.retain(|_, r| !r.task.is_finished() || r.stop.receiver_count() > 0);
+        match running.get(&uid) {
+            Some(worker) => {
+                if pod.metadata.deletion_timestamp.is_some() {
+                    let _ = worker.stop.send(true);
+                }
+            }
+            None => {
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                let done = matches!(phase, Some("Succeeded" | "Failed"));
+                if done && pod.metadata.deletion_timestamp.is_none() {
+                    // A finished pod this agent ran before it restarted: nothing to run again.
+                    continue;
+                }
+                let (stop, stopped) = watch::channel(pod.metadata.deletion_timestamp.is_some());
+                let task = tokio::spawn(pods::run(ctx.clone(), pod, stopped));
+                running.insert(uid, Running { stop, task });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! The node's one wasmtime engine, the WASI host it links components against, and running a
+//! `wasi:cli/run` component as a container process.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::bindings::Command;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::images::{Image, ImageError, ImageStore};
+use crate::logs::StreamWriter;
+
+/// How often the engine's epoch advances: the granularity of stopping a running guest and of
+/// sharing the CPU between guests.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What a component is, judged by its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Exports `wasi:cli/run`: runs as a process.
+    Command,
+    /// Exports `wasi:http/incoming-handler`: served per request.
+    HttpHandler,
+}
+
+/// Why a component cannot run here.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("compiling the component: {0}")]
+    Compile(String),
+    #[error("the component exports neither wasi:cli/run nor wasi:http/incoming-handler")]
+    NoEntryPoint,
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The per-instance state: WASI context, resources and memory limits.
+pub struct Host {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// One container run: what it gets and where its output goes.
+pub struct RunSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdout: StreamWriter,
+    pub stderr: StreamWriter,
+    /// `resources.limits.memory`, in bytes.
+    pub memory_limit: Option<usize>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub code: i32,
+    /// Kubernetes' terminated reason: Completed, Error or OOMKilled.
+    pub reason: &'static str,
+    pub message: Option<String>,
+}
+
+/// The wasmtime engine and WASI linker of a node.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<Host>>,
+    /// Names compiled components so that another engine build never loads them.
+    engine_key: String,
+}
+
+impl Runtime {
+    pub fn new() -> anyhow::Result<Runtime> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = format!("{:016x}", hasher.finish());
+        // The epoch ticks for the life of the process; a weak handle ends the thread with the
+        // engine.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("skiff-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            engine_key,
+        })
+    }
+
+    /// The component of `image`, compiled on first use and loaded from the compiled cache after.
+    pub fn load(&self, images: &ImageStore, image: &Image) -> Result<Component, LoadError> {
+        let compiled = images.compiled_path(image, &self.engine_key);
+        if compiled.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an engine with this
+            // compatibility hash, in the node's own image store (which only the node writes),
+            // and is replaced atomically, so it is never a partial or foreign artifact.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize_file(&self.engine, &compiled) };
+            match loaded {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %compiled.display(), error = %e, "recompiling"),
+            }
+        }
+        let bytes = images.read(image)?;
+        let component = Component::new(&self.engine, &bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        match component.serialize() {
+            Ok(serialized) => {
+                if let Err(e) = images.store_compiled(&compiled, &serialized) {
+                    tracing::warn!(error = %e, "keeping the compiled component failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "serializing the compiled component failed"),
+        }
+        Ok(component)
+    }
+
+    /// What `component` is, and whether this node provides everything it imports.
+    pub fn check(&self, component: &Component) -> Result<Kind, LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+        let kind = if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
+            Kind::Command
+        } else if exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"))
+        {
+            Kind::HttpHandler
+        } else {
+            return Err(LoadError::NoEntryPoint);
+        };
+        self.linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::Unsupported(format!("{e:#}")))?;
+        Ok(kind)
+    }
+
+    /// Runs a `wasi:cli/run` component to its end.
+    pub async fn run_command(&self, component: &Component, spec: RunSpec) -> Exit {
+        let mut wasi = WasiCtx::builder();
+        wasi.args(&spec.argv)
+            .envs(&spec.env)
+            .stdout(LogOutput(spec.stdout.clone()))
+            .stderr(LogOutput(spec.stderr.clone()));
+        let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
+        if let Some(bytes) = spec.memory_limit {
+            limits = limits.memory_size(bytes);
+        }
+        let mut store = Store::new(
+            &self.engine,
+            Host {
+                ctx: wasi.build(),
+                table: ResourceTable::new(),
+                limits: limits.build(),
+            },
+        );
+        store.limiter(|host| &mut host.limits);
+        // Yield to the scheduler at every epoch tick, so a busy guest shares its thread and can
+        // be stopped.
+        store.epoch_deadline_async_yield_and_update(1);
+        let outcome = async {
+            let command = Command::instantiate_async(&mut store, component, &self.linker).await?;
+            command.wasi_cli_run().call_run(&mut store).await
+        }
+        .await;
+        let _ = spec.stdout.finish();
+        let _ = spec.stderr.finish();
+        match outcome {
+            Ok(Ok(())) => Exit {
+                code: 0,
+                reason: "Completed",
+                message: None,
+            },
+            Ok(Err(())) => Exit {
+                code: 1,
+                reason: "Error",
+                message: None,
+            },
+            Err(e) => {
+                if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                    return Exit {
+                        code: exit.0,
+                        reason: if exit.0 == 0 { "Completed" } else { "Error" },
+                        message: None,
+                    };
+                }
+                let text = format!("{e:#}");
+                if text.contains("forcing trap when growing memory") {
+                    return Exit {
+                        code: 137,
+                        reason: "OOMKilled",
+                        message: Some(format!(
+                            "the container exceeded its memory limit of {} bytes",
+                            spec.memory_limit.unwrap_or_default()
+                        )),
+                    };
+                }
+                let _ = spec.stderr.write(format!("{text}\n").as_bytes());
+                let _ = spec.stderr.finish();
+                Exit {
+                    code: 1,
+                    reason: "Error",
+                    message: Some(text),
+                }
+            }
+        }
+    }
+}
+
+/// A container's stdout or stderr, into its log.
+struct LogOutput(StreamWriter);
+
+impl wasmtime_wasi::cli::IsTerminal for LogOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for LogOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LogWriter(self.0.clone()))
+    }
+}
+
+struct LogWriter(StreamWriter);
+
+impl tokio::io::AsyncWrite for LogWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(self.0.write(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

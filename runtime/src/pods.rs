@@ -1,0 +1,859 @@
+//! Running one pod: its init containers in order, then its app containers, each restarted as
+//! the pod's restartPolicy says (with the kubelet's crash-loop back-off), and the pod's status
+//! (phase, conditions, containerStatuses) reported as it changes. A pod being deleted has its
+//! containers stopped, then is removed with grace period 0, as the kubelet does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::engine::{Exit, Kind, LoadError, RunSpec, Runtime};
+use crate::images::ImageStore;
+use crate::logs::{LogFile, run_log};
+
+/// The kubelet's crash-loop back-off: 10 s doubling to 5 minutes.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A run this long resets the back-off.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// What every pod worker of a node shares.
+pub struct Context {
+    pub client: kube::Client,
+    pub runtime: Runtime,
+    pub images: ImageStore,
+    /// Where pods keep their logs: `DIR/NAMESPACE_NAME_UID/CONTAINER/N.log`.
+    pub pods_dir: PathBuf,
+    pub node: String,
+}
+
+/// The directory of one pod's logs.
+pub fn pod_dir(pods_dir: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    pods_dir.join(format!("{namespace}_{name}_{uid}"))
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// One container's entry in the pod's status.
+#[derive(Clone)]
+struct ContainerReport {
+    name: String,
+    image: String,
+    image_id: String,
+    container_id: Option<String>,
+    restart_count: u32,
+    state: Value,
+    last_state: Value,
+    ready: bool,
+    started: bool,
+}
+
+impl ContainerReport {
+    fn new(container: &Container) -> Self {
+        ContainerReport {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            image_id: String::new(),
+            container_id: None,
+            restart_count: 0,
+            state: json!({"waiting": {"reason": "PodInitializing"}}),
+            last_state: json!({}),
+            ready: false,
+            started: false,
+        }
+    }
+
+    fn json(&self) -> Value {
+        let mut status = json!({
+            "name": self.name,
+            "image": self.image,
+            "imageID": self.image_id,
+            "restartCount": self.restart_count,
+            "state": self.state,
+            "lastState": self.last_state,
+            "ready": self.ready,
+            "started": self.started,
+        });
+        if let Some(id) = &self.container_id {
+            status["containerID"] = id.clone().into();
+        }
+        status
+    }
+
+    fn waiting(&mut self, reason: &str, message: Option<&str>) {
+        let mut waiting = json!({"reason": reason});
+        if let Some(message) = message {
+            waiting["message"] = message.into();
+        }
+        self.state = json!({"waiting": waiting});
+        self.ready = false;
+        self.started = false;
+    }
+}
+
+/// The pod's status as the worker knows it.
+struct Report {
+    init: Vec<ContainerReport>,
+    app: Vec<ContainerReport>,
+    phase: &'static str,
+    initialized: bool,
+    start_time: String,
+    host_ip: String,
+}
+
+impl Report {
+    fn json(&self) -> Value {
+        let now = now();
+        let condition = |kind: &str, ok: bool, reason: Option<&str>| {
+            let mut c = json!({"type": kind, "status": if ok { "True" } else { "False" },
+                "lastProbeTime": null, "lastTransitionTime": now});
+            if let Some(reason) = reason.filter(|_| !ok) {
+                c["reason"] = reason.into();
+            }
+            c
+        };
+        let app_ready = !self.app.is_empty() && self.app.iter().all(|c| c.ready);
+        let done = matches!(self.phase, "Succeeded" | "Failed");
+        json!({
+            "phase": self.phase,
+            "hostIP": self.host_ip,
+            "hostIPs": [{"ip": self.host_ip}],
+            "startTime": self.start_time,
+            "conditions": [
+                condition("PodReadyToStartContainers", !done, None),
+                condition("Initialized", self.initialized, Some("ContainersNotInitialized")),
+                condition("Ready", app_ready, Some(if done { "PodCompleted" } else { "ContainersNotReady" })),
+                condition("ContainersReady", app_ready, Some(if done { "PodCompleted" } else { "ContainersNotReady" })),
+                condition("PodScheduled", true, None),
+            ],
+            "initContainerStatuses": self.init.iter().map(ContainerReport::json).collect::<Vec<_>>(),
+            "containerStatuses": self.app.iter().map(ContainerReport::json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// A pod's worker: its report, and what it needs to publish it.
+struct Worker {
+    ctx: Arc<Context>,
+    pod: Pod,
+    report: Mutex<Report>,
+    /// Serializes status writes so that they land in order.
+    publishing: tokio::sync::Mutex<()>,
+}
+
+impl Worker {
+    fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or("")
+    }
+
+    fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    fn uid(&self) -> &str {
+        self.pod.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Report)) {
+        f(&mut self.report.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn container(&self, init: bool, index: usize, f: impl FnOnce(&mut ContainerReport)) {
+        self.update(|r| {
+            f(if init {
+                &mut r.init[index]
+            } else {
+                &mut r.app[index]
+            })
+        });
+    }
+
+    async fn publish(&self) {
+        let _order = self.publishing.lock().await;
+        let status = self.report.lock().unwrap_or_else(|p| p.into_inner()).json();
+        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
+        let patch = json!({"metadata": {"uid": self.uid()}, "status": status});
+        if let Err(e) = pods
+            .patch_status(self.name(), &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::debug!(pod = %self.name(), error = %e, "reporting pod status failed");
+        }
+    }
+
+    async fn event(&self, kind: &str, reason: &str, message: &str, container: Option<&str>) {
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.ctx.client.clone(), self.namespace());
+        let event_time = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut involved = json!({
+            "kind": "Pod", "apiVersion": "v1", "namespace": self.namespace(),
+            "name": self.name(), "uid": self.uid(),
+        });
+        if let Some(container) = container {
+            involved["fieldPath"] = format!("spec.containers{{{container}}}").into();
+        }
+        let event = json!({
+            // Named as the kubelet names its events: the object's name and the time in hex.
+            "metadata": {
+                "name": format!("{}.{:x}", self.name(), Utc::now().timestamp_nanos_opt().unwrap_or(0)),
+                "namespace": self.namespace(),
+            },
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "source": {"component": "kubelet", "host": self.ctx.node},
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.ctx.node,
+            "firstTimestamp": now(),
+            "lastTimestamp": now(),
+            "eventTime": event_time,
+            "count": 1,
+        });
+        let Ok(event) = serde_json::from_value(event) else {
+            return;
+        };
+        if let Err(e) = events.create(&PostParams::default(), &event).await {
+            tracing::debug!(pod = %self.name(), error = %e, "recording an event failed");
+        }
+    }
+}
+
+/// What one attempt to run a container came to.
+enum Attempt {
+    /// It ran and ended.
+    Exited(Exit),
+    /// It could not start (image, component or configuration); retried with back-off whatever
+    /// the restart policy.
+    NotStarted,
+}
+
+/// Runs `pod` until it ends or `stop` turns true (the pod is being deleted or left the node).
+pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<bool>) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let host_ip = String::new();
+    let report = Report {
+        init: spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(ContainerReport::new)
+            .collect(),
+        app: spec.containers.iter().map(ContainerReport::new).collect(),
+        phase: "Pending",
+        initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
+        start_time: now(),
+        host_ip,
+    };
+    let worker = Arc::new(Worker {
+        ctx,
+        pod,
+        report: Mutex::new(report),
+        publishing: tokio::sync::Mutex::new(()),
+    });
+    worker.publish().await;
+    let lifecycle = lifecycle(worker.clone());
+    tokio::select! {
+        _ = lifecycle => {}
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    if worker.pod.metadata.deletion_timestamp.is_some() || *stop.borrow() {
+        finish_deletion(&worker).await;
+    }
+}
+
+/// Marks every running container killed and removes the pod, as the kubelet does once its
+/// containers are gone.
+async fn finish_deletion(worker: &Worker) {
+    let now = now();
+    worker.update(|r| {
+        for c in r.init.iter_mut().chain(r.app.iter_mut()) {
+            if let Some(running) = c.state.get("running") {
+                let started = running["startedAt"].clone();
+                c.state = json!({"terminated": {"exitCode": 137, "reason": "Error",
+                    "startedAt": started, "finishedAt": now}});
+                c.ready = false;
+                c.started = false;
+            }
+        }
+    });
+    worker.publish().await;
+    let pods: Api<Pod> = Api::namespaced(worker.ctx.client.clone(), worker.namespace());
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(worker.uid().to_string()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match pods.delete(worker.name(), &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => tracing::warn!(pod = %worker.name(), error = %e, "removing the pod failed"),
+    }
+}
+
+async fn lifecycle(worker: Arc<Worker>) {
+    let spec = worker.pod.spec.clone().unwrap_or_default();
+    let policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
+    // Init containers in order; a native sidecar (restartPolicy Always) starts and keeps running.
+    let mut sidecars = Vec::new();
+    for (index, container) in spec.init_containers.iter().flatten().enumerate() {
+        if container.restart_policy.as_deref() == Some("Always") {
+            sidecars.push(tokio::spawn(keep_running(
+                worker.clone(),
+                container.clone(),
+                true,
+                index,
+                "Always".into(),
+            )));
+            continue;
+        }
+        let mut backoff = Backoff::default();
+        loop {
+            match attempt(&worker, container, true, index).await {
+                Attempt::Exited(exit) if exit.code == 0 => break,
+                Attempt::Exited(_) if policy == "Never" => {
+                    worker.update(|r| r.phase = "Failed");
+                    worker.publish().await;
+                    return;
+                }
+                Attempt::Exited(_) => {
+                    worker.container(true, index, |c| {
+                        c.last_state = c.state.clone();
+                        c.restart_count += 1;
+                        c.waiting("CrashLoopBackOff", None);
+                    });
+                    worker.publish().await;
+                }
+                Attempt::NotStarted => {}
+            }
+            backoff.wait().await;
+        }
+    }
+    worker.update(|r| r.initialized = true);
+    let apps: Vec<_> = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(index, c)| {
+            tokio::spawn(keep_running(
+                worker.clone(),
+                c.clone(),
+                false,
+                index,
+                policy.clone(),
+            ))
+        })
+        .collect();
+    let mut all_succeeded = true;
+    for app in apps {
+        match app.await {
+            Ok(code) => all_succeeded &= code == 0,
+            Err(_) => all_succeeded = false,
+        }
+    }
+    for sidecar in sidecars {
+        sidecar.abort();
+    }
+    worker.update(|r| r.phase = if all_succeeded { "Succeeded" } else { "Failed" });
+    worker.publish().await;
+}
+
+/// Runs a container as its restart policy says; returns its last exit code once it stops for
+/// good (never, under Always).
+async fn keep_running(
+    worker: Arc<Worker>,
+    container: Container,
+    init: bool,
+    index: usize,
+    policy: String,
+) -> i32 {
+    let mut backoff = Backoff::default();
+    loop {
+        let started = tokio::time::Instant::now();
+        match attempt(&worker, &container, init, index).await {
+            Attempt::Exited(exit) => {
+                let restart = match policy.as_str() {
+                    "Never" => false,
+                    "OnFailure" => exit.code != 0,
+                    _ => true,
+                };
+                if !restart {
+                    return exit.code;
+                }
+                if started.elapsed() >= BACKOFF_RESET {
+                    backoff = Backoff::default();
+                }
+                worker.container(init, index, |c| {
+                    c.last_state = c.state.clone();
+                    c.restart_count += 1;
+                    c.waiting("CrashLoopBackOff", None);
+                });
+                worker.update(|r| r.phase = "Running");
+                worker.publish().await;
+                let message = format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    container.name,
+                    worker.name(),
+                    worker.namespace(),
+                    worker.uid()
+                );
+                worker
+                    .event("Warning", "BackOff", &message, Some(&container.name))
+                    .await;
+            }
+            Attempt::NotStarted => {}
+        }
+        backoff.wait().await;
+    }
+}
+
+/// The kubelet's doubling back-off.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(BACKOFF_START)
+    }
+}
+
+impl Backoff {
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One attempt at running a container: image, component, environment, then the run.
+async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index: usize) -> Attempt {
+    let ctx = &worker.ctx;
+    let name = container.name.as_str();
+    let reference = container.image.clone().unwrap_or_default();
+    let first_try = {
+        let report = worker.report.lock().unwrap_or_else(|p| p.into_inner());
+        let list = if init { &report.init } else { &report.app };
+        !matches!(
+            list[index].state["waiting"]["reason"].as_str(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+    };
+    let image = match ctx.images.resolve(&reference) {
+        Ok(Some(image)) => image,
+        outcome => {
+            let message = match outcome {
+                Err(e) => format!("Failed to pull image \"{reference}\": {e}"),
+                _ => format!(
+                    "Failed to pull image \"{reference}\": the image is not in this node's store \
+                     (load it with `skiff image import FILE.wasm --name {reference}`)"
+                ),
+            };
+            let reason = if first_try {
+                "ErrImagePull"
+            } else {
+                "ImagePullBackOff"
+            };
+            worker.container(init, index, |c| c.waiting(reason, Some(&message)));
+            worker.publish().await;
+            worker
+                .event("Warning", "Failed", &message, Some(name))
+                .await;
+            return Attempt::NotStarted;
+        }
+    };
+    worker
+        .event(
+            "Normal",
+            "Pulled",
+            &format!("Container image \"{reference}\" already present on machine"),
+            Some(name),
+        )
+        .await;
+    let loaded = {
+        let (runtime, images, image) = (ctx.runtime.clone(), ctx.images.clone(), image.clone());
+        tokio::task::spawn_blocking(move || {
+            let component = runtime.load(&images, &image)?;
+            let kind = runtime.check(&component)?;
+            Ok::<_, LoadError>((component, kind))
+        })
+        .await
+        .unwrap_or_else(|e| Err(LoadError::Compile(e.to_string())))
+    };
+    let component = match loaded {
+        Ok((component, Kind::Command)) => component,
+        Ok((_, Kind::HttpHandler)) => {
+            let message = "wasi:http/incoming-handler components are not served by this node yet";
+            worker.container(init, index, |c| {
+                c.waiting("CreateContainerError", Some(message))
+            });
+            worker.publish().await;
+            worker.event("Warning", "Failed", message, Some(name)).await;
+            return Attempt::NotStarted;
+        }
+        Err(e) => {
+            let message = format!("Error: {e}");
+            worker.container(init, index, |c| {
+                c.waiting("CreateContainerError", Some(&message))
+            });
+            worker.publish().await;
+            worker
+                .event("Warning", "Failed", &message, Some(name))
+                .await;
+            return Attempt::NotStarted;
+        }
+    };
+    let env = match environment(worker, container).await {
+        Ok(env) => env,
+        Err(message) => {
+            worker.container(init, index, |c| {
+                c.waiting("CreateContainerConfigError", Some(&message))
+            });
+            worker.publish().await;
+            worker
+                .event(
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                    Some(name),
+                )
+                .await;
+            return Attempt::NotStarted;
+        }
+    };
+    let restart_count = {
+        let report = worker.report.lock().unwrap_or_else(|p| p.into_inner());
+        let list = if init { &report.init } else { &report.app };
+        list[index].restart_count
+    };
+    let dir = pod_dir(
+        &ctx.pods_dir,
+        worker.namespace(),
+        worker.name(),
+        worker.uid(),
+    )
+    .join(name);
+    let log = match LogFile::create(&run_log(&dir, restart_count)) {
+        Ok(log) => log,
+        Err(e) => {
+            let message = format!("creating the container's log: {e}");
+            worker.container(init, index, |c| {
+                c.waiting("CreateContainerError", Some(&message))
+            });
+            worker.publish().await;
+            return Attempt::NotStarted;
+        }
+    };
+    let argv: Vec<String> = match &container.command {
+        Some(command) if !command.is_empty() => command
+            .iter()
+            .chain(container.args.iter().flatten())
+            .cloned()
+            .collect(),
+        _ => std::iter::once(name.to_string())
+            .chain(container.args.iter().flatten().cloned())
+            .collect(),
+    };
+    let memory_limit = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+        .and_then(|q| quantity_bytes(&q.0))
+        .map(|b| b as usize);
+    worker
+        .event(
+            "Normal",
+            "Created",
+            &format!("Created container: {name}"),
+            Some(name),
+        )
+        .await;
+    let started_at = now();
+    let container_id = format!("wasmtime://{}-{}-{}", worker.uid(), name, restart_count);
+    worker.container(init, index, |c| {
+        c.image_id = format!(
+            "{}@{}",
+            image.reference.split('@').next().unwrap_or(""),
+            image.digest
+        );
+        c.container_id = Some(container_id.clone());
+        c.state = json!({"running": {"startedAt": started_at}});
+        c.started = true;
+        c.ready = !init;
+    });
+    if !init {
+        worker.update(|r| r.phase = "Running");
+    }
+    worker.publish().await;
+    worker
+        .event(
+            "Normal",
+            "Started",
+            &format!("Started container {name}"),
+            Some(name),
+        )
+        .await;
+    let exit = ctx
+        .runtime
+        .run_command(
+            &component,
+            RunSpec {
+                argv,
+                env,
+                stdout: log.stream("stdout"),
+                stderr: log.stream("stderr"),
+                memory_limit,
+            },
+        )
+        .await;
+    let finished_at = now();
+    worker.container(init, index, |c| {
+        let mut terminated = json!({
+            "exitCode": exit.code, "reason": exit.reason,
+            "startedAt": started_at, "finishedAt": finished_at, "containerID": container_id,
+        });
+        if let Some(message) = &exit.message {
+            terminated["message"] = message.clone().into();
+        }
+        c.state = json!({"terminated": terminated});
+        c.ready = false;
+        c.started = false;
+    });
+    worker.publish().await;
+    Attempt::Exited(exit)
+}
+
+/// Bytes in a memory quantity (`64Mi`, `1G`, `1048576`).
+fn quantity_bytes(q: &str) -> Option<u64> {
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024f64.powi(4),
+        "m" => 1e-3,
+        _ => return None,
+    };
+    Some((number * factor).ceil() as u64)
+}
+
+/// The container's environment from `envFrom` then `env`, as the kubelet builds it.
+async fn environment(
+    worker: &Worker,
+    container: &Container,
+) -> Result<Vec<(String, String)>, String> {
+    let client = &worker.ctx.client;
+    let namespace = worker.namespace();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut set = |env: &mut BTreeMap<String, String>, key: String, value: String| {
+        if !env.contains_key(&key) {
+            order.push(key.clone());
+        }
+        env.insert(key, value);
+    };
+    for source in container.env_from.iter().flatten() {
+        let prefix = source.prefix.clone().unwrap_or_default();
+        if let Some(r) = &source.config_map_ref {
+            match config_maps
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(cm) => {
+                    for (k, v) in cm.data.unwrap_or_default() {
+                        set(&mut env, format!("{prefix}{k}"), v);
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("configmap \"{}\" not found", r.name)),
+            }
+        }
+        if let Some(r) = &source.secret_ref {
+            match secrets.get_opt(&r.name).await.map_err(|e| e.to_string())? {
+                Some(secret) => {
+                    for (k, v) in secret.data.unwrap_or_default() {
+                        set(
+                            &mut env,
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v.0).into_owned(),
+                        );
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("secret \"{}\" not found", r.name)),
+            }
+        }
+    }
+    for var in container.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), _) => Some(value.clone()),
+            (None, Some(from)) => {
+                if let Some(r) = &from.config_map_key_ref {
+                    let cm = config_maps
+                        .get_opt(&r.name)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match cm.and_then(|cm| cm.data.and_then(|d| d.get(&r.key).cloned())) {
+                        Some(v) => Some(v),
+                        None if r.optional == Some(true) => None,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {namespace}/{}",
+                                r.key, r.name
+                            ));
+                        }
+                    }
+                } else if let Some(r) = &from.secret_key_ref {
+                    let secret = secrets.get_opt(&r.name).await.map_err(|e| e.to_string())?;
+                    match secret.and_then(|s| s.data.and_then(|d| d.get(&r.key).cloned())) {
+                        Some(v) => Some(String::from_utf8_lossy(&v.0).into_owned()),
+                        None if r.optional == Some(true) => None,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {namespace}/{}",
+                                r.key, r.name
+                            ));
+                        }
+                    }
+                } else if let Some(r) = &from.field_ref {
+                    Some(field(&worker.pod, &r.field_path)?)
+                } else if let Some(r) = &from.resource_field_ref {
+                    Some(resource_field(container, &r.resource)?)
+                } else {
+                    None
+                }
+            }
+            (None, None) => Some(String::new()),
+        };
+        if let Some(value) = value {
+            set(&mut env, var.name.clone(), value);
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|k| env.remove(&k).map(|v| (k, v)))
+        .collect())
+}
+
+/// A `fieldRef` value, for the fields upstream supports.
+fn field(pod: &Pod, path: &str) -> Result<String, String> {
+    let meta = &pod.metadata;
+    let spec = pod.spec.clone().unwrap_or_default();
+    let map_key = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix("['"))
+            .and_then(|rest| rest.strip_suffix("']"))
+            .map(str::to_string)
+    };
+    Ok(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec.node_name.unwrap_or_default(),
+        "spec.serviceAccountName" => spec.service_account_name.unwrap_or_default(),
+        "status.hostIP" | "status.podIP" | "status.hostIPs" | "status.podIPs" => String::new(),
+        _ => {
+            if let Some(key) = map_key("metadata.labels") {
+                meta.labels
+                    .clone()
+                    .unwrap_or_default()
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default()
+            } else if let Some(key) = map_key("metadata.annotations") {
+                meta.annotations
+                    .clone()
+                    .unwrap_or_default()
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                return Err(format!("unsupported fieldRef fieldPath {path}"));
+            }
+        }
+    })
+}
+
+/// A `resourceFieldRef` value: the container's limit or request, in cores (rounded up) or bytes.
+fn resource_field(container: &Container, resource: &str) -> Result<String, String> {
+    let (kind, name) = resource
+        .split_once('.')
+        .ok_or_else(|| format!("unsupported resourceFieldRef resource {resource}"))?;
+    let resources = container.resources.clone().unwrap_or_default();
+    let values = match kind {
+        "limits" => resources.limits,
+        "requests" => resources.requests,
+        _ => return Err(format!("unsupported resourceFieldRef resource {resource}")),
+    }
+    .unwrap_or_default();
+    let Some(quantity) = values.get(name) else {
+        return Ok(match name {
+            "cpu" => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .to_string(),
+            _ => "0".to_string(),
+        });
+    };
+    let bytes =
+        quantity_bytes(&quantity.0).ok_or_else(|| format!("invalid quantity {}", quantity.0))?;
+    Ok(match name {
+        "cpu" => ((quantity_bytes(&quantity.0).unwrap_or(0) as f64).ceil() as u64)
+            .max(1)
+            .to_string(),
+        _ => bytes.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_quantities_convert_to_bytes() {
+        assert_eq!(quantity_bytes("64Mi"), Some(64 * 1024 * 1024));
+        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(quantity_bytes("1048576"), Some(1_048_576));
+        assert_eq!(quantity_bytes("500m"), Some(1));
+        assert_eq!(quantity_bytes("12x"), None);
+    }
+
+    #[test]
+    fn field_refs_read_pod_metadata() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1",
+                "labels": {"app": "web"}, "annotations": {"a": "b"}},
+            "spec": {"nodeName": "n1", "containers": []},
+        }))
+        .unwrap();
+        assert_eq!(field(&pod, "metadata.name").unwrap(), "p");
+        assert_eq!(field(&pod, "metadata.namespace").unwrap(), "ns");
+        assert_eq!(field(&pod, "spec.nodeName").unwrap(), "n1");
+        assert_eq!(field(&pod, "metadata.labels['app']").unwrap(), "web");
+        assert_eq!(field(&pod, "metadata.annotations['a']").unwrap(), "b");
+        assert!(field(&pod, "spec.nonsense").is_err());
+    }
+}

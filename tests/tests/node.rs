@@ -1,0 +1,271 @@
+//! The node running inside `skiff server`: it registers a Ready Node with a Lease, runs
+//! components imported into its image store as pod containers, and serves their logs.
+
+use std::time::Duration;
+
+use skiff_tests::{Server, eventually, sample, skiff_binary, text};
+
+/// The node's name, once it has registered.
+fn node_name(server: &Server) -> String {
+    eventually(Duration::from_secs(30), || {
+        let out = server.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !name.is_empty()).then_some(name)
+    })
+    .expect("the embedded node registers")
+}
+
+/// `skiff image ...` on the server's own node.
+fn image(server: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(skiff_binary())
+        .arg("image")
+        .args(args)
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .output()
+        .expect("running skiff image");
+    assert!(out.status.success(), "skiff image {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn import_hello(server: &Server) {
+    let wasm = sample("hello");
+    let out = image(
+        server,
+        &[
+            "import",
+            wasm.to_str().unwrap(),
+            "--name",
+            "registry.local/hello:1",
+        ],
+    );
+    assert!(out.starts_with("registry.local/hello:1 sha256:"), "{out}");
+}
+
+fn apply(server: &Server, yaml: &str) {
+    let out = server.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Waits until `jsonpath` of `pod` reads `want`.
+fn wait_for(server: &Server, pod: &str, jsonpath: &str, want: &str) -> String {
+    eventually(Duration::from_secs(60), || {
+        let got = server.kubectl_ok(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]);
+        (got.trim() == want).then_some(got)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "pod {pod}: {jsonpath} never became {want}: {}",
+            server.kubectl_ok(&["get", "pod", pod, "-o", "yaml"])
+        )
+    })
+}
+
+#[test]
+fn the_node_registers_ready_with_capacity_and_renews_its_lease() {
+    let server = Server::start().unwrap();
+    let node = node_name(&server);
+    let wide = server.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    let row = wide.lines().nth(1).unwrap_or_default();
+    assert!(row.contains(" Ready "), "{wide}");
+    assert!(row.contains("wasmtime://48.0.8"), "{wide}");
+    assert!(row.contains("127.0.0.1"), "{wide}");
+    let capacity = server.kubectl_ok(&[
+        "get",
+        "node",
+        &node,
+        "-o",
+        "jsonpath={.status.capacity.cpu} {.status.capacity.memory} {.status.capacity.pods}",
+    ]);
+    let fields: Vec<&str> = capacity.split_whitespace().collect();
+    assert_eq!(fields.len(), 3, "{capacity}");
+    assert!(fields[0].parse::<u32>().unwrap() >= 1);
+    assert!(fields[1].ends_with("Ki"), "{capacity}");
+    let holder = eventually(Duration::from_secs(30), || {
+        let out = server.kubectl(&[
+            "get",
+            "lease",
+            &node,
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.holderIdentity} {.spec.leaseDurationSeconds} {.spec.renewTime}",
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    })
+    .expect("the node's lease exists");
+    let parts: Vec<&str> = holder.split_whitespace().collect();
+    assert_eq!(parts[..2], [node.as_str(), "40"], "{holder}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(parts[2]).is_ok(),
+        "{holder}"
+    );
+}
+
+#[test]
+fn a_command_component_runs_to_completion_with_its_args_and_environment() {
+    let server = Server::start().unwrap();
+    let node = node_name(&server);
+    import_hello(&server);
+    let listed = image(&server, &["ls"]);
+    assert!(listed.contains("registry.local/hello:1"), "{listed}");
+    server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "greeting",
+        "--from-literal=GREETING_NAME=skiff",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "token",
+        "--from-literal=TOKEN=s3cret",
+    ]);
+    apply(
+        &server,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hello, labels: {{app: hello}}}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  containers:
+  - name: hello
+    image: registry.local/hello:1
+    args: ["one", "two words"]
+    envFrom:
+    - configMapRef: {{name: greeting}}
+    env:
+    - {{name: TOKEN, valueFrom: {{secretKeyRef: {{name: token, key: TOKEN}}}}}}
+    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: APP, valueFrom: {{fieldRef: {{fieldPath: "metadata.labels['app']"}}}}}}
+"#
+        ),
+    );
+    wait_for(&server, "hello", "{.status.phase}", "Succeeded");
+    let state = server.kubectl_ok(&[
+        "get",
+        "pod",
+        "hello",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode}",
+    ]);
+    assert_eq!(state.trim(), "Completed 0");
+    let logs = server.kubectl_ok(&["logs", "hello"]);
+    for line in [
+        "hello, skiff",
+        "arg 0: hello",
+        "arg 1: one",
+        "arg 2: two words",
+        "env GREETING_NAME=skiff",
+        "env TOKEN=s3cret",
+        "env POD_NAME=hello",
+        "env APP=hello",
+        "hello on stderr",
+    ] {
+        assert!(
+            logs.lines().any(|l| l == line),
+            "{line:?} missing from:\n{logs}"
+        );
+    }
+    let tail = server.kubectl_ok(&["logs", "hello", "-c", "hello", "--tail=1", "--timestamps"]);
+    let (time, message) = tail.trim_end().split_once(' ').unwrap();
+    assert_eq!(message, "hello on stderr");
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{tail}");
+    let previous = server.kubectl(&["logs", "hello", "--previous"]);
+    assert!(!previous.status.success());
+    assert!(
+        String::from_utf8_lossy(&previous.stderr).contains("previous terminated container"),
+        "{}",
+        text(&previous)
+    );
+    let events = server.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=hello",
+    ]);
+    for reason in ["Pulled", "Created", "Started"] {
+        assert!(events.contains(reason), "{reason} missing from:\n{events}");
+    }
+}
+
+#[test]
+fn a_failing_container_crash_loops_and_a_missing_image_backs_off() {
+    let server = Server::start().unwrap();
+    let node = node_name(&server);
+    import_hello(&server);
+    apply(
+        &server,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: crash}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: crash
+    image: registry.local/hello:1
+    env: [{{name: EXIT_CODE, value: "3"}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: missing}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: registry.local/nowhere:1
+"#
+        ),
+    );
+    wait_for(
+        &server,
+        "crash",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "CrashLoopBackOff",
+    );
+    let status = server.kubectl_ok(&[
+        "get",
+        "pod",
+        "crash",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.reason} {.status.phase}",
+    ]);
+    let fields: Vec<&str> = status.split_whitespace().collect();
+    assert!(fields[0].parse::<u32>().unwrap() >= 1, "{status}");
+    assert_eq!(fields[1..], ["Error", "Running"], "{status}");
+    let previous = server.kubectl_ok(&["logs", "crash", "--previous"]);
+    assert!(previous.contains("env EXIT_CODE=3"), "{previous}");
+    let pods = server.kubectl_ok(&["get", "pod", "crash"]);
+    assert!(pods.contains("CrashLoopBackOff"), "{pods}");
+
+    let reason = eventually(Duration::from_secs(60), || {
+        let reason = server.kubectl_ok(&[
+            "get",
+            "pod",
+            "missing",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ]);
+        matches!(reason.trim(), "ErrImagePull" | "ImagePullBackOff").then_some(reason)
+    })
+    .expect("a missing image shows as a pull error");
+    assert!(!reason.is_empty());
+    let described = server.kubectl_ok(&["describe", "pod", "missing"]);
+    assert!(
+        described.contains("Failed to pull image \"registry.local/nowhere:1\""),
+        "{described}"
+    );
+
+    // Deleting a pod stops its containers and removes it.
+    server.kubectl_ok(&["delete", "pod", "crash", "--wait=true", "--timeout=30s"]);
+    let gone = server.kubectl(&["get", "pod", "crash"]);
+    assert!(!gone.status.success(), "{}", text(&gone));
+}
