@@ -77,6 +77,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         runtime,
         images,
         pods_dir: config.pods_dir(),
+        volumes_dir: config.data_dir.join("volumes"),
         node: config.name.clone(),
     });
     let pods: Api<Pod> = Api::all(client);

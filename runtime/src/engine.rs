@@ -63,6 +63,15 @@ pub struct RunSpec {
     pub stderr: StreamWriter,
     /// `resources.limits.memory`, in bytes.
     pub memory_limit: Option<usize>,
+    /// Volumes, at their mount paths.
+    pub preopens: Vec<Preopen>,
+}
+
+/// A host directory the guest sees at `guest`.
+pub struct Preopen {
+    pub host: std::path::PathBuf,
+    pub guest: String,
+    pub read_only: bool,
 }
 
 /// How a run ended.
@@ -169,6 +178,27 @@ impl Runtime {
             .envs(&spec.env)
             .stdout(LogOutput(spec.stdout.clone()))
             .stderr(LogOutput(spec.stderr.clone()));
+        for preopen in &spec.preopens {
+            let perms = if preopen.read_only {
+                wasmtime_wasi::FsPerms::ReadOnly
+            } else {
+                wasmtime_wasi::FsPerms::ReadWrite
+            };
+            if let Err(e) = wasi.preopened_dir(&preopen.host, &preopen.guest, perms) {
+                let message = format!(
+                    "mounting {} at {}: {e:#}",
+                    preopen.host.display(),
+                    preopen.guest
+                );
+                let _ = spec.stderr.write(format!("{message}\n").as_bytes());
+                let _ = spec.stderr.finish();
+                return Exit {
+                    code: 128,
+                    reason: "ContainerCannotRun",
+                    message: Some(message),
+                };
+            }
+        }
         let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
         if let Some(bytes) = spec.memory_limit {
             limits = limits.memory_size(bytes);

@@ -6,6 +6,7 @@
 //! - [`logs`]: container logs in the kubelet's CRI format;
 //! - [`node`]: the Node object and its Lease;
 //! - [`pods`]: one pod's lifecycle;
+//! - [`volumes`]: a pod's volumes as preopened directories;
 //! - [`agent`]: all of it together.
 
 pub mod agent;
@@ -14,3 +15,4 @@ pub mod images;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod volumes;

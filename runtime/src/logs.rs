@@ -198,10 +198,7 @@ mod tests {
         out.finish().unwrap();
         err.finish().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let tags: Vec<&str> = text
-            .lines()
-            .map(|l| l.split(' ').nth(1).unwrap())
-            .collect();
+        let tags: Vec<&str> = text.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
         assert_eq!(tags, ["stdout", "stderr", "stdout"]);
         assert_eq!(
             render(&text, &LogOptions::default()),

@@ -31,6 +31,8 @@ pub struct Context {
     pub images: ImageStore,
     /// Where pods keep their logs: `DIR/NAMESPACE_NAME_UID/CONTAINER/N.log`.
     pub pods_dir: PathBuf,
+    /// Where pods keep their volumes: `DIR/UID/NAME`.
+    pub volumes_dir: PathBuf,
     pub node: String,
 }
 
@@ -145,6 +147,7 @@ impl Report {
 struct Worker {
     ctx: Arc<Context>,
     pod: Pod,
+    volumes: std::sync::OnceLock<BTreeMap<String, crate::volumes::Prepared>>,
     report: Mutex<Report>,
     /// Serializes status writes so that they land in order.
     publishing: tokio::sync::Mutex<()>,
@@ -257,17 +260,75 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<bool>) {
     let worker = Arc::new(Worker {
         ctx,
         pod,
+        volumes: std::sync::OnceLock::new(),
         report: Mutex::new(report),
         publishing: tokio::sync::Mutex::new(()),
     });
     worker.publish().await;
-    let lifecycle = lifecycle(worker.clone());
+    let lifecycle = async {
+        mount_volumes(&worker).await;
+        let refresh = tokio::spawn(refresh_volumes(worker.clone()));
+        lifecycle(worker.clone()).await;
+        refresh.abort();
+    };
     tokio::select! {
         _ = lifecycle => {}
         _ = stop.wait_for(|stop| *stop) => {}
     }
     if worker.pod.metadata.deletion_timestamp.is_some() || *stop.borrow() {
         finish_deletion(&worker).await;
+        // The pod's volumes and logs go with it, as the kubelet removes them.
+        let ctx = &worker.ctx;
+        let _ = std::fs::remove_dir_all(ctx.volumes_dir.join(worker.uid()));
+        let _ = std::fs::remove_dir_all(pod_dir(
+            &ctx.pods_dir,
+            worker.namespace(),
+            worker.name(),
+            worker.uid(),
+        ));
+    }
+}
+
+/// How often projected volumes (configMap, secret, downwardAPI) are brought up to date.
+const VOLUME_SYNC: Duration = Duration::from_secs(10);
+
+/// Sets up the pod's volumes, retrying with back-off while a source is missing.
+async fn mount_volumes(worker: &Arc<Worker>) {
+    let dir = worker.ctx.volumes_dir.join(worker.uid());
+    let mut backoff = Backoff(Duration::from_secs(1));
+    loop {
+        match crate::volumes::prepare(&worker.ctx.client, &worker.pod, &dir).await {
+            Ok(prepared) => {
+                let _ = worker.volumes.set(prepared);
+                return;
+            }
+            Err(e) => {
+                worker.update(|r| {
+                    for c in r.init.iter_mut().chain(r.app.iter_mut()) {
+                        c.waiting("ContainerCreating", None);
+                    }
+                });
+                worker.publish().await;
+                worker
+                    .event("Warning", "FailedMount", &e.to_string(), None)
+                    .await;
+            }
+        }
+        backoff.wait().await;
+    }
+}
+
+/// Keeps configMap, secret and downwardAPI volumes up to date while the pod runs.
+async fn refresh_volumes(worker: Arc<Worker>) {
+    let Some(prepared) = worker.volumes.get() else {
+        return;
+    };
+    if !prepared.values().any(|p| p.projected) {
+        return;
+    }
+    loop {
+        tokio::time::sleep(VOLUME_SYNC).await;
+        crate::volumes::refresh(&worker.ctx.client, &worker.pod, prepared).await;
     }
 }
 
@@ -566,6 +627,38 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
             .chain(container.args.iter().flatten().cloned())
             .collect(),
     };
+    let mut preopens = Vec::new();
+    for mount in container.volume_mounts.iter().flatten() {
+        let Some(volume) = worker.volumes.get().and_then(|v| v.get(&mount.name)) else {
+            let message = format!("volume \"{}\" is not defined in the pod", mount.name);
+            worker.container(init, index, |c| {
+                c.waiting("CreateContainerConfigError", Some(&message))
+            });
+            worker.publish().await;
+            return Attempt::NotStarted;
+        };
+        let host = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) if sub.split('/').any(|p| p == "..") || sub.starts_with('/') => {
+                let message = format!("invalid subPath \"{sub}\"");
+                worker.container(init, index, |c| {
+                    c.waiting("CreateContainerConfigError", Some(&message))
+                });
+                worker.publish().await;
+                return Attempt::NotStarted;
+            }
+            Some(sub) => {
+                let path = volume.host.join(sub);
+                let _ = std::fs::create_dir_all(&path);
+                path
+            }
+            None => volume.host.clone(),
+        };
+        preopens.push(crate::engine::Preopen {
+            host,
+            guest: mount.mount_path.clone(),
+            read_only: volume.always_read_only || mount.read_only == Some(true),
+        });
+    }
     let memory_limit = container
         .resources
         .as_ref()
@@ -616,6 +709,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
                 stdout: log.stream("stdout"),
                 stderr: log.stream("stderr"),
                 memory_limit,
+                preopens,
             },
         )
         .await;
@@ -759,7 +853,7 @@ async fn environment(
 }
 
 /// A `fieldRef` value, for the fields upstream supports.
-fn field(pod: &Pod, path: &str) -> Result<String, String> {
+pub(crate) fn field(pod: &Pod, path: &str) -> Result<String, String> {
     let meta = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
     let map_key = |prefix: &str| {
@@ -798,7 +892,7 @@ fn field(pod: &Pod, path: &str) -> Result<String, String> {
 }
 
 /// A `resourceFieldRef` value: the container's limit or request, in cores (rounded up) or bytes.
-fn resource_field(container: &Container, resource: &str) -> Result<String, String> {
+pub(crate) fn resource_field(container: &Container, resource: &str) -> Result<String, String> {
     let (kind, name) = resource
         .split_once('.')
         .ok_or_else(|| format!("unsupported resourceFieldRef resource {resource}"))?;

@@ -74,6 +74,17 @@ fn clean_cargo() -> Command {
     command
 }
 
+/// The names of the sample components, as `samples/manifests` refer to them
+/// (`samples.skiff.local/NAME:0.1.0`).
+pub const SAMPLES: &[&str] = &[
+    "hello",
+    "logwriter",
+    "logship",
+    "prepare",
+    "readfile",
+    "memhog",
+];
+
 /// The component a sample in `samples/` builds to (built once, for wasm32-wasip2).
 pub fn sample(name: &str) -> PathBuf {
     static BUILT: OnceLock<Vec<PathBuf>> = OnceLock::new();
@@ -136,6 +147,43 @@ impl Server {
         };
         server.spawn()?;
         Ok(server)
+    }
+
+    /// The name of the node running in the server, once it has registered.
+    pub fn node_name(&self) -> String {
+        eventually(Duration::from_secs(30), || {
+            let out = self.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
+            let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (out.status.success() && !name.is_empty()).then_some(name)
+        })
+        .expect("the embedded node registers")
+    }
+
+    /// `skiff image ARGS --data-dir` on the server's own node; its standard output.
+    pub fn image(&self, args: &[&str]) -> String {
+        let out = Command::new(skiff_binary())
+            .arg("image")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .expect("running skiff image");
+        assert!(out.status.success(), "skiff image {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Imports every sample component as `samples.skiff.local/NAME:0.1.0`.
+    pub fn import_samples(&self) {
+        for name in SAMPLES {
+            let wasm = sample(name);
+            let reference = format!("samples.skiff.local/{name}:0.1.0");
+            self.image(&[
+                "import",
+                wasm.to_str().expect("UTF-8 path"),
+                "--name",
+                &reference,
+            ]);
+        }
     }
 
     /// The data directory.

@@ -3,42 +3,20 @@
 
 use std::time::Duration;
 
-use skiff_tests::{Server, eventually, sample, skiff_binary, text};
+use skiff_tests::{Server, eventually, sample, text};
 
-/// The node's name, once it has registered.
 fn node_name(server: &Server) -> String {
-    eventually(Duration::from_secs(30), || {
-        let out = server.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
-        let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && !name.is_empty()).then_some(name)
-    })
-    .expect("the embedded node registers")
-}
-
-/// `skiff image ...` on the server's own node.
-fn image(server: &Server, args: &[&str]) -> String {
-    let out = std::process::Command::new(skiff_binary())
-        .arg("image")
-        .args(args)
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .output()
-        .expect("running skiff image");
-    assert!(out.status.success(), "skiff image {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    server.node_name()
 }
 
 fn import_hello(server: &Server) {
     let wasm = sample("hello");
-    let out = image(
-        server,
-        &[
-            "import",
-            wasm.to_str().unwrap(),
-            "--name",
-            "registry.local/hello:1",
-        ],
-    );
+    let out = server.image(&[
+        "import",
+        wasm.to_str().unwrap(),
+        "--name",
+        "registry.local/hello:1",
+    ]);
     assert!(out.starts_with("registry.local/hello:1 sha256:"), "{out}");
 }
 
@@ -109,7 +87,7 @@ fn a_command_component_runs_to_completion_with_its_args_and_environment() {
     let server = Server::start().unwrap();
     let node = node_name(&server);
     import_hello(&server);
-    let listed = image(&server, &["ls"]);
+    let listed = server.image(&["ls"]);
     assert!(listed.contains("registry.local/hello:1"), "{listed}");
     server.kubectl_ok(&[
         "create",

@@ -13,6 +13,16 @@ fn main() {
         println!("env {key}={value}");
     }
     eprintln!("hello on stderr");
+    // A busy guest, for stopping one that never yields by itself.
+    if std::env::var("SPIN").is_ok() {
+        let mut n: u64 = 0;
+        loop {
+            n = n.wrapping_mul(6364136223846793005).wrapping_add(1);
+            if n == 42 {
+                println!("{n}");
+            }
+        }
+    }
     if let Ok(code) = std::env::var("EXIT_CODE") {
         std::process::exit(code.parse().unwrap_or(1));
     }

@@ -1,0 +1,236 @@
+//! The samples of `samples/manifests/patterns.yaml` on the server's own node: sidecar, adapter
+//! and init-container pods sharing emptyDir volumes, a ConfigMap read live from its files, a
+//! crash-looping job and a memory hog.
+
+use std::time::Duration;
+
+use skiff_tests::{Server, eventually, text};
+
+/// Starts a server with the sample images and applies the pattern manifests to its node.
+fn with_patterns() -> Server {
+    with_pod(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../samples/manifests/patterns.yaml"),
+        )
+        .unwrap(),
+    )
+}
+
+/// The logs of a container once they hold a line satisfying `want`.
+fn logs_until(server: &Server, pod: &str, container: &str, want: impl Fn(&str) -> bool) -> String {
+    eventually(Duration::from_secs(60), || {
+        let out = server.kubectl(&["logs", pod, "-c", container]);
+        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+        logs.lines().any(&want).then_some(logs)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{pod}/{container} never logged what was expected: {}\n{}",
+            text(&server.kubectl(&["logs", pod, "-c", container])),
+            server.kubectl_ok(&["get", "pod", pod, "-o", "yaml"])
+        )
+    })
+}
+
+/// Starts a server with the sample images and applies one pod, whose YAML names its node
+/// NODE_NAME.
+fn with_pod(yaml: &str) -> Server {
+    let server = Server::start().unwrap();
+    let node = server.node_name();
+    server.import_samples();
+    let out = server.kubectl_stdin(&["apply", "-f", "-"], &yaml.replace("NODE_NAME", &node));
+    assert!(out.status.success(), "{}", text(&out));
+    server
+}
+
+fn jsonpath(server: &Server, pod: &str, path: &str) -> String {
+    server
+        .kubectl_ok(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn sidecar_adapter_and_init_containers_share_their_pods_volumes() {
+    let server = with_patterns();
+    // The sidecar ships what the app writes into the shared emptyDir.
+    let shipped = logs_until(&server, "sidecar", "shipper", |l| l.ends_with("n=3"));
+    assert!(
+        shipped
+            .lines()
+            .any(|l| l == "level=info msg=\"request served\" n=1"),
+        "{shipped}"
+    );
+    // The app itself writes nothing to stdout.
+    assert_eq!(server.kubectl_ok(&["logs", "sidecar", "-c", "app"]), "");
+    // The adapter turns the same lines into JSON.
+    let adapted = logs_until(&server, "adapter", "adapter", |l| l.contains("\"n\":\"2\""));
+    assert!(
+        adapted
+            .lines()
+            .any(|l| l == r#"{"level":"info","msg":"request served","n":"1"}"#),
+        "{adapted}"
+    );
+    // The init container ran first and left the file the app reads.
+    eventually(Duration::from_secs(60), || {
+        (jsonpath(&server, "init-demo", "{.status.phase}") == "Succeeded").then_some(())
+    })
+    .expect("the init-container pod completes");
+    assert_eq!(
+        server.kubectl_ok(&["logs", "init-demo", "-c", "install"]),
+        "wrote /work-dir/index.html\n"
+    );
+    assert_eq!(
+        server.kubectl_ok(&["logs", "init-demo"]),
+        "/usr/share/app/index.html: <h1>prepared before the app started</h1>\n"
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            "init-demo",
+            "{.status.initContainerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+}
+
+#[test]
+fn a_failing_init_container_keeps_the_app_from_starting() {
+    let server = with_pod(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: broken-init}
+spec:
+  nodeName: NODE_NAME
+  restartPolicy: Never
+  initContainers:
+  - name: setup
+    image: samples.skiff.local/hello:0.1.0
+    env: [{name: EXIT_CODE, value: "1"}]
+  containers:
+  - name: app
+    image: samples.skiff.local/hello:0.1.0
+"#,
+    );
+    let status = eventually(Duration::from_secs(60), || {
+        let row = server.kubectl_ok(&["get", "pod", "broken-init", "--no-headers"]);
+        row.contains("Init:Error").then_some(row)
+    })
+    .expect("kubectl shows Init:Error");
+    assert!(status.contains("0/1"), "{status}");
+    assert_eq!(
+        jsonpath(&server, "broken-init", "{.status.phase}"),
+        "Failed"
+    );
+    // The app container never ran.
+    assert_eq!(
+        jsonpath(
+            &server,
+            "broken-init",
+            "{.status.containerStatuses[0].state.waiting.reason}"
+        ),
+        "PodInitializing"
+    );
+}
+
+#[test]
+fn a_mounted_config_map_is_read_live_and_a_memory_hog_is_oom_killed() {
+    let server = with_patterns();
+    logs_until(&server, "config-reader", "reader", |l| {
+        l == "/config/greeting: hello"
+    });
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "greeting",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"greeting":"bonjour"}}"#,
+    ]);
+    logs_until(&server, "config-reader", "reader", |l| {
+        l == "/config/greeting: bonjour"
+    });
+    // The running container saw the change: it was never restarted.
+    assert_eq!(
+        jsonpath(
+            &server,
+            "config-reader",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+
+    let hog = eventually(Duration::from_secs(60), || {
+        let reason = jsonpath(
+            &server,
+            "memhog",
+            "{.status.containerStatuses[0].state.terminated.reason}",
+        );
+        (!reason.is_empty()).then_some(reason)
+    })
+    .expect("the memory hog ends");
+    assert_eq!(hog, "OOMKilled");
+    assert_eq!(
+        jsonpath(
+            &server,
+            "memhog",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "137"
+    );
+    assert_eq!(jsonpath(&server, "memhog", "{.status.phase}"), "Failed");
+    let logs = server.kubectl_ok(&["logs", "memhog"]);
+    assert!(logs.contains("holding 8 MiB"), "{logs}");
+    // The node carries on: the other pods still run.
+    assert_eq!(
+        jsonpath(&server, "config-reader", "{.status.phase}"),
+        "Running"
+    );
+
+    // The crash-looping job backs off between runs.
+    let restarts = eventually(Duration::from_secs(60), || {
+        let count = jsonpath(
+            &server,
+            "crashloop",
+            "{.status.containerStatuses[0].restartCount}",
+        );
+        (count.parse::<u32>().unwrap_or(0) >= 1).then_some(count)
+    })
+    .expect("the job restarts");
+    assert!(!restarts.is_empty());
+    let row = server.kubectl_ok(&["get", "pod", "crashloop", "--no-headers"]);
+    assert!(row.contains("CrashLoopBackOff"), "{row}");
+}
+
+#[test]
+fn a_busy_container_is_stopped_when_its_pod_is_deleted() {
+    let server = with_pod(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: spinner}
+spec:
+  nodeName: NODE_NAME
+  containers:
+  - name: spin
+    image: samples.skiff.local/hello:0.1.0
+    env: [{name: SPIN, value: "1"}]
+"#,
+    );
+    eventually(Duration::from_secs(60), || {
+        (jsonpath(&server, "spinner", "{.status.phase}") == "Running").then_some(())
+    })
+    .expect("the spinner runs");
+    // The API stays responsive while the guest spins.
+    server.kubectl_ok(&["get", "pods"]);
+    server.kubectl_ok(&["delete", "pod", "spinner", "--timeout=30s"]);
+    let gone = server.kubectl(&["get", "pod", "spinner"]);
+    assert!(!gone.status.success(), "{}", text(&gone));
+    let logs_dir = server.data_dir().join("node/pods");
+    let left: Vec<_> = std::fs::read_dir(&logs_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the pod's logs stay behind: {left:?}");
+}
