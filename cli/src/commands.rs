@@ -7,4 +7,5 @@ pub mod describe;
 pub mod get;
 pub mod image;
 pub mod label;
+pub mod node;
 pub mod server;

@@ -36,6 +36,8 @@ enum Command {
     Label(commands::label::Args),
     /// Add, change or remove annotations.
     Annotate(commands::label::AnnotateArgs),
+    /// Run a node agent that joins a server.
+    Node(commands::node::Args),
     /// Manage the local node's images.
     Image(commands::image::Args),
 }
@@ -61,6 +63,7 @@ pub fn run() -> ExitCode {
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
             Command::Image(args) => commands::image::run(args),
+            Command::Node(args) => commands::node::run(args).await,
             Command::Get(args) => commands::get::run(args).await,
             Command::Apply(args) => commands::apply::run(args).await,
             Command::Delete(args) => commands::delete::run(args).await,

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod controllers;
+pub mod join;
 pub mod pki;
 pub mod registry;
 pub mod schema;

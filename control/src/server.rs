@@ -223,6 +223,14 @@ pub async fn run(
         agent(in_process_client(router.clone()));
     }
 
+    // The join token is in place before the admin kubeconfig, which tells that the server is up.
+    let token_path = data_dir.join("node-token");
+    let token = crate::join::load_or_create(&token_path, &authority).map_err(|source| {
+        ServerError::Write {
+            path: token_path.clone(),
+            source,
+        }
+    })?;
     let admin = authority.client("admin", &[MASTERS])?;
     let kubeconfig_path = data_dir.join("admin.kubeconfig");
     crate::pki::write_private(
@@ -233,6 +241,7 @@ pub async fn run(
         path: kubeconfig_path.clone(),
         source,
     })?;
+    let router = router.merge(crate::join::routes(Arc::new(authority), token));
     tracing::info!(url = %url, kubeconfig = %kubeconfig_path.display(), "serving the Kubernetes API");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

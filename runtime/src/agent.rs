@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
 use crate::engine::Runtime;
@@ -78,11 +78,15 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         images,
         pods_dir: config.pods_dir(),
         volumes_dir: config.data_dir.join("volumes"),
+        address: config.address.clone(),
         node: config.name.clone(),
     });
     let pods: Api<Pod> = Api::all(client);
     let selector = format!("spec.nodeName={}", config.name);
-    let mut events = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
+    // Failed watches are retried with back-off, never in a tight loop.
+    let mut events = watcher(pods, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .boxed();
     let mut running: HashMap<String, Running> = HashMap::new();
     while let Some(event) = events.next().await {
         let pod = match event {

@@ -39,11 +39,22 @@ pub enum LoadError {
     Unsupported(String),
 }
 
-/// The per-instance state: WASI context, resources and memory limits.
+/// The per-instance state: WASI and WASI HTTP contexts, resources and memory limits.
 pub struct Host {
     ctx: WasiCtx,
+    http: wasmtime_wasi_http::WasiHttpCtx,
     table: ResourceTable,
     limits: StoreLimits,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for Host {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
 }
 
 impl WasiView for Host {
@@ -100,6 +111,8 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -171,8 +184,8 @@ impl Runtime {
         Ok(kind)
     }
 
-    /// Runs a `wasi:cli/run` component to its end.
-    pub async fn run_command(&self, component: &Component, spec: RunSpec) -> Exit {
+    /// A store for one instance: the container's argv, environment, output, volumes and limits.
+    fn store(&self, spec: &RunSpec) -> Result<Store<Host>, String> {
         let mut wasi = WasiCtx::builder();
         wasi.args(&spec.argv)
             .envs(&spec.env)
@@ -184,20 +197,14 @@ impl Runtime {
             } else {
                 wasmtime_wasi::FsPerms::ReadWrite
             };
-            if let Err(e) = wasi.preopened_dir(&preopen.host, &preopen.guest, perms) {
-                let message = format!(
-                    "mounting {} at {}: {e:#}",
-                    preopen.host.display(),
-                    preopen.guest
-                );
-                let _ = spec.stderr.write(format!("{message}\n").as_bytes());
-                let _ = spec.stderr.finish();
-                return Exit {
-                    code: 128,
-                    reason: "ContainerCannotRun",
-                    message: Some(message),
-                };
-            }
+            wasi.preopened_dir(&preopen.host, &preopen.guest, perms)
+                .map_err(|e| {
+                    format!(
+                        "mounting {} at {}: {e:#}",
+                        preopen.host.display(),
+                        preopen.guest
+                    )
+                })?;
         }
         let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
         if let Some(bytes) = spec.memory_limit {
@@ -207,6 +214,7 @@ impl Runtime {
             &self.engine,
             Host {
                 ctx: wasi.build(),
+                http: wasmtime_wasi_http::WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 limits: limits.build(),
             },
@@ -215,6 +223,81 @@ impl Runtime {
         // Yield to the scheduler at every epoch tick, so a busy guest shares its thread and can
         // be stopped.
         store.epoch_deadline_async_yield_and_update(1);
+        Ok(store)
+    }
+
+    /// Serves a `wasi:http/incoming-handler` component on `listeners`, an instance per
+    /// request, until the returned future is dropped.
+    pub async fn serve_http(
+        &self,
+        component: &Component,
+        spec: RunSpec,
+        listeners: Vec<tokio::net::TcpListener>,
+    ) -> Exit {
+        let pre = match self
+            .linker
+            .instantiate_pre(component)
+            .and_then(wasmtime_wasi_http::p2::bindings::ProxyPre::new)
+        {
+            Ok(pre) => pre,
+            Err(e) => {
+                return Exit {
+                    code: 128,
+                    reason: "ContainerCannotRun",
+                    message: Some(format!("{e:#}")),
+                };
+            }
+        };
+        let server = Arc::new(HttpServer {
+            runtime: self.clone(),
+            pre,
+            spec,
+        });
+        let mut accepting = tokio::task::JoinSet::new();
+        for listener in listeners {
+            let server = server.clone();
+            accepting.spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |request| {
+                            let server = server.clone();
+                            async move { server.handle(request).await }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(wasmtime_wasi_http::io::TokioIo::new(tcp), service)
+                            .await;
+                    });
+                }
+            });
+        }
+        while accepting.join_next().await.is_some() {}
+        Exit {
+            code: 0,
+            reason: "Completed",
+            message: None,
+        }
+    }
+
+    /// Runs a `wasi:cli/run` component to its end.
+    pub async fn run_command(&self, component: &Component, spec: RunSpec) -> Exit {
+        let mut store = match self.store(&spec) {
+            Ok(store) => store,
+            Err(message) => {
+                let _ = spec.stderr.write(format!("{message}\n").as_bytes());
+                let _ = spec.stderr.finish();
+                return Exit {
+                    code: 128,
+                    reason: "ContainerCannotRun",
+                    message: Some(message),
+                };
+            }
+        };
         let outcome = async {
             let command = Command::instantiate_async(&mut store, component, &self.linker).await?;
             command.wasi_cli_run().call_run(&mut store).await
@@ -303,4 +386,78 @@ impl tokio::io::AsyncWrite for LogWriter {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
+}
+
+/// An HTTP component being served: each request gets a fresh instance.
+struct HttpServer {
+    runtime: Runtime,
+    pre: wasmtime_wasi_http::p2::bindings::ProxyPre<Host>,
+    spec: RunSpec,
+}
+
+type HttpResponse = hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>;
+
+impl HttpServer {
+    async fn handle(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<HttpResponse, std::convert::Infallible> {
+        Ok(match self.instance(request).await {
+            Ok(response) => response,
+            Err(message) => {
+                let _ = self.spec.stderr.write(format!("{message}\n").as_bytes());
+                error_response(&message)
+            }
+        })
+    }
+
+    async fn instance(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<HttpResponse, String> {
+        use wasmtime_wasi_http::WasiHttpView;
+        use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+        let mut store = self.runtime.store(&self.spec)?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| format!("{e:#}"))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| format!("{e:#}"))?;
+        let pre = self.pre.clone();
+        // The guest may keep writing the body after it sent the head: run it on its own task.
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(store, request, out)
+                .await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(format!("the component answered with an error: {e:?}")),
+            Err(_) => Err(match task.await {
+                Ok(Ok(())) => "the component never set a response".to_string(),
+                Ok(Err(e)) => format!("the component failed: {e:#}"),
+                Err(e) => format!("the component's task failed: {e}"),
+            }),
+        }
+    }
+}
+
+/// A 500 carrying `message`, the node's answer for a component that failed.
+fn error_response(message: &str) -> HttpResponse {
+    use http_body_util::BodyExt;
+    let body: wasmtime_wasi_http::p2::body::HyperOutgoingBody =
+        http_body_util::Full::new(bytes::Bytes::from(format!("{message}\n")))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+    response
 }

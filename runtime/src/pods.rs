@@ -33,6 +33,8 @@ pub struct Context {
     pub pods_dir: PathBuf,
     /// Where pods keep their volumes: `DIR/UID/NAME`.
     pub volumes_dir: PathBuf,
+    /// The node's address: HTTP containers are served on it.
+    pub address: String,
     pub node: String,
 }
 
@@ -191,6 +193,28 @@ impl Worker {
         {
             tracing::debug!(pod = %self.name(), error = %e, "reporting pod status failed");
         }
+    }
+
+    /// Reports a container that could not start: waiting with `reason` and `message`, and a
+    /// Failed event, as the kubelet reports them.
+    async fn could_not_start(
+        &self,
+        init: bool,
+        index: usize,
+        container: &str,
+        reason: &str,
+        message: &str,
+    ) -> Attempt {
+        self.container(init, index, |c| c.waiting(reason, Some(message)));
+        self.publish().await;
+        self.event(
+            "Warning",
+            "Failed",
+            &format!("Error: {message}"),
+            Some(container),
+        )
+        .await;
+        Attempt::NotStarted
     }
 
     async fn event(&self, kind: &str, reason: &str, message: &str, container: Option<&str>) {
@@ -371,16 +395,18 @@ async fn lifecycle(worker: Arc<Worker>) {
         .clone()
         .unwrap_or_else(|| "Always".into());
     // Init containers in order; a native sidecar (restartPolicy Always) starts and keeps running.
-    let mut sidecars = Vec::new();
+    // The containers' tasks live in join sets, so that dropping this future (the pod is being
+    // deleted) stops every container.
+    let mut sidecars = tokio::task::JoinSet::new();
     for (index, container) in spec.init_containers.iter().flatten().enumerate() {
         if container.restart_policy.as_deref() == Some("Always") {
-            sidecars.push(tokio::spawn(keep_running(
+            sidecars.spawn(keep_running(
                 worker.clone(),
                 container.clone(),
                 true,
                 index,
                 "Always".into(),
-            )));
+            ));
             continue;
         }
         let mut backoff = Backoff::default();
@@ -406,30 +432,21 @@ async fn lifecycle(worker: Arc<Worker>) {
         }
     }
     worker.update(|r| r.initialized = true);
-    let apps: Vec<_> = spec
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(index, c)| {
-            tokio::spawn(keep_running(
-                worker.clone(),
-                c.clone(),
-                false,
-                index,
-                policy.clone(),
-            ))
-        })
-        .collect();
+    let mut apps = tokio::task::JoinSet::new();
+    for (index, container) in spec.containers.iter().enumerate() {
+        apps.spawn(keep_running(
+            worker.clone(),
+            container.clone(),
+            false,
+            index,
+            policy.clone(),
+        ));
+    }
     let mut all_succeeded = true;
-    for app in apps {
-        match app.await {
-            Ok(code) => all_succeeded &= code == 0,
-            Err(_) => all_succeeded = false,
-        }
+    while let Some(app) = apps.join_next().await {
+        all_succeeded &= app.is_ok_and(|code| code == 0);
     }
-    for sidecar in sidecars {
-        sidecar.abort();
-    }
+    sidecars.abort_all();
     worker.update(|r| r.phase = if all_succeeded { "Succeeded" } else { "Failed" });
     worker.publish().await;
 }
@@ -553,45 +570,21 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         .await
         .unwrap_or_else(|e| Err(LoadError::Compile(e.to_string())))
     };
-    let component = match loaded {
-        Ok((component, Kind::Command)) => component,
-        Ok((_, Kind::HttpHandler)) => {
-            let message = "wasi:http/incoming-handler components are not served by this node yet";
-            worker.container(init, index, |c| {
-                c.waiting("CreateContainerError", Some(message))
-            });
-            worker.publish().await;
-            worker.event("Warning", "Failed", message, Some(name)).await;
-            return Attempt::NotStarted;
-        }
+    let (component, kind) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
-            let message = format!("Error: {e}");
-            worker.container(init, index, |c| {
-                c.waiting("CreateContainerError", Some(&message))
-            });
-            worker.publish().await;
-            worker
-                .event("Warning", "Failed", &message, Some(name))
+            let message = e.to_string();
+            return worker
+                .could_not_start(init, index, name, "CreateContainerError", &message)
                 .await;
-            return Attempt::NotStarted;
         }
     };
     let env = match environment(worker, container).await {
         Ok(env) => env,
         Err(message) => {
-            worker.container(init, index, |c| {
-                c.waiting("CreateContainerConfigError", Some(&message))
-            });
-            worker.publish().await;
-            worker
-                .event(
-                    "Warning",
-                    "Failed",
-                    &format!("Error: {message}"),
-                    Some(name),
-                )
+            return worker
+                .could_not_start(init, index, name, "CreateContainerConfigError", &message)
                 .await;
-            return Attempt::NotStarted;
         }
     };
     let restart_count = {
@@ -674,6 +667,18 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
             Some(name),
         )
         .await;
+    let listeners = if kind == Kind::HttpHandler {
+        match listen(&ctx.address, container).await {
+            Ok(listeners) => listeners,
+            Err(message) => {
+                return worker
+                    .could_not_start(init, index, name, "CreateContainerError", &message)
+                    .await;
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let started_at = now();
     let container_id = format!("wasmtime://{}-{}-{}", worker.uid(), name, restart_count);
     worker.container(init, index, |c| {
@@ -699,20 +704,18 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
             Some(name),
         )
         .await;
-    let exit = ctx
-        .runtime
-        .run_command(
-            &component,
-            RunSpec {
-                argv,
-                env,
-                stdout: log.stream("stdout"),
-                stderr: log.stream("stderr"),
-                memory_limit,
-                preopens,
-            },
-        )
-        .await;
+    let spec = RunSpec {
+        argv,
+        env,
+        stdout: log.stream("stdout"),
+        stderr: log.stream("stderr"),
+        memory_limit,
+        preopens,
+    };
+    let exit = match kind {
+        Kind::Command => ctx.runtime.run_command(&component, spec).await,
+        Kind::HttpHandler => ctx.runtime.serve_http(&component, spec, listeners).await,
+    };
     let finished_at = now();
     worker.container(init, index, |c| {
         let mut terminated = json!({
@@ -728,6 +731,36 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     });
     worker.publish().await;
     Attempt::Exited(exit)
+}
+
+/// Listens on the node's address at each TCP port of an HTTP container (its hostPort, else its
+/// containerPort). Until pods have addresses of their own, two pods cannot serve one port.
+async fn listen(
+    address: &str,
+    container: &Container,
+) -> Result<Vec<tokio::net::TcpListener>, String> {
+    let ports: Vec<i32> = container
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .map(|p| p.host_port.unwrap_or(p.container_port))
+        .collect();
+    if ports.is_empty() {
+        return Err(format!(
+            "container {} is a wasi:http component: it needs a containerPort to be served on",
+            container.name
+        ));
+    }
+    let mut listeners = Vec::new();
+    for port in ports {
+        let at = format!("{address}:{port}");
+        let listener = tokio::net::TcpListener::bind(&at)
+            .await
+            .map_err(|e| format!("serving on {at}: {e}"))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// Bytes in a memory quantity (`64Mi`, `1G`, `1048576`).

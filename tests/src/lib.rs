@@ -83,6 +83,7 @@ pub const SAMPLES: &[&str] = &[
     "prepare",
     "readfile",
     "memhog",
+    "http-hello",
 ];
 
 /// The component a sample in `samples/` builds to (built once, for wasm32-wasip2).
@@ -112,12 +113,22 @@ pub fn sample(name: &str) -> PathBuf {
         String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .flat_map(|m| {
+                m["filenames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.as_str().map(PathBuf::from))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
             .collect()
     });
+    // Cargo names a library's file with underscores.
+    let stem = name.replace('-', "_");
     built
         .iter()
-        .find(|p| p.file_stem().is_some_and(|s| s == name))
+        .find(|p| p.file_stem().is_some_and(|s| s == stem.as_str()))
         .unwrap_or_else(|| panic!("no sample component named {name}"))
         .clone()
 }

@@ -247,3 +247,101 @@ spec:
     let gone = server.kubectl(&["get", "pod", "crash"]);
     assert!(!gone.status.success(), "{}", text(&gone));
 }
+
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 GET to 127.0.0.1:`port`; the whole response.
+fn get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+#[test]
+fn an_http_component_is_served_on_its_container_port() {
+    let server = Server::start().unwrap();
+    let node = node_name(&server);
+    server.import_samples();
+    let images = server.image(&["ls"]);
+    assert!(
+        images.contains("samples.skiff.local/http-hello:0.1.0"),
+        "{images}"
+    );
+    let port = free_port();
+    let pod = |name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: web
+    image: samples.skiff.local/http-hello:0.1.0
+    ports: [{{containerPort: {port}}}]
+    env:
+    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+"#
+        )
+    };
+    apply(&server, &pod("web"));
+    wait_for(
+        &server,
+        "web",
+        "{.status.containerStatuses[0].ready}",
+        "true",
+    );
+    let response = eventually(Duration::from_secs(30), || get(port, "/hi?x=1").ok())
+        .expect("the component answers");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.contains("hello, world\nGET /hi?x=1\npod web\n"),
+        "{response}"
+    );
+    // Every request gets a fresh instance: a second one is answered the same.
+    let again = get(port, "/again").unwrap();
+    assert!(again.contains("GET /again"), "{again}");
+    let logs = server.kubectl_ok(&["logs", "web"]);
+    assert_eq!(logs, "GET /hi?x=1\nGET /again\n");
+    // A second pod on the same port cannot be served beside it, and says why.
+    apply(&server, &pod("web2"));
+    let message = wait_for_nonempty(
+        &server,
+        "web2",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        message.contains(&format!("serving on 127.0.0.1:{port}")),
+        "{message}"
+    );
+    // Deleting the first pod frees its port, and the second pod's next try takes it.
+    server.kubectl_ok(&["delete", "pod", "web", "--timeout=30s"]);
+    let served = eventually(Duration::from_secs(60), || {
+        get(port, "/").ok().filter(|r| r.contains("pod web2"))
+    });
+    assert!(served.is_some(), "web2 never took over port {port}");
+}
+
+/// Waits until `jsonpath` of `pod` reads something; returns it.
+fn wait_for_nonempty(server: &Server, pod: &str, jsonpath: &str) -> String {
+    eventually(Duration::from_secs(60), || {
+        let got = server.kubectl_ok(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]);
+        (!got.trim().is_empty()).then(|| got.trim().to_string())
+    })
+    .unwrap_or_else(|| panic!("pod {pod}: {jsonpath} stayed empty"))
+}

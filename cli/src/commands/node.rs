@@ -1,0 +1,141 @@
+//! `skiff node`: a node agent joining a server, as a k3s agent joins. On first start it checks
+//! the server's CA against the join token, presents the token's secret and receives its own
+//! credential (`system:node:NAME`), which it keeps in its data directory for later starts.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use skiff_control::join::{Token, ca_hash};
+
+/// Flags of `skiff node`; each has a `SKIFF_*` environment variable.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The API server's URL, e.g. https://192.168.1.10:6443.
+    #[arg(long, env = "SKIFF_SERVER")]
+    server: String,
+    /// The join token: the content of the server's DATA_DIR/node-token (needed on first start).
+    #[arg(long, env = "SKIFF_TOKEN")]
+    token: Option<String>,
+    /// The node's name [default: the host name].
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    name: Option<String>,
+    /// Where the node keeps its credential, images and pod data [default: ~/.local/share/skiff].
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The address the node reports and serves HTTP containers on.
+    #[arg(long, env = "SKIFF_NODE_ADDRESS", default_value = "127.0.0.1")]
+    address: String,
+}
+
+async fn client_from(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).context("reading the node's kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context("loading the node's kubeconfig")?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// A kubeconfig trusting `ca_pem` and presenting `token` as a bearer token.
+fn bootstrap_kubeconfig(server: &str, ca_pem: Option<&str>, token: &str) -> String {
+    use base64::Engine;
+    let mut cluster = serde_json::json!({"server": server});
+    match ca_pem {
+        Some(ca) => {
+            cluster["certificate-authority-data"] =
+                base64::engine::general_purpose::STANDARD.encode(ca).into();
+        }
+        None => cluster["insecure-skip-tls-verify"] = true.into(),
+    }
+    let doc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "skiff", "cluster": cluster}],
+        "users": [{"name": "join", "user": {"token": token}}],
+        "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "join"}}],
+        "current-context": "skiff",
+    });
+    serde_yaml::to_string(&doc).unwrap_or_default()
+}
+
+/// Joins the server: checks its CA against the token, then trades the secret for a credential.
+/// Returns the node's kubeconfig.
+async fn join(server: &str, token: &Token, name: &str) -> anyhow::Result<String> {
+    // The CA is public; it is trusted only once it matches the hash the token names.
+    let anonymous = client_from(&bootstrap_kubeconfig(server, None, "")).await?;
+    let ca = anonymous
+        .request_text(http::Request::get("/skiff/v1/ca").body(Vec::new())?)
+        .await
+        .with_context(|| format!("fetching the cluster CA from {server}"))?;
+    if ca_hash(&ca) != token.ca_hash {
+        bail!("the server at {server} presents a CA that does not match the join token");
+    }
+    let trusted = client_from(&bootstrap_kubeconfig(server, Some(&ca), &token.secret)).await?;
+    let body = serde_json::to_vec(&serde_json::json!({"name": name}))?;
+    let request = http::Request::post("/skiff/v1/join")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)?;
+    let issued: serde_json::Value = match trusted.request(request).await {
+        Ok(issued) => issued,
+        Err(kube::Error::Api(e)) if e.code == 401 => {
+            bail!("joining {server} as node {name}: the server refused the token's secret")
+        }
+        Err(e) => return Err(e).with_context(|| format!("joining {server} as node {name}")),
+    };
+    let field = |key: &str| {
+        issued[key]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("the join answer has no {key}"))
+    };
+    let credential = skiff_control::pki::CertifiedKey {
+        cert_pem: field("certificate")?,
+        key_pem: field("key")?,
+    };
+    Ok(skiff_control::server::kubeconfig(
+        server,
+        &field("ca")?,
+        &credential,
+    ))
+}
+
+fn credential_path(node_dir: &Path, name: &str) -> PathBuf {
+    node_dir.join(format!("{name}.kubeconfig"))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = super::server::data_dir(args.data_dir)?;
+    let node_dir = super::server::node_dir(&data_dir);
+    skiff_control::pki::private_dir(&node_dir)
+        .with_context(|| format!("creating {}", node_dir.display()))?;
+    let name = args.name.unwrap_or_else(skiff_runtime::agent::hostname);
+    let server = args.server.trim_end_matches('/').to_string();
+    let path = credential_path(&node_dir, &name);
+    let kubeconfig = match std::fs::read_to_string(&path) {
+        Ok(kubeconfig) => kubeconfig,
+        Err(_) => {
+            let Some(token) = args.token.as_deref() else {
+                bail!(
+                    "node {name} has not joined yet: pass --token (the server's DATA_DIR/node-token)"
+                );
+            };
+            let token = Token::parse(token)
+                .context("--token: not a join token (expected K10<hash>::node:<secret>)")?;
+            let kubeconfig = join(&server, &token, &name).await?;
+            skiff_control::pki::write_private(&path, &kubeconfig)
+                .with_context(|| format!("writing {}", path.display()))?;
+            kubeconfig
+        }
+    };
+    let client = client_from(&kubeconfig).await?;
+    tracing::info!(node = %name, server = %server, "node agent starting");
+    let config = skiff_runtime::agent::AgentConfig {
+        name,
+        data_dir: node_dir,
+        address: args.address,
+        max_pods: 1000,
+    };
+    tokio::select! {
+        result = skiff_runtime::agent::run(client, config) => result,
+        _ = super::server::shutdown_signal() => Ok(()),
+    }
+}

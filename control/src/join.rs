@@ -1,0 +1,216 @@
+//! Nodes joining the cluster, as k3s agents join: the server keeps a join token in
+//! `DATA_DIR/node-token` naming the cluster CA's SHA-256 and a secret. A node fetches the CA
+//! (`GET /skiff/v1/ca`, open to anyone: it is public), checks it against the token's hash, then
+//! presents the secret (`POST /skiff/v1/join` with `Authorization: Bearer SECRET` and its name)
+//! and receives its own client certificate, for `system:node:NAME` in group `system:nodes`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::pki::{Authority, PkiError};
+
+/// The group every node's credential names.
+pub const NODES: &str = "system:nodes";
+
+/// A parsed join token: `K10<CA SHA-256 hex>::node:<secret>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub ca_hash: String,
+    pub secret: String,
+}
+
+impl Token {
+    pub fn parse(text: &str) -> Option<Token> {
+        let rest = text.trim().strip_prefix("K10")?;
+        let (hash, secret) = rest.split_once("::node:")?;
+        let hex = |s: &str, len: usize| s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit());
+        (hex(hash, 64) && !secret.is_empty()).then(|| Token {
+            ca_hash: hash.to_ascii_lowercase(),
+            secret: secret.to_string(),
+        })
+    }
+
+    pub fn render(&self) -> String {
+        format!("K10{}::node:{}", self.ca_hash, self.secret)
+    }
+}
+
+/// The SHA-256 of a CA certificate's PEM text, as tokens name it.
+pub fn ca_hash(ca_pem: &str) -> String {
+    format!("{:x}", Sha256::digest(ca_pem.as_bytes()))
+}
+
+/// The server's join token: read from `path`, or made (and written, 0600) on first start. A
+/// token naming another CA (the CA was replaced) is made again.
+pub fn load_or_create(path: &Path, authority: &Authority) -> std::io::Result<Token> {
+    let hash = ca_hash(&authority.ca.cert_pem);
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Some(token) = Token::parse(&text)
+        && token.ca_hash == hash
+    {
+        return Ok(token);
+    }
+    let secret: [u8; 24] = rand::random();
+    let token = Token {
+        ca_hash: hash,
+        secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    crate::pki::write_private(path, &format!("{}\n", token.render()))?;
+    Ok(token)
+}
+
+/// Whether two secrets are equal, in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    json_response(code, &body)
+}
+
+fn json_response(code: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct JoinRequest {
+    name: String,
+}
+
+/// Is `name` a valid Node name (a DNS-1123 subdomain)?
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The routes nodes join through (outside the API's authentication).
+pub fn routes(authority: Arc<Authority>, token: Token) -> axum::Router {
+    let ca = authority.ca.cert_pem.clone();
+    axum::Router::new()
+        .route(
+            "/skiff/v1/ca",
+            get(move || {
+                let ca = ca.clone();
+                async move { ([(header::CONTENT_TYPE, "application/x-pem-file")], ca) }
+            }),
+        )
+        .route(
+            "/skiff/v1/join",
+            post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let (authority, token) = (authority.clone(), token.clone());
+                async move { join(&authority, &token, &headers, &body) }
+            }),
+        )
+}
+
+fn join(authority: &Authority, token: &Token, headers: &HeaderMap, body: &[u8]) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same(presented, &token.secret) {
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    }
+    let request: JoinRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("the join request is not valid JSON: {e}"),
+            );
+        }
+    };
+    if !valid_node_name(&request.name) {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            &format!(
+                "name: Invalid value: {:?}: a node name must be a lowercase RFC 1123 subdomain",
+                request.name
+            ),
+        );
+    }
+    let issued: Result<_, PkiError> =
+        authority.client(&format!("system:node:{}", request.name), &[NODES]);
+    match issued {
+        Ok(credential) => json_response(
+            StatusCode::OK,
+            &json!({
+                "ca": authority.ca.cert_pem,
+                "certificate": credential.cert_pem,
+                "key": credential.key_pem,
+            }),
+        ),
+        Err(e) => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            &format!("issuing the node's certificate: {e}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_malformed_text() {
+        let token = Token {
+            ca_hash: "a".repeat(64),
+            secret: "s3cret".into(),
+        };
+        assert_eq!(Token::parse(&token.render()), Some(token));
+        for bad in [
+            "",
+            "K10abc::node:x",
+            &format!("K10{}::node:", "a".repeat(64)),
+        ] {
+            assert_eq!(Token::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "ab"));
+    }
+
+    #[test]
+    fn node_names_are_dns_subdomains() {
+        assert!(valid_node_name("edge-1.example"));
+        assert!(!valid_node_name("Edge"));
+        assert!(!valid_node_name("-edge"));
+        assert!(!valid_node_name(""));
+    }
+}

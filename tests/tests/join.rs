@@ -1,0 +1,169 @@
+//! `skiff node` joining a server with its join token: the node gets its own credential,
+//! registers, runs pods bound to it, and its Lease goes stale once it stops.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use skiff_tests::{Server, eventually, sample, skiff_binary, text};
+
+/// A `skiff node` process, killed when dropped.
+struct Node {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server_url(server: &Server) -> String {
+    let kubeconfig = std::fs::read_to_string(server.kubeconfig()).unwrap();
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("the kubeconfig names the server")
+        .to_string()
+}
+
+fn join(server: &Server, name: &str, token: &str) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
+    let child = Command::new(skiff_binary())
+        .args([
+            "node",
+            "--server",
+            &server_url(server),
+            "--token",
+            token,
+            "--name",
+            name,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("SKIFF_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Node { child, dir }
+}
+
+fn lease_renewed(server: &Server, node: &str) -> String {
+    server
+        .kubectl_ok(&[
+            "get",
+            "lease",
+            node,
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_node_joins_with_the_token_runs_pods_and_goes_stale_when_stopped() {
+    let server = Server::start().unwrap();
+    let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
+    let mut node = join(&server, "edge-1", token.trim());
+    eventually(Duration::from_secs(60), || {
+        let out = server.kubectl(&["get", "node", "edge-1", "--no-headers"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains(" Ready ")
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "edge-1 never became Ready: {}",
+            std::fs::read_to_string(node.dir.path().join("node.log")).unwrap_or_default()
+        )
+    });
+    // The node keeps its own credential, readable by it alone.
+    let credential = node.dir.path().join("node/edge-1.kubeconfig");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&credential).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A pod bound to the joined node runs there, from that node's own image store.
+    let wasm = sample("hello");
+    let out = Command::new(skiff_binary())
+        .args([
+            "image",
+            "import",
+            wasm.to_str().unwrap(),
+            "--name",
+            "registry.local/hello:1",
+        ])
+        .arg("--data-dir")
+        .arg(node.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: on-edge}
+spec:
+  nodeName: edge-1
+  restartPolicy: Never
+  containers:
+  - {name: hello, image: registry.local/hello:1}
+"#;
+    let out = server.kubectl_stdin(&["apply", "-f", "-"], pod);
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(Duration::from_secs(60), || {
+        let phase = server.kubectl_ok(&["get", "pod", "on-edge", "-o", "jsonpath={.status.phase}"]);
+        (phase == "Succeeded").then_some(())
+    })
+    .expect("the pod on edge-1 completes");
+
+    // Stopped, the node renews its Lease no more, while the server's own node still does.
+    let own = server.node_name();
+    let own = own
+        .split_whitespace()
+        .find(|n| *n != "edge-1")
+        .unwrap()
+        .to_string();
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+    let stale = lease_renewed(&server, "edge-1");
+    let own_before = lease_renewed(&server, &own);
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(
+        lease_renewed(&server, "edge-1"),
+        stale,
+        "a stopped node's lease stays as it was"
+    );
+    assert_ne!(
+        lease_renewed(&server, &own),
+        own_before,
+        "a running node renews its lease"
+    );
+}
+
+#[test]
+fn a_wrong_token_is_refused() {
+    let server = Server::start().unwrap();
+    let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
+    let (hash, _) = token.trim().split_once("::node:").unwrap();
+    let mut node = join(&server, "intruder", &format!("{hash}::node:not-the-secret"));
+    let status = node.child.wait().unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(node.dir.path().join("node.log")).unwrap();
+    assert!(
+        log.contains("the server refused the token's secret"),
+        "{log}"
+    );
+    assert!(
+        !server
+            .kubectl(&["get", "node", "intruder"])
+            .status
+            .success()
+    );
+}
