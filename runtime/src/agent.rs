@@ -62,6 +62,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         name: config.name.clone(),
         address: config.address.clone(),
         max_pods: config.max_pods,
+        data_dir: config.data_dir.clone(),
     };
     // The API may not be serving yet when an embedded agent starts.
     let mut delay = std::time::Duration::from_millis(100);

@@ -22,6 +22,8 @@ pub struct NodeInfo {
     /// The address other components reach the node on.
     pub address: String,
     pub max_pods: u32,
+    /// Where the node keeps its data: its filesystem's free space is the disk pressure.
+    pub data_dir: std::path::PathBuf,
 }
 
 fn host_memory_kib() -> u64 {
@@ -53,35 +55,80 @@ fn os_image() -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
-fn conditions(now: &str) -> serde_json::Value {
-    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+/// The kubelet's default hard eviction thresholds: `memory.available<100Mi`,
+/// `nodefs.available<10%`.
+const MEMORY_AVAILABLE_MIN_KIB: u64 = 100 * 1024;
+const DISK_AVAILABLE_MIN_PERCENT: u64 = 10;
+
+/// What the host looks like now, for the pressure conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+}
+
+impl Pressure {
+    /// Reads the host: MemAvailable from /proc/meminfo, free space of the filesystem holding
+    /// `data_dir`.
+    pub fn read(data_dir: &std::path::Path) -> Pressure {
+        let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        });
+        let disk = rustix::fs::statvfs(data_dir).ok().is_some_and(|fs| {
+            fs.f_blocks > 0 && fs.f_bavail * 100 / fs.f_blocks < DISK_AVAILABLE_MIN_PERCENT
+        });
+        Pressure {
+            memory: available_kib.is_some_and(|kib| kib < MEMORY_AVAILABLE_MIN_KIB),
+            disk,
+        }
+    }
+}
+
+/// The node's conditions; `since` is when the pressure last changed.
+fn conditions(now: &str, pressure: Pressure, since: &str) -> serde_json::Value {
+    let condition = |kind: &str, status: bool, reason: &str, message: &str| {
         json!({
-            "type": kind, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": now, "lastTransitionTime": now,
+            "type": kind, "status": if status { "True" } else { "False" },
+            "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": since,
         })
+    };
+    let (memory_reason, memory_message) = if pressure.memory {
+        (
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+        )
+    } else {
+        (
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        )
+    };
+    let (disk_reason, disk_message) = if pressure.disk {
+        ("KubeletHasDiskPressure", "kubelet has disk pressure")
+    } else {
+        ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")
     };
     json!([
         condition(
             "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
+            pressure.memory,
+            memory_reason,
+            memory_message
         ),
-        condition(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
-        ),
+        condition("DiskPressure", pressure.disk, disk_reason, disk_message),
         condition(
             "PIDPressure",
-            "False",
+            false,
             "KubeletHasSufficientPID",
             "kubelet has sufficient PID available"
         ),
         condition(
             "Ready",
-            "True",
+            true,
             "KubeletReady",
             "kubelet is posting ready status"
         ),
@@ -89,7 +136,7 @@ fn conditions(now: &str) -> serde_json::Value {
 }
 
 /// The Node's status as this node sees itself now.
-fn status(info: &NodeInfo) -> serde_json::Value {
+fn status(info: &NodeInfo, pressure: Pressure, since: &str) -> serde_json::Value {
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -103,7 +150,7 @@ fn status(info: &NodeInfo) -> serde_json::Value {
     json!({
         "capacity": resources,
         "allocatable": resources,
-        "conditions": conditions(&now),
+        "conditions": conditions(&now, pressure, since),
         "addresses": [
             {"type": "InternalIP", "address": info.address},
             {"type": "Hostname", "address": info.name},
@@ -138,7 +185,11 @@ pub async fn register(client: &kube::Client, info: &NodeInfo) -> kube::Result<()
                 "labels": {
                     "kubernetes.io/hostname": info.name,
                     "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": status(info)["nodeInfo"]["architecture"],
+                    "kubernetes.io/arch": match std::env::consts::ARCH {
+                        "x86_64" => "amd64",
+                        "aarch64" => "arm64",
+                        other => other,
+                    },
                     "node.kubernetes.io/instance-type": "skiff",
                 },
             },
@@ -150,16 +201,22 @@ pub async fn register(client: &kube::Client, info: &NodeInfo) -> kube::Result<()
             Err(e) => return Err(e),
         }
     }
-    report(client, info).await
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    report(client, info, Pressure::read(&info.data_dir), &now).await
 }
 
-async fn report(client: &kube::Client, info: &NodeInfo) -> kube::Result<()> {
+async fn report(
+    client: &kube::Client,
+    info: &NodeInfo,
+    pressure: Pressure,
+    since: &str,
+) -> kube::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .patch_status(
             &info.name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": status(info)})),
+            &Patch::Merge(json!({"status": status(info, pressure, since)})),
         )
         .await?;
     Ok(())
@@ -170,13 +227,23 @@ async fn report(client: &kube::Client, info: &NodeInfo) -> kube::Result<()> {
 pub async fn heartbeat(client: kube::Client, info: NodeInfo) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let mut last_status = tokio::time::Instant::now();
+    let mut pressure = Pressure::read(&info.data_dir);
+    let mut since = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     loop {
         if let Err(e) = renew(&leases, &info).await {
             tracing::warn!(node = %info.name, error = %e, "renewing the node lease failed");
         }
-        if last_status.elapsed() >= STATUS_EVERY {
+        // The status goes out every minute, and at once when the host's pressure changes.
+        let now = Pressure::read(&info.data_dir);
+        let changed = now != pressure;
+        if changed {
+            pressure = now;
+            since = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            tracing::info!(node = %info.name, ?pressure, "node pressure changed");
+        }
+        if changed || last_status.elapsed() >= STATUS_EVERY {
             last_status = tokio::time::Instant::now();
-            if let Err(e) = report(&client, &info).await {
+            if let Err(e) = report(&client, &info, pressure, &since).await {
                 tracing::warn!(node = %info.name, error = %e, "reporting node status failed");
             }
         }
@@ -217,4 +284,38 @@ async fn renew(leases: &Api<Lease>, info: &NodeInfo) -> kube::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pressure_shows_in_the_conditions_with_the_kubelets_reasons() {
+        let under = Pressure {
+            memory: true,
+            disk: false,
+        };
+        let conditions = conditions("2026-01-01T00:00:00Z", under, "2025-12-31T00:00:00Z");
+        let find = |kind: &str| {
+            conditions
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == kind)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(find("MemoryPressure")["status"], "True");
+        assert_eq!(
+            find("MemoryPressure")["reason"],
+            "KubeletHasInsufficientMemory"
+        );
+        assert_eq!(
+            find("MemoryPressure")["lastTransitionTime"],
+            "2025-12-31T00:00:00Z"
+        );
+        assert_eq!(find("DiskPressure")["status"], "False");
+        assert_eq!(find("Ready")["status"], "True");
+    }
 }
