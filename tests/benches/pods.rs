@@ -1,0 +1,149 @@
+//! Node benchmark: pod start latency (create to Running, observed through a watch, the component
+//! already compiled and cached) over a burst of pods, and the resident memory the server (with
+//! its node) adds per idle HTTP pod. Prints JSON.
+//!
+//! `cargo bench -p skiff-tests --bench pods` (set `SKIFF_BENCH_PODS` to change the burst size).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use skiff_tests::Server;
+
+/// Resident memory of a process, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn pod(name: &str, node: &str, port: u16) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"bench": "pods"}},
+        "spec": {
+            "nodeName": node,
+            "containers": [{
+                "name": "web",
+                "image": "samples.skiff.local/http-hello:0.1.0",
+                "ports": [{"containerPort": port}],
+            }],
+        },
+    }))
+    .expect("a valid Pod")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let count: usize = std::env::var("SKIFF_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let server = Server::start().expect("start skiff server");
+    let pid = server.pid().expect("the server runs");
+    let node = server.node_name();
+    server.import_samples();
+    let client = server.client().await.expect("client");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    // Ports from a range nothing else on loopback uses in the benchmark.
+    let base_port: u16 = 20000;
+    let running: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watch = {
+        let running = running.clone();
+        let pods = pods.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(pods, watcher::Config::default().labels("bench=pods"))
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(pod)) = events.next().await {
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                if phase == Some("Running") {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    running
+                        .lock()
+                        .unwrap()
+                        .entry(name)
+                        .or_insert_with(Instant::now);
+                }
+            }
+        })
+    };
+    // The first pod compiles the component; the burst starts from the cache.
+    pods.create(&PostParams::default(), &pod("warm", &node, base_port))
+        .await
+        .expect("create");
+    while !running.lock().unwrap().contains_key("warm") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = rss_kib(pid);
+    let issued: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let started = Instant::now();
+    let creators = 16;
+    let mut tasks = Vec::new();
+    for c in 0..creators {
+        let (pods, node, issued) = (pods.clone(), node.clone(), issued.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (c..count).step_by(creators) {
+                let name = format!("p{i}");
+                issued.lock().unwrap().insert(name.clone(), Instant::now());
+                pods.create(
+                    &PostParams::default(),
+                    &pod(&name, &node, base_port + 1 + i as u16),
+                )
+                .await
+                .expect("create");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("creator");
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while running.lock().unwrap().len() < count + 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_running = started.elapsed();
+    // Let the node settle (status writes, events) before reading its memory.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_after = rss_kib(pid);
+    watch.abort();
+    let (issued, running) = (issued.lock().unwrap(), running.lock().unwrap());
+    let mut latencies: Vec<Duration> = issued
+        .iter()
+        .filter_map(|(name, at)| running.get(name).map(|seen| seen.duration_since(*at)))
+        .collect();
+    latencies.sort();
+    let started_pods = latencies.len();
+    let report = serde_json::json!({
+        "benchmark": "pods",
+        "pods": count,
+        "pods_running": started_pods,
+        "pod_start_ms_p50": (percentile(&latencies, 0.5) * 100.0).round() / 100.0,
+        "pod_start_ms_p99": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
+        "burst_seconds": (all_running.as_secs_f64() * 100.0).round() / 100.0,
+        "server_rss_kib_before": rss_before,
+        "server_rss_kib_after": rss_after,
+        "rss_kib_per_idle_http_pod": ((rss_after.saturating_sub(rss_before)) as f64 / count as f64 * 10.0).round() / 10.0,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    });
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+}
