@@ -84,6 +84,7 @@ pub const SAMPLES: &[&str] = &[
     "readfile",
     "memhog",
     "http-hello",
+    "needs-gadget",
 ];
 
 /// The component a sample in `samples/` builds to (built once, for wasm32-wasip2).
@@ -124,11 +125,14 @@ pub fn sample(name: &str) -> PathBuf {
             .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
             .collect()
     });
-    // Cargo names a library's file with underscores.
+    // Cargo names a library's file with underscores, a binary's as the binary.
     let stem = name.replace('-', "_");
     built
         .iter()
-        .find(|p| p.file_stem().is_some_and(|s| s == stem.as_str()))
+        .find(|p| {
+            p.file_stem()
+                .is_some_and(|s| s == name || s == stem.as_str())
+        })
         .unwrap_or_else(|| panic!("no sample component named {name}"))
         .clone()
 }

@@ -345,3 +345,58 @@ fn wait_for_nonempty(server: &Server, pod: &str, jsonpath: &str) -> String {
     })
     .unwrap_or_else(|| panic!("pod {pod}: {jsonpath} stayed empty"))
 }
+
+#[test]
+fn a_component_importing_an_unknown_interface_is_refused_with_an_event() {
+    let server = Server::start().unwrap();
+    let node = node_name(&server);
+    server.import_samples();
+    let pods = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: gadget}
+spec:
+  nodeName: NODE_NAME
+  containers:
+  - {name: app, image: samples.skiff.local/needs-gadget:0.1.0}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fine}
+spec:
+  nodeName: NODE_NAME
+  restartPolicy: Never
+  containers:
+  - {name: app, image: samples.skiff.local/hello:0.1.0}
+"#;
+    apply(&server, &pods.replace("NODE_NAME", &node));
+    let message = wait_for_nonempty(
+        &server,
+        "gadget",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(message.contains("skiff:samples/gadget"), "{message}");
+    assert_eq!(
+        server
+            .kubectl_ok(&[
+                "get",
+                "pod",
+                "gadget",
+                "-o",
+                "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+            ])
+            .trim(),
+        "CreateContainerError"
+    );
+    let events = server.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=gadget,reason=Failed",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains("skiff:samples/gadget"), "{events}");
+    // The node carries on: another pod runs to completion.
+    wait_for(&server, "fine", "{.status.phase}", "Succeeded");
+}
