@@ -95,25 +95,30 @@ fn sidecar_adapter_and_init_containers_share_their_pods_volumes() {
     );
 }
 
-#[test]
-fn a_failing_init_container_keeps_the_app_from_starting() {
-    let server = with_pod(
+/// A pod whose init container exits 1, under `policy`.
+fn failing_init(name: &str, policy: &str) -> String {
+    format!(
         r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: broken-init}
+metadata: {{name: {name}}}
 spec:
   nodeName: NODE_NAME
-  restartPolicy: Never
+  restartPolicy: {policy}
   initContainers:
   - name: setup
     image: samples.skiff.local/hello:0.1.0
-    env: [{name: EXIT_CODE, value: "1"}]
+    env: [{{name: EXIT_CODE, value: "1"}}]
   containers:
   - name: app
     image: samples.skiff.local/hello:0.1.0
-"#,
-    );
+"#
+    )
+}
+
+#[test]
+fn a_failing_init_container_keeps_the_app_from_starting() {
+    let server = with_pod(&failing_init("broken-init", "Never"));
     let status = eventually(Duration::from_secs(60), || {
         let row = server.kubectl_ok(&["get", "pod", "broken-init", "--no-headers"]);
         row.contains("Init:Error").then_some(row)
@@ -132,6 +137,22 @@ spec:
             "{.status.containerStatuses[0].state.waiting.reason}"
         ),
         "PodInitializing"
+    );
+    // Under restartPolicy Always the init container is retried with back-off.
+    let retried = failing_init("retried-init", "Always");
+    let out = server.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &retried.replace("NODE_NAME", &server.node_name()),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(Duration::from_secs(60), || {
+        let row = server.kubectl_ok(&["get", "pod", "retried-init", "--no-headers"]);
+        row.contains("Init:CrashLoopBackOff").then_some(row)
+    })
+    .expect("kubectl shows Init:CrashLoopBackOff");
+    assert_eq!(
+        jsonpath(&server, "retried-init", "{.status.phase}"),
+        "Pending"
     );
 }
 
