@@ -122,6 +122,14 @@ spec:
         (phase == "Succeeded").then_some(())
     })
     .expect("the pod on edge-1 completes");
+    // Its logs stay on edge-1 until the API server proxies to nodes, and kubectl says so.
+    let logs = server.kubectl(&["logs", "on-edge"]);
+    assert!(!logs.status.success());
+    assert!(
+        String::from_utf8_lossy(&logs.stderr).contains("are kept on node edge-1"),
+        "{}",
+        text(&logs)
+    );
 
     // Stopped, the node renews its Lease no more, while the server's own node still does.
     let own = server.node_name();

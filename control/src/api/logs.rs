@@ -149,9 +149,15 @@ pub async fn pod_log(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Resp
         .as_ref()
         .filter(|l| !node.is_empty() && l.name == node)
     else {
-        return Err(bad(format!(
-            "container \"{container}\" in pod \"{name}\" is waiting to start: no node serves its logs"
-        )));
+        return Err(bad(if node.is_empty() {
+            format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not bound to a node"
+            )
+        } else {
+            format!(
+                "the logs of pod \"{name}\" are kept on node {node}, which does not serve them to the API server yet"
+            )
+        }));
     };
     let status = container_status(&pod, &container);
     let restarts = status.and_then(|s| s["restartCount"].as_u64()).unwrap_or(0) as u32;
