@@ -268,10 +268,20 @@ async fn renew(leases: &Api<Lease>, info: &NodeInfo) -> kube::Result<()> {
                 .await?;
         }
         None => {
+            // Owned by its Node, as the kubelet makes it, so that it goes with the Node.
+            let nodes: Api<Node> = Api::all(leases.clone().into_client());
+            let owners = match nodes.get_opt(&info.name).await? {
+                Some(node) => json!([{
+                    "apiVersion": "v1", "kind": "Node", "name": info.name,
+                    "uid": node.metadata.uid.unwrap_or_default(),
+                }]),
+                None => json!([]),
+            };
             let lease: Lease = serde_json::from_value(json!({
                 "metadata": {
                     "name": info.name,
                     "namespace": "kube-node-lease",
+                    "ownerReferences": owners,
                 },
                 "spec": {
                     "holderIdentity": info.name,

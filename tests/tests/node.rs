@@ -67,7 +67,8 @@ fn the_node_registers_ready_with_capacity_and_renews_its_lease() {
             "-n",
             "kube-node-lease",
             "-o",
-            "jsonpath={.spec.holderIdentity} {.spec.leaseDurationSeconds} {.spec.renewTime}",
+            "jsonpath={.spec.holderIdentity} {.spec.leaseDurationSeconds} {.spec.renewTime} \
+             {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
         ]);
         out.status
             .success()
@@ -80,6 +81,8 @@ fn the_node_registers_ready_with_capacity_and_renews_its_lease() {
         chrono::DateTime::parse_from_rfc3339(parts[2]).is_ok(),
         "{holder}"
     );
+    // The Lease belongs to its Node, so that it goes with it.
+    assert_eq!(parts[3], format!("Node/{node}"), "{holder}");
 }
 
 #[test]
