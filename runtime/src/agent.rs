@@ -107,7 +107,8 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         let Some(uid) = pod.metadata.uid.clone() else {
             continue;
         };
-        running.retain(|_, r| !r.task.is_finished() || r.stop.receiver_count() > 0);
+        // A worker stays known until its pod is deleted, finished or not: a late event for a
+        // pod that already ran to its end must not start it again.
         match running.get(&uid) {
             Some(worker) => {
                 if pod.metadata.deletion_timestamp.is_some() {

@@ -267,7 +267,7 @@ enum Attempt {
 /// Runs `pod` until it ends or `stop` turns true (the pod is being deleted or left the node).
 pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<bool>) {
     let spec = pod.spec.clone().unwrap_or_default();
-    let host_ip = String::new();
+    let host_ip = ctx.address.clone();
     let report = Report {
         init: spec
             .init_containers

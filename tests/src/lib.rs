@@ -174,6 +174,13 @@ impl Server {
         .expect("the embedded node registers")
     }
 
+    /// Applies `yaml` with every `NODE_NAME` replaced by the server's own node.
+    pub fn apply_on_node(&self, yaml: &str) {
+        let yaml = yaml.replace("NODE_NAME", &self.node_name());
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], &yaml);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
     /// `skiff image ARGS --data-dir` on the server's own node; its standard output.
     pub fn image(&self, args: &[&str]) -> String {
         let out = Command::new(skiff_binary())

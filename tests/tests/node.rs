@@ -88,7 +88,6 @@ fn the_node_registers_ready_with_capacity_and_renews_its_lease() {
 #[test]
 fn a_command_component_runs_to_completion_with_its_args_and_environment() {
     let server = Server::start().unwrap();
-    let node = node_name(&server);
     import_hello(&server);
     let listed = server.image(&["ls"]);
     assert!(listed.contains("registry.local/hello:1"), "{listed}");
@@ -105,28 +104,25 @@ fn a_command_component_runs_to_completion_with_its_args_and_environment() {
         "token",
         "--from-literal=TOKEN=s3cret",
     ]);
-    apply(
-        &server,
-        &format!(
-            r#"
+    server.apply_on_node(
+        r#"
 apiVersion: v1
 kind: Pod
-metadata: {{name: hello, labels: {{app: hello}}}}
+metadata: {name: hello, labels: {app: hello}}
 spec:
-  nodeName: {node}
+  nodeName: NODE_NAME
   restartPolicy: Never
   containers:
   - name: hello
     image: registry.local/hello:1
     args: ["one", "two words"]
     envFrom:
-    - configMapRef: {{name: greeting}}
+    - configMapRef: {name: greeting}
     env:
-    - {{name: TOKEN, valueFrom: {{secretKeyRef: {{name: token, key: TOKEN}}}}}}
-    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-    - {{name: APP, valueFrom: {{fieldRef: {{fieldPath: "metadata.labels['app']"}}}}}}
-"#
-        ),
+    - {name: TOKEN, valueFrom: {secretKeyRef: {name: token, key: TOKEN}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+"#,
     );
     wait_for(&server, "hello", "{.status.phase}", "Succeeded");
     let state = server.kubectl_ok(&[
@@ -179,32 +175,28 @@ spec:
 #[test]
 fn a_failing_container_crash_loops_and_a_missing_image_backs_off() {
     let server = Server::start().unwrap();
-    let node = node_name(&server);
     import_hello(&server);
-    apply(
-        &server,
-        &format!(
-            r#"
+    server.apply_on_node(
+        r#"
 apiVersion: v1
 kind: Pod
-metadata: {{name: crash}}
+metadata: {name: crash}
 spec:
-  nodeName: {node}
+  nodeName: NODE_NAME
   containers:
   - name: crash
     image: registry.local/hello:1
-    env: [{{name: EXIT_CODE, value: "3"}}]
+    env: [{name: EXIT_CODE, value: "3"}]
 ---
 apiVersion: v1
 kind: Pod
-metadata: {{name: missing}}
+metadata: {name: missing}
 spec:
-  nodeName: {node}
+  nodeName: NODE_NAME
   containers:
   - name: app
     image: registry.local/nowhere:1
-"#
-        ),
+"#,
     );
     wait_for(
         &server,
@@ -352,7 +344,6 @@ fn wait_for_nonempty(server: &Server, pod: &str, jsonpath: &str) -> String {
 #[test]
 fn a_component_importing_an_unknown_interface_is_refused_with_an_event() {
     let server = Server::start().unwrap();
-    let node = node_name(&server);
     server.import_samples();
     let pods = r#"
 apiVersion: v1
@@ -372,7 +363,7 @@ spec:
   containers:
   - {name: app, image: samples.skiff.local/hello:0.1.0}
 "#;
-    apply(&server, &pods.replace("NODE_NAME", &node));
+    server.apply_on_node(pods);
     let message = wait_for_nonempty(
         &server,
         "gadget",

@@ -37,10 +37,8 @@ fn logs_until(server: &Server, pod: &str, container: &str, want: impl Fn(&str) -
 /// NODE_NAME.
 fn with_pod(yaml: &str) -> Server {
     let server = Server::start().unwrap();
-    let node = server.node_name();
     server.import_samples();
-    let out = server.kubectl_stdin(&["apply", "-f", "-"], &yaml.replace("NODE_NAME", &node));
-    assert!(out.status.success(), "{}", text(&out));
+    server.apply_on_node(yaml);
     server
 }
 
@@ -140,11 +138,7 @@ fn a_failing_init_container_keeps_the_app_from_starting() {
     );
     // Under restartPolicy Always the init container is retried with back-off.
     let retried = failing_init("retried-init", "Always");
-    let out = server.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &retried.replace("NODE_NAME", &server.node_name()),
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    server.apply_on_node(&retried);
     eventually(Duration::from_secs(60), || {
         let row = server.kubectl_ok(&["get", "pod", "retried-init", "--no-headers"]);
         row.contains("Init:CrashLoopBackOff").then_some(row)
