@@ -8,4 +8,6 @@ pub mod get;
 pub mod image;
 pub mod label;
 pub mod node;
+pub mod pull;
+pub mod push;
 pub mod server;

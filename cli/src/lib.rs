@@ -40,11 +40,19 @@ enum Command {
     Node(commands::node::Args),
     /// Manage the local node's images.
     Image(commands::image::Args),
+    /// Push a component to an OCI registry.
+    Push(commands::push::Args),
+    /// Pull an image into the local node's store.
+    Pull(commands::pull::Args),
 }
 
 /// Parses the command line and runs the command.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    // Two TLS providers are linked in (ring for our own TLS, aws-lc-rs through the OCI
+    // client's HTTP stack), so rustls has no default of its own: every TLS client and server
+    // of the process uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
@@ -63,6 +71,8 @@ pub fn run() -> ExitCode {
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
             Command::Image(args) => commands::image::run(args),
+            Command::Push(args) => commands::push::run(args).await,
+            Command::Pull(args) => commands::pull::run(args).await,
             Command::Node(args) => commands::node::run(args).await,
             Command::Get(args) => commands::get::run(args).await,
             Command::Apply(args) => commands::apply::run(args).await,

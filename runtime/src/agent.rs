@@ -12,7 +12,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
 use crate::engine::Runtime;
-use crate::images::ImageStore;
+use crate::image::ImageStore;
+use crate::image::registry::Registries;
 use crate::node::{self, NodeInfo};
 use crate::pods::{self, Context};
 
@@ -25,6 +26,8 @@ pub struct AgentConfig {
     /// The address the node reports as its InternalIP.
     pub address: String,
     pub max_pods: u32,
+    /// Registries (`HOST:PORT`) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 impl AgentConfig {
@@ -77,6 +80,8 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         client: client.clone(),
         runtime,
         images,
+        registries: Registries::new(config.insecure_registries.clone()),
+        data_dir: config.data_dir.clone(),
         pods_dir: config.pods_dir(),
         volumes_dir: config.data_dir.join("volumes"),
         address: config.address.clone(),

@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::images::{Image, ImageError, ImageStore};
+use crate::image::{Image, ImageError, ImageStore};
 use crate::logs::StreamWriter;
 
 /// How often the engine's epoch advances: the granularity of stopping a running guest and of

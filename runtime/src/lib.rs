@@ -1,7 +1,7 @@
 //! Skiff's node agent: registers a Node, watches the pods bound to it and runs their containers,
 //! which are WebAssembly components, under wasmtime.
 //!
-//! - [`images`]: the node's image store (`skiff image import|ls|rm`);
+//! - [`image`]: OCI pulls and pushes, and the node's image store (`skiff image import|ls|rm`);
 //! - [`engine`]: the wasmtime engine and running a component as a container;
 //! - [`logs`]: container logs in the kubelet's CRI format;
 //! - [`node`]: the Node object and its Lease;
@@ -11,7 +11,7 @@
 
 pub mod agent;
 pub mod engine;
-pub mod images;
+pub mod image;
 pub mod logs;
 pub mod node;
 pub mod pods;

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::engine::{Exit, Kind, LoadError, RunSpec, Runtime};
-use crate::images::ImageStore;
+use crate::image::credentials::Keyring;
+use crate::image::registry::Registries;
+use crate::image::{Image, ImageStore};
 use crate::logs::{LogFile, run_log};
 
 /// The kubelet's crash-loop back-off: 10 s doubling to 5 minutes.
@@ -29,6 +31,9 @@ pub struct Context {
     pub client: kube::Client,
     pub runtime: Runtime,
     pub images: ImageStore,
+    pub registries: Registries,
+    /// The node's data directory (its `config.json` holds registry credentials).
+    pub data_dir: PathBuf,
     /// Where pods keep their logs: `DIR/NAMESPACE_NAME_UID/CONTAINER/N.log`.
     pub pods_dir: PathBuf,
     /// Where pods keep their volumes: `DIR/UID/NAME`.
@@ -215,6 +220,21 @@ impl Worker {
         )
         .await;
         Attempt::NotStarted
+    }
+
+    /// Shows the container waiting for `reason` and records a Warning event with the same
+    /// message.
+    async fn waiting_with_event(
+        &self,
+        at: (bool, usize),
+        container: &str,
+        reason: &str,
+        event: &str,
+        message: &str,
+    ) {
+        self.container(at.0, at.1, |c| c.waiting(reason, Some(message)));
+        self.publish().await;
+        self.event("Warning", event, message, Some(container)).await;
     }
 
     async fn event(&self, kind: &str, reason: &str, message: &str, container: Option<&str>) {
@@ -500,6 +520,160 @@ async fn keep_running(
     }
 }
 
+/// The kubelet's default pull policy: Always for `:latest` or no tag, else IfNotPresent.
+fn default_pull_policy(reference: &str) -> &'static str {
+    if reference.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = reference.rsplit('/').next().unwrap_or_default();
+    match last.split_once(':') {
+        None | Some((_, "latest")) => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// How long an ErrImagePull shows before the container waits in ImagePullBackOff.
+const PULL_ERROR_SHOWN: Duration = Duration::from_secs(1);
+
+/// The container's image, pulled as its imagePullPolicy says, with the kubelet's events
+/// (Pulling, Pulled, Failed, BackOff, ErrImageNeverPull) and waiting reasons (ErrImagePull,
+/// then ImagePullBackOff; ErrImageNeverPull). None when there is no image to run.
+async fn ensure_image(
+    worker: &Arc<Worker>,
+    container: &Container,
+    init: bool,
+    index: usize,
+) -> Option<Image> {
+    let ctx = &worker.ctx;
+    let at = (init, index);
+    let name = container.name.as_str();
+    let reference = container.image.clone().unwrap_or_default();
+    let policy = container
+        .image_pull_policy
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| default_pull_policy(&reference).to_string());
+    let present = ctx.images.resolve(&reference);
+    let present = match present {
+        Ok(present) => present,
+        Err(e) => {
+            let message = format!("Failed to inspect image \"{reference}\": {e}");
+            worker
+                .waiting_with_event(at, name, "InvalidImageName", "InspectFailed", &message)
+                .await;
+            return None;
+        }
+    };
+    match (policy.as_str(), present) {
+        ("Never" | "IfNotPresent", Some(image)) => {
+            let message = format!("Container image \"{reference}\" already present on machine");
+            worker.event("Normal", "Pulled", &message, Some(name)).await;
+            return Some(image);
+        }
+        ("Never", None) => {
+            let message =
+                format!("Container image \"{reference}\" is not present with pull policy of Never");
+            worker
+                .waiting_with_event(at, name, "ErrImageNeverPull", "ErrImageNeverPull", &message)
+                .await;
+            return None;
+        }
+        _ => {}
+    }
+    let message = format!("Pulling image \"{reference}\"");
+    worker
+        .event("Normal", "Pulling", &message, Some(name))
+        .await;
+    let keyring = pull_keyring(worker).await;
+    let started = std::time::Instant::now();
+    match ctx.registries.pull(&ctx.images, &reference, &keyring).await {
+        Ok(pulled) => {
+            let took = go_millis(started.elapsed());
+            let message = format!(
+                "Successfully pulled image \"{reference}\" in {took} ({took} including waiting). \
+                 Image size: {} bytes.",
+                pulled.image.size
+            );
+            worker.event("Normal", "Pulled", &message, Some(name)).await;
+            Some(pulled.image)
+        }
+        Err(e) => {
+            let error = e.to_string();
+            let message = format!("Failed to pull image \"{reference}\": {error}");
+            worker
+                .waiting_with_event(at, name, "ErrImagePull", "Failed", &message)
+                .await;
+            worker
+                .event("Warning", "Failed", "Error: ErrImagePull", Some(name))
+                .await;
+            tokio::time::sleep(PULL_ERROR_SHOWN).await;
+            let message = format!("Back-off pulling image \"{reference}\"");
+            let waiting = format!("{message}: ErrImagePull: {error}");
+            worker.container(init, index, |c| {
+                c.waiting("ImagePullBackOff", Some(&waiting))
+            });
+            worker.publish().await;
+            worker
+                .event("Normal", "BackOff", &message, Some(name))
+                .await;
+            worker
+                .event("Warning", "Failed", "Error: ImagePullBackOff", Some(name))
+                .await;
+            None
+        }
+    }
+}
+
+/// A duration as Go prints one truncated to milliseconds (`532ms`, `1.25s`), as the kubelet's
+/// pull events show it.
+fn go_millis(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1000 {
+        return format!("{millis}ms");
+    }
+    let seconds = format!("{}.{:03}", millis / 1000, millis % 1000);
+    format!("{}s", seconds.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// The credentials a pull for this pod may use: its imagePullSecrets, then the node's.
+async fn pull_keyring(worker: &Arc<Worker>) -> Keyring {
+    let mut keyring = Keyring::default();
+    let names: Vec<String> = worker
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let secrets: Api<Secret> = Api::namespaced(worker.ctx.client.clone(), worker.namespace());
+    let mut missing = Vec::new();
+    for name in names {
+        match secrets.get_opt(&name).await {
+            Ok(Some(secret)) => {
+                if let Err(e) = keyring.add_secret(&secret) {
+                    tracing::warn!(pod = %worker.name(), "ignoring an image pull secret: {e}");
+                }
+            }
+            _ => missing.push(name),
+        }
+    }
+    if !missing.is_empty() {
+        let message = format!(
+            "Unable to retrieve some image pull secrets ({}); attempting to pull the image may \
+             not succeed.",
+            missing.join(", ")
+        );
+        worker
+            .event("Warning", "FailedToRetrieveImagePullSecret", &message, None)
+            .await;
+    }
+    keyring.extend(Keyring::for_node(&worker.ctx.data_dir));
+    keyring
+}
+
 /// The kubelet's doubling back-off.
 struct Backoff(Duration);
 
@@ -520,46 +694,9 @@ impl Backoff {
 async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index: usize) -> Attempt {
     let ctx = &worker.ctx;
     let name = container.name.as_str();
-    let reference = container.image.clone().unwrap_or_default();
-    let first_try = {
-        let report = worker.report.lock().unwrap_or_else(|p| p.into_inner());
-        let list = if init { &report.init } else { &report.app };
-        !matches!(
-            list[index].state["waiting"]["reason"].as_str(),
-            Some("ErrImagePull" | "ImagePullBackOff")
-        )
+    let Some(image) = ensure_image(worker, container, init, index).await else {
+        return Attempt::NotStarted;
     };
-    let image = match ctx.images.resolve(&reference) {
-        Ok(Some(image)) => image,
-        outcome => {
-            let message = match outcome {
-                Err(e) => format!("Failed to pull image \"{reference}\": {e}"),
-                _ => format!(
-                    "Failed to pull image \"{reference}\": the image is not in this node's store \
-                     (load it with `skiff image import FILE.wasm --name {reference}`)"
-                ),
-            };
-            let reason = if first_try {
-                "ErrImagePull"
-            } else {
-                "ImagePullBackOff"
-            };
-            worker.container(init, index, |c| c.waiting(reason, Some(&message)));
-            worker.publish().await;
-            worker
-                .event("Warning", "Failed", &message, Some(name))
-                .await;
-            return Attempt::NotStarted;
-        }
-    };
-    worker
-        .event(
-            "Normal",
-            "Pulled",
-            &format!("Container image \"{reference}\" already present on machine"),
-            Some(name),
-        )
-        .await;
     let loaded = {
         let (runtime, images, image) = (ctx.runtime.clone(), ctx.images.clone(), image.clone());
         tokio::task::spawn_blocking(move || {
@@ -682,11 +819,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     let started_at = now();
     let container_id = format!("wasmtime://{}-{}-{}", worker.uid(), name, restart_count);
     worker.container(init, index, |c| {
-        c.image_id = format!(
-            "{}@{}",
-            image.reference.split('@').next().unwrap_or(""),
-            image.digest
-        );
+        c.image_id = image.id();
         c.container_id = Some(container_id.clone());
         c.state = json!({"running": {"startedAt": started_at}});
         c.started = true;
@@ -958,6 +1091,29 @@ pub(crate) fn resource_field(container: &Container, resource: &str) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_durations_print_as_go_prints_them() {
+        assert_eq!(go_millis(Duration::from_micros(532_900)), "532ms");
+        assert_eq!(go_millis(Duration::from_millis(1250)), "1.25s");
+        assert_eq!(go_millis(Duration::from_secs(2)), "2s");
+    }
+
+    #[test]
+    fn default_pull_policies_follow_the_tag() {
+        assert_eq!(default_pull_policy("web"), "Always");
+        assert_eq!(
+            default_pull_policy("registry.local:5000/web:latest"),
+            "Always"
+        );
+        assert_eq!(default_pull_policy("registry.local:5000/web"), "Always");
+        assert_eq!(
+            default_pull_policy("registry.local:5000/web:1"),
+            "IfNotPresent"
+        );
+        let digest = format!("web@sha256:{}", "a".repeat(64));
+        assert_eq!(default_pull_policy(&digest), "IfNotPresent");
+    }
 
     #[test]
     fn memory_quantities_convert_to_bytes() {

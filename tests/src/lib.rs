@@ -181,6 +181,30 @@ impl Server {
         assert!(out.status.success(), "{}", text(&out));
     }
 
+    /// Waits (up to a minute) until the pod's `jsonpath` reads `want`; panics with the pod's
+    /// YAML when it never does.
+    pub fn wait_for(&self, pod: &str, jsonpath: &str, want: &str) -> String {
+        eventually(Duration::from_secs(60), || {
+            let got = self.kubectl_ok(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]);
+            (got.trim() == want).then_some(got)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "pod {pod}: {jsonpath} never became {want}: {}",
+                self.kubectl_ok(&["get", "pod", pod, "-o", "yaml"])
+            )
+        })
+    }
+
+    /// Waits (up to a minute) until the pod's `jsonpath` reads something; returns it trimmed.
+    pub fn wait_for_nonempty(&self, pod: &str, jsonpath: &str) -> String {
+        eventually(Duration::from_secs(60), || {
+            let got = self.kubectl_ok(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]);
+            (!got.trim().is_empty()).then(|| got.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("pod {pod}: {jsonpath} stayed empty"))
+    }
+
     /// `skiff image ARGS --data-dir` on the server's own node; its standard output.
     pub fn image(&self, args: &[&str]) -> String {
         let out = Command::new(skiff_binary())
@@ -394,6 +418,8 @@ impl Server {
 
     /// A kube-rs client for this server.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        // ring, as the skiff binary uses: the OCI client links a second rustls provider in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
         let config = kube::Config::from_custom_kubeconfig(
             kubeconfig,
@@ -457,4 +483,93 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A `docker-registry` (the CNCF distribution registry) on a free loopback port with a
+/// temporary store, optionally requiring a user name and password; stopped when dropped.
+pub struct Registry {
+    dir: tempfile::TempDir,
+    child: Child,
+    /// `127.0.0.1:PORT`, as image references and `--insecure-registry` name it.
+    pub host: String,
+}
+
+impl Registry {
+    /// A registry anyone may pull from and push to.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_inner(None)
+    }
+
+    /// A registry that requires `user` and `password` (HTTP basic authentication).
+    pub fn start_with_auth(user: &str, password: &str) -> anyhow::Result<Self> {
+        Self::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(auth: Option<(&str, &str)>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  \
+             delete: {{enabled: true}}\nhttp: {{addr: \"{host}\"}}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let hash = bcrypt::hash(password, 4)?;
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd: {{realm: skiff-tests, path: {}}}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.path().join("registry.log"))?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting docker-registry (the Debian package docker-registry)")?;
+        let mut registry = Registry { dir, child, host };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&registry.host).is_err() {
+            if let Ok(Some(status)) = registry.child.try_wait() {
+                bail!("docker-registry exited with {status}: {}", registry.log());
+            }
+            if Instant::now() > deadline {
+                bail!("docker-registry did not start: {}", registry.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(registry)
+    }
+
+    /// The registry's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `wkg` binary (crates.io `wkg`): `$WKG`, else the one `.ci/run` installs under
+/// `~/.cache/skiff-tools`, else `wkg` on the PATH.
+pub fn wkg_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WKG") {
+        return PathBuf::from(path);
+    }
+    let cached = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache/skiff-tools/bin/wkg"))
+        .filter(|path| path.exists());
+    cached.unwrap_or_else(|| PathBuf::from("wkg"))
 }

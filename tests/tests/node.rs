@@ -26,19 +26,6 @@ fn apply(server: &Server, yaml: &str) {
 }
 
 /// Waits until `jsonpath` of `pod` reads `want`.
-fn wait_for(server: &Server, pod: &str, jsonpath: &str, want: &str) -> String {
-    eventually(Duration::from_secs(60), || {
-        let got = server.kubectl_ok(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]);
-        (got.trim() == want).then_some(got)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "pod {pod}: {jsonpath} never became {want}: {}",
-            server.kubectl_ok(&["get", "pod", pod, "-o", "yaml"])
-        )
-    })
-}
-
 #[test]
 fn the_node_registers_ready_with_capacity_and_renews_its_lease() {
     let server = Server::start().unwrap();
@@ -124,7 +111,7 @@ spec:
     - {name: APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
 "#,
     );
-    wait_for(&server, "hello", "{.status.phase}", "Succeeded");
+    server.wait_for("hello", "{.status.phase}", "Succeeded");
     let state = server.kubectl_ok(&[
         "get",
         "pod",
@@ -173,7 +160,7 @@ spec:
 }
 
 #[test]
-fn a_failing_container_crash_loops_and_a_missing_image_backs_off() {
+fn a_failing_container_crash_loops_with_growing_back_off() {
     let server = Server::start().unwrap();
     import_hello(&server);
     server.apply_on_node(
@@ -187,19 +174,9 @@ spec:
   - name: crash
     image: registry.local/hello:1
     env: [{name: EXIT_CODE, value: "3"}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: missing}
-spec:
-  nodeName: NODE_NAME
-  containers:
-  - name: app
-    image: registry.local/nowhere:1
 "#,
     );
-    wait_for(
-        &server,
+    server.wait_for(
         "crash",
         "{.status.containerStatuses[0].state.waiting.reason}",
         "CrashLoopBackOff",
@@ -218,24 +195,6 @@ spec:
     assert!(previous.contains("env EXIT_CODE=3"), "{previous}");
     let pods = server.kubectl_ok(&["get", "pod", "crash"]);
     assert!(pods.contains("CrashLoopBackOff"), "{pods}");
-
-    let reason = eventually(Duration::from_secs(60), || {
-        let reason = server.kubectl_ok(&[
-            "get",
-            "pod",
-            "missing",
-            "-o",
-            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
-        ]);
-        matches!(reason.trim(), "ErrImagePull" | "ImagePullBackOff").then_some(reason)
-    })
-    .expect("a missing image shows as a pull error");
-    assert!(!reason.is_empty());
-    let described = server.kubectl_ok(&["describe", "pod", "missing"]);
-    assert!(
-        described.contains("Failed to pull image \"registry.local/nowhere:1\""),
-        "{described}"
-    );
 
     // Deleting a pod stops its containers and removes it.
     server.kubectl_ok(&["delete", "pod", "crash", "--wait=true", "--timeout=30s"]);
@@ -295,12 +254,7 @@ spec:
         )
     };
     apply(&server, &pod("web"));
-    wait_for(
-        &server,
-        "web",
-        "{.status.containerStatuses[0].ready}",
-        "true",
-    );
+    server.wait_for("web", "{.status.containerStatuses[0].ready}", "true");
     let response = eventually(Duration::from_secs(30), || get(port, "/hi?x=1").ok())
         .expect("the component answers");
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
@@ -315,8 +269,7 @@ spec:
     assert_eq!(logs, "GET /hi?x=1\nGET /again\n");
     // A second pod on the same port cannot be served beside it, and says why.
     apply(&server, &pod("web2"));
-    let message = wait_for_nonempty(
-        &server,
+    let message = server.wait_for_nonempty(
         "web2",
         "{.status.containerStatuses[0].state.waiting.message}",
     );
@@ -333,14 +286,6 @@ spec:
 }
 
 /// Waits until `jsonpath` of `pod` reads something; returns it.
-fn wait_for_nonempty(server: &Server, pod: &str, jsonpath: &str) -> String {
-    eventually(Duration::from_secs(60), || {
-        let got = server.kubectl_ok(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]);
-        (!got.trim().is_empty()).then(|| got.trim().to_string())
-    })
-    .unwrap_or_else(|| panic!("pod {pod}: {jsonpath} stayed empty"))
-}
-
 #[test]
 fn a_component_importing_an_unknown_interface_is_refused_with_an_event() {
     let server = Server::start().unwrap();
@@ -364,8 +309,7 @@ spec:
   - {name: app, image: samples.skiff.local/hello:0.1.0}
 "#;
     server.apply_on_node(pods);
-    let message = wait_for_nonempty(
-        &server,
+    let message = server.wait_for_nonempty(
         "gadget",
         "{.status.containerStatuses[0].state.waiting.message}",
     );
@@ -392,5 +336,5 @@ spec:
     ]);
     assert!(events.contains("skiff:samples/gadget"), "{events}");
     // The node carries on: another pod runs to completion.
-    wait_for(&server, "fine", "{.status.phase}", "Succeeded");
+    server.wait_for("fine", "{.status.phase}", "Succeeded");
 }

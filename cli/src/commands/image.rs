@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use skiff_runtime::images::ImageStore;
+use skiff_runtime::image::ImageStore;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

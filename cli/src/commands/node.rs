@@ -26,6 +26,13 @@ pub struct Args {
     /// The address the node reports and serves HTTP containers on.
     #[arg(long, env = "SKIFF_NODE_ADDRESS", default_value = "127.0.0.1")]
     address: String,
+    /// A registry (HOST:PORT) to pull from over plain HTTP instead of HTTPS (repeatable).
+    #[arg(
+        long = "insecure-registry",
+        env = "SKIFF_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    insecure_registry: Vec<String>,
 }
 
 async fn client_from(kubeconfig: &str) -> anyhow::Result<kube::Client> {
@@ -133,6 +140,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         data_dir: node_dir,
         address: args.address,
         max_pods: 1000,
+        insecure_registries: args.insecure_registry,
     };
     tokio::select! {
         result = skiff_runtime::agent::run(client, config) => result,

@@ -33,6 +33,13 @@ pub struct Args {
     /// The name of the node running in this process [default: the host name].
     #[arg(long, env = "SKIFF_NODE_NAME")]
     node_name: Option<String>,
+    /// A registry (HOST:PORT) to pull from over plain HTTP instead of HTTPS (repeatable).
+    #[arg(
+        long = "insecure-registry",
+        env = "SKIFF_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    insecure_registry: Vec<String>,
 }
 
 /// Where a node keeps its images and pod logs under a data directory.
@@ -89,6 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.listen.ip().to_string()
         },
         max_pods: 1000,
+        insecure_registries: args.insecure_registry,
     });
     let config = ServerConfig {
         data_dir,

@@ -4,8 +4,11 @@
 //!
 //! Layout under the store's root:
 //! - `blobs/sha256/HEX`: the component bytes;
-//! - `refs/ESCAPED-REFERENCE`: the digest a reference names (one file per reference, replaced
-//!   by rename, so that a `skiff image import` beside a running node never corrupts the store);
+//! - `refs/ESCAPED-REFERENCE`: the digest of the component a reference names, then, for an
+//!   image pulled from a registry, the digest of its manifest (one file per reference, replaced
+//!   by rename, so that a `skiff image import` beside a running node never corrupts the store).
+//!   A pulled image is also named by `REPOSITORY@MANIFEST-DIGEST`, so that a pod naming it by
+//!   digest finds it;
 //! - `compiled/HEX-ENGINE.cwasm`: the component compiled by an engine with that compatibility
 //!   hash.
 
@@ -40,9 +43,37 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
 pub struct Image {
     /// The normalized reference, e.g. `docker.io/library/hello:latest`.
     pub reference: String,
-    /// `sha256:HEX`.
+    /// The component's digest, `sha256:HEX`.
     pub digest: String,
+    /// The digest of the manifest the image was pulled by, when it came from a registry.
+    pub manifest: Option<String>,
     pub size: u64,
+}
+
+impl Image {
+    /// The reference without its tag or digest: `registry.local/web`.
+    pub fn repository(&self) -> &str {
+        repository(&self.reference)
+    }
+
+    /// What the kubelet reports as a container's imageID: the repository at the manifest's
+    /// digest for a pulled image, at the component's for an imported one.
+    pub fn id(&self) -> String {
+        format!(
+            "{}@{}",
+            self.repository(),
+            self.manifest.as_deref().unwrap_or(&self.digest)
+        )
+    }
+}
+
+/// The repository of a normalized reference.
+fn repository(reference: &str) -> &str {
+    let name = reference.split('@').next().unwrap_or(reference);
+    match name.rfind(':') {
+        Some(colon) if !name[colon..].contains('/') => &name[..colon],
+        _ => name,
+    }
 }
 
 /// Normalizes a reference as Docker and the kubelet do: a first component without a dot, a
@@ -170,6 +201,17 @@ impl ImageStore {
 
     /// Stores a component under `reference` (replacing what the reference named before).
     pub fn import(&self, bytes: &[u8], reference: &str) -> Result<Image, ImageError> {
+        self.store(bytes, reference, None)
+    }
+
+    /// Stores a component pulled from a registry by `reference`, whose manifest had the digest
+    /// `manifest`; the image is then also found as `REPOSITORY@MANIFEST`.
+    pub fn store(
+        &self,
+        bytes: &[u8],
+        reference: &str,
+        manifest: Option<&str>,
+    ) -> Result<Image, ImageError> {
         let reference = normalize(reference)?;
         if !is_component(bytes) {
             return Err(ImageError::NotAComponent(reference));
@@ -179,14 +221,41 @@ impl ImageStore {
         if !blob.exists() {
             self.write_atomically(&blob, bytes)?;
         }
-        let digest = format!("sha256:{hex}");
-        let link = self.root.join("refs").join(escape(&reference));
-        self.write_atomically(&link, digest.as_bytes())?;
-        Ok(Image {
-            reference,
-            digest,
+        let image = Image {
+            digest: format!("sha256:{hex}"),
+            manifest: manifest.map(str::to_string),
             size: bytes.len() as u64,
-        })
+            reference,
+        };
+        self.link(&image)?;
+        Ok(image)
+    }
+
+    /// Names an image the store holds by another reference.
+    pub fn tag(&self, image: &Image, reference: &str) -> Result<Image, ImageError> {
+        let image = Image {
+            reference: normalize(reference)?,
+            ..image.clone()
+        };
+        self.link(&image)?;
+        Ok(image)
+    }
+
+    /// Writes the reference files of an image: its own and, for a pulled one, its
+    /// repository at its manifest's digest.
+    fn link(&self, image: &Image) -> Result<(), ImageError> {
+        let mut content = image.digest.clone();
+        if let Some(manifest) = &image.manifest {
+            content.push('\n');
+            content.push_str(manifest);
+            let by_digest = format!("{}@{manifest}", image.repository());
+            if by_digest != image.reference {
+                let link = self.root.join("refs").join(escape(&by_digest));
+                self.write_atomically(&link, content.as_bytes())?;
+            }
+        }
+        let link = self.root.join("refs").join(escape(&image.reference));
+        self.write_atomically(&link, content.as_bytes())
     }
 
     fn blob_path(&self, hex: &str) -> PathBuf {
@@ -197,23 +266,29 @@ impl ImageStore {
     /// its digest alone, as the kubelet resolves `name@sha256:...`.
     pub fn resolve(&self, reference: &str) -> Result<Option<Image>, ImageError> {
         let reference = normalize(reference)?;
-        let digest = match reference.split_once('@') {
-            Some((_, digest)) => digest.to_string(),
-            None => {
-                let link = self.root.join("refs").join(escape(&reference));
-                match std::fs::read_to_string(&link) {
-                    Ok(digest) => digest.trim().to_string(),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(io_error(&link)(e)),
-                }
+        let link = self.root.join("refs").join(escape(&reference));
+        let (digest, manifest) = match std::fs::read_to_string(&link) {
+            Ok(content) => {
+                let mut lines = content.lines().map(str::trim);
+                let digest = lines.next().unwrap_or_default().to_string();
+                (digest, lines.next().map(str::to_string))
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match reference.split_once('@') {
+                Some((_, digest)) => (digest.to_string(), None),
+                None => return Ok(None),
+            },
+            Err(e) => return Err(io_error(&link)(e)),
         };
         let hex = digest.trim_start_matches("sha256:");
+        if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
         let blob = self.blob_path(hex);
         match std::fs::metadata(&blob) {
             Ok(meta) => Ok(Some(Image {
                 reference,
                 digest,
+                manifest,
                 size: meta.len(),
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -221,8 +296,25 @@ impl ImageStore {
         }
     }
 
-    /// Every reference the store holds, sorted.
+    /// Every reference the store holds, sorted, but for the `REPOSITORY@MANIFEST` names of
+    /// images that a tag names too.
     pub fn list(&self) -> Result<Vec<Image>, ImageError> {
+        let mut all = self.list_all()?;
+        let tagged: Vec<(String, String)> = all
+            .iter()
+            .filter(|image| !image.reference.contains('@'))
+            .map(|image| (image.repository().to_string(), image.digest.clone()))
+            .collect();
+        all.retain(|image| {
+            !image.reference.contains('@')
+                || !tagged
+                    .iter()
+                    .any(|(repo, digest)| repo == image.repository() && *digest == image.digest)
+        });
+        Ok(all)
+    }
+
+    fn list_all(&self) -> Result<Vec<Image>, ImageError> {
         let refs = self.root.join("refs");
         let mut images = Vec::new();
         for entry in std::fs::read_dir(&refs).map_err(io_error(&refs))? {
@@ -238,23 +330,30 @@ impl ImageStore {
         Ok(images)
     }
 
-    /// Removes a reference, and its blob and compiled forms when no other reference names it.
+    /// Removes a reference, and its blob and compiled forms when no other reference names it
+    /// (a pulled image's `REPOSITORY@MANIFEST` name goes with its last tag).
     /// Returns whether the reference existed.
     pub fn remove(&self, reference: &str) -> Result<bool, ImageError> {
         let Some(image) = self.resolve(reference)? else {
             return Ok(false);
         };
-        let link = self.root.join("refs").join(escape(&image.reference));
-        match std::fs::remove_file(&link) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(&link)(e)),
-        }
-        if self
-            .list()?
+        let unlink = |reference: &str| {
+            let link = self.root.join("refs").join(escape(reference));
+            match std::fs::remove_file(&link) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_error(&link)(e)),
+            }
+        };
+        unlink(&image.reference)?;
+        let rest = self.list_all()?;
+        if !rest
             .iter()
-            .all(|other| other.digest != image.digest)
+            .any(|other| other.digest == image.digest && !other.reference.contains('@'))
         {
+            for other in rest.iter().filter(|other| other.digest == image.digest) {
+                unlink(&other.reference)?;
+            }
             let hex = image.digest.trim_start_matches("sha256:").to_string();
             let _ = std::fs::remove_file(self.blob_path(&hex));
             let compiled = self.root.join("compiled");
