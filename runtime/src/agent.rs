@@ -12,6 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
 use crate::engine::Runtime;
+use crate::events::EventRecorder;
 use crate::image::ImageStore;
 use crate::image::registry::Registries;
 use crate::node::{self, NodeInfo};
@@ -81,6 +82,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         runtime,
         images,
         registries: Registries::new(config.insecure_registries.clone()),
+        events: EventRecorder::spawn(client.clone()),
         data_dir: config.data_dir.clone(),
         pods_dir: config.pods_dir(),
         volumes_dir: config.data_dir.join("volumes"),

@@ -3,16 +3,20 @@
 //!
 //! - [`image`]: OCI pulls and pushes, and the node's image store (`skiff image import|ls|rm`);
 //! - [`engine`]: the wasmtime engine and running a component as a container;
+//! - [`events`]: the events the node records, written in the background;
 //! - [`logs`]: container logs in the kubelet's CRI format;
 //! - [`node`]: the Node object and its Lease;
 //! - [`pods`]: one pod's lifecycle;
+//! - [`probes`]: startup, liveness and readiness probes;
 //! - [`volumes`]: a pod's volumes as preopened directories;
 //! - [`agent`]: all of it together.
 
 pub mod agent;
 pub mod engine;
+pub mod events;
 pub mod image;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod volumes;

@@ -10,15 +10,17 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::engine::{Exit, Kind, LoadError, RunSpec, Runtime};
+use crate::events::EventRecorder;
 use crate::image::credentials::Keyring;
 use crate::image::registry::Registries;
 use crate::image::{Image, ImageStore};
 use crate::logs::{LogFile, run_log};
+use crate::probes::{Probe, Probes};
 
 /// The kubelet's crash-loop back-off: 10 s doubling to 5 minutes.
 const BACKOFF_START: Duration = Duration::from_secs(10);
@@ -32,6 +34,7 @@ pub struct Context {
     pub runtime: Runtime,
     pub images: ImageStore,
     pub registries: Registries,
+    pub events: EventRecorder,
     /// The node's data directory (its `config.json` holds registry credentials).
     pub data_dir: PathBuf,
     /// Where pods keep their logs: `DIR/NAMESPACE_NAME_UID/CONTAINER/N.log`.
@@ -156,8 +159,10 @@ struct Worker {
     pod: Pod,
     volumes: std::sync::OnceLock<BTreeMap<String, crate::volumes::Prepared>>,
     report: Mutex<Report>,
-    /// Serializes status writes so that they land in order.
-    publishing: tokio::sync::Mutex<()>,
+    /// Counts status changes; the status writer writes the latest report when it moves.
+    changes: watch::Sender<u64>,
+    /// The change the status writer last wrote.
+    written: watch::Sender<u64>,
 }
 
 impl Worker {
@@ -187,8 +192,20 @@ impl Worker {
         });
     }
 
-    async fn publish(&self) {
-        let _order = self.publishing.lock().await;
+    /// Has the status writer report the pod's status: soon, and without waiting for it, as the
+    /// kubelet's status manager does. Changes made while a write is under way are written
+    /// together by the next one.
+    fn publish(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Waits until every change published so far is written.
+    async fn flush(&self) {
+        let wanted = *self.changes.borrow();
+        let _ = self.written.subscribe().wait_for(|n| *n >= wanted).await;
+    }
+
+    async fn write_status(&self) {
         let status = self.report.lock().unwrap_or_else(|p| p.into_inner()).json();
         let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
         let patch = json!({"metadata": {"uid": self.uid()}, "status": status});
@@ -211,14 +228,13 @@ impl Worker {
         message: &str,
     ) -> Attempt {
         self.container(init, index, |c| c.waiting(reason, Some(message)));
-        self.publish().await;
+        self.publish();
         self.event(
             "Warning",
             "Failed",
             &format!("Error: {message}"),
             Some(container),
-        )
-        .await;
+        );
         Attempt::NotStarted
     }
 
@@ -233,13 +249,12 @@ impl Worker {
         message: &str,
     ) {
         self.container(at.0, at.1, |c| c.waiting(reason, Some(message)));
-        self.publish().await;
-        self.event("Warning", event, message, Some(container)).await;
+        self.publish();
+        self.event("Warning", event, message, Some(container));
     }
 
-    async fn event(&self, kind: &str, reason: &str, message: &str, container: Option<&str>) {
-        let events: Api<k8s_openapi::api::core::v1::Event> =
-            Api::namespaced(self.ctx.client.clone(), self.namespace());
+    /// Records an event about the pod (and a container of it), in the background.
+    fn event(&self, kind: &str, reason: &str, message: &str, container: Option<&str>) {
         let event_time = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
         let mut involved = json!({
             "kind": "Pod", "apiVersion": "v1", "namespace": self.namespace(),
@@ -266,11 +281,8 @@ impl Worker {
             "eventTime": event_time,
             "count": 1,
         });
-        let Ok(event) = serde_json::from_value(event) else {
-            return;
-        };
-        if let Err(e) = events.create(&PostParams::default(), &event).await {
-            tracing::debug!(pod = %self.name(), error = %e, "recording an event failed");
+        if let Ok(event) = serde_json::from_value(event) {
+            self.ctx.events.record(event);
         }
     }
 }
@@ -306,19 +318,20 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<bool>) {
         pod,
         volumes: std::sync::OnceLock::new(),
         report: Mutex::new(report),
-        publishing: tokio::sync::Mutex::new(()),
+        changes: watch::Sender::new(1),
+        written: watch::Sender::new(0),
     });
-    worker.publish().await;
+    let _status_writer = AbortOnDrop(tokio::spawn(write_statuses(worker.clone())));
     let lifecycle = async {
         mount_volumes(&worker).await;
-        let refresh = tokio::spawn(refresh_volumes(worker.clone()));
+        let _refresh = AbortOnDrop(tokio::spawn(refresh_volumes(worker.clone())));
         lifecycle(worker.clone()).await;
-        refresh.abort();
     };
     tokio::select! {
         _ = lifecycle => {}
         _ = stop.wait_for(|stop| *stop) => {}
     }
+    worker.flush().await;
     if worker.pod.metadata.deletion_timestamp.is_some() || *stop.borrow() {
         finish_deletion(&worker).await;
         // The pod's volumes and logs go with it, as the kubelet removes them.
@@ -330,6 +343,32 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<bool>) {
             worker.name(),
             worker.uid(),
         ));
+    }
+}
+
+/// Aborts a task when dropped: the pod worker's helpers end with it, even when the worker
+/// itself is aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes the pod's status whenever it changes, one write at a time, so that writes land in
+/// order and a burst of changes costs one write.
+async fn write_statuses(worker: Arc<Worker>) {
+    let mut changes = worker.changes.subscribe();
+    loop {
+        let change = *changes.borrow_and_update();
+        if change > *worker.written.borrow() {
+            worker.write_status().await;
+            worker.written.send_replace(change);
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -352,10 +391,8 @@ async fn mount_volumes(worker: &Arc<Worker>) {
                         c.waiting("ContainerCreating", None);
                     }
                 });
-                worker.publish().await;
-                worker
-                    .event("Warning", "FailedMount", &e.to_string(), None)
-                    .await;
+                worker.publish();
+                worker.event("Warning", "FailedMount", &e.to_string(), None);
             }
         }
         backoff.wait().await;
@@ -391,7 +428,8 @@ async fn finish_deletion(worker: &Worker) {
             }
         }
     });
-    worker.publish().await;
+    worker.publish();
+    worker.flush().await;
     let pods: Api<Pod> = Api::namespaced(worker.ctx.client.clone(), worker.namespace());
     let params = DeleteParams {
         grace_period_seconds: Some(0),
@@ -435,7 +473,7 @@ async fn lifecycle(worker: Arc<Worker>) {
                 Attempt::Exited(exit) if exit.code == 0 => break,
                 Attempt::Exited(_) if policy == "Never" => {
                     worker.update(|r| r.phase = "Failed");
-                    worker.publish().await;
+                    worker.publish();
                     return;
                 }
                 Attempt::Exited(_) => {
@@ -444,7 +482,7 @@ async fn lifecycle(worker: Arc<Worker>) {
                         c.restart_count += 1;
                         c.waiting("CrashLoopBackOff", None);
                     });
-                    worker.publish().await;
+                    worker.publish();
                 }
                 Attempt::NotStarted => {}
             }
@@ -468,7 +506,7 @@ async fn lifecycle(worker: Arc<Worker>) {
     }
     sidecars.abort_all();
     worker.update(|r| r.phase = if all_succeeded { "Succeeded" } else { "Failed" });
-    worker.publish().await;
+    worker.publish();
 }
 
 /// Runs a container as its restart policy says; returns its last exit code once it stops for
@@ -502,7 +540,7 @@ async fn keep_running(
                     c.waiting("CrashLoopBackOff", None);
                 });
                 worker.update(|r| r.phase = "Running");
-                worker.publish().await;
+                worker.publish();
                 let message = format!(
                     "Back-off restarting failed container {} in pod {}_{}({})",
                     container.name,
@@ -510,13 +548,103 @@ async fn keep_running(
                     worker.namespace(),
                     worker.uid()
                 );
-                worker
-                    .event("Warning", "BackOff", &message, Some(&container.name))
-                    .await;
+                worker.event("Warning", "BackOff", &message, Some(&container.name));
             }
             Attempt::NotStarted => {}
         }
         backoff.wait().await;
+    }
+}
+
+/// Runs a started container's probes: the startup probe until it succeeds, then liveness and
+/// readiness. Readiness sets the container's ready flag (when it can be ready at all); the
+/// future ends only when the startup or liveness probe fails for good, naming which.
+async fn watch_probes(
+    worker: &Arc<Worker>,
+    at: (bool, usize),
+    name: &str,
+    probes: &Probes,
+    readiable: bool,
+) -> &'static str {
+    if let Some(startup) = &probes.startup {
+        if !probe_until(worker, name, "Startup", startup, true).await {
+            return "startup";
+        }
+        worker.container(at.0, at.1, |c| {
+            c.started = true;
+            c.ready = readiable && probes.readiness.is_none();
+        });
+        worker.publish();
+    }
+    let readiness = async {
+        let Some(probe) = &probes.readiness else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep(probe.initial_delay).await;
+        let (mut successes, mut failures) = (0, 0);
+        loop {
+            let ready = match probe.check().await {
+                Ok(()) => {
+                    (successes, failures) = (successes + 1, 0);
+                    (successes >= probe.success_threshold).then_some(true)
+                }
+                Err(message) => {
+                    (successes, failures) = (0, failures + 1);
+                    let message = format!("Readiness probe failed: {message}");
+                    worker.event("Warning", "Unhealthy", &message, Some(name));
+                    (failures >= probe.failure_threshold).then_some(false)
+                }
+            };
+            if let Some(ready) = ready.filter(|_| readiable) {
+                let mut changed = false;
+                worker.container(at.0, at.1, |c| {
+                    changed = c.ready != ready;
+                    c.ready = ready;
+                });
+                if changed {
+                    worker.publish();
+                }
+            }
+            tokio::time::sleep(probe.period).await;
+        }
+    };
+    let liveness = async {
+        match &probes.liveness {
+            Some(probe) => probe_until(worker, name, "Liveness", probe, false).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = readiness => "readiness",
+        _ = liveness => "liveness",
+    }
+}
+
+/// Runs a probe after its initial delay, every period: until it succeeds (`until_success`,
+/// the startup probe; true) or until it fails failureThreshold times in a row (false).
+async fn probe_until(
+    worker: &Arc<Worker>,
+    name: &str,
+    kind: &str,
+    probe: &Probe,
+    until_success: bool,
+) -> bool {
+    tokio::time::sleep(probe.initial_delay).await;
+    let mut failures = 0;
+    loop {
+        match probe.check().await {
+            Ok(()) if until_success => return true,
+            Ok(()) => failures = 0,
+            Err(message) => {
+                failures += 1;
+                let message = format!("{kind} probe failed: {message}");
+                worker.event("Warning", "Unhealthy", &message, Some(name));
+                if failures >= probe.failure_threshold {
+                    return false;
+                }
+            }
+        }
+        tokio::time::sleep(probe.period).await;
     }
 }
 
@@ -567,7 +695,7 @@ async fn ensure_image(
     match (policy.as_str(), present) {
         ("Never" | "IfNotPresent", Some(image)) => {
             let message = format!("Container image \"{reference}\" already present on machine");
-            worker.event("Normal", "Pulled", &message, Some(name)).await;
+            worker.event("Normal", "Pulled", &message, Some(name));
             return Some(image);
         }
         ("Never", None) => {
@@ -581,9 +709,7 @@ async fn ensure_image(
         _ => {}
     }
     let message = format!("Pulling image \"{reference}\"");
-    worker
-        .event("Normal", "Pulling", &message, Some(name))
-        .await;
+    worker.event("Normal", "Pulling", &message, Some(name));
     let keyring = pull_keyring(worker).await;
     let started = std::time::Instant::now();
     match ctx.registries.pull(&ctx.images, &reference, &keyring).await {
@@ -594,7 +720,7 @@ async fn ensure_image(
                  Image size: {} bytes.",
                 pulled.image.size
             );
-            worker.event("Normal", "Pulled", &message, Some(name)).await;
+            worker.event("Normal", "Pulled", &message, Some(name));
             Some(pulled.image)
         }
         Err(e) => {
@@ -603,22 +729,16 @@ async fn ensure_image(
             worker
                 .waiting_with_event(at, name, "ErrImagePull", "Failed", &message)
                 .await;
-            worker
-                .event("Warning", "Failed", "Error: ErrImagePull", Some(name))
-                .await;
+            worker.event("Warning", "Failed", "Error: ErrImagePull", Some(name));
             tokio::time::sleep(PULL_ERROR_SHOWN).await;
             let message = format!("Back-off pulling image \"{reference}\"");
             let waiting = format!("{message}: ErrImagePull: {error}");
             worker.container(init, index, |c| {
                 c.waiting("ImagePullBackOff", Some(&waiting))
             });
-            worker.publish().await;
-            worker
-                .event("Normal", "BackOff", &message, Some(name))
-                .await;
-            worker
-                .event("Warning", "Failed", "Error: ImagePullBackOff", Some(name))
-                .await;
+            worker.publish();
+            worker.event("Normal", "BackOff", &message, Some(name));
+            worker.event("Warning", "Failed", "Error: ImagePullBackOff", Some(name));
             None
         }
     }
@@ -666,9 +786,7 @@ async fn pull_keyring(worker: &Arc<Worker>) -> Keyring {
              not succeed.",
             missing.join(", ")
         );
-        worker
-            .event("Warning", "FailedToRetrieveImagePullSecret", &message, None)
-            .await;
+        worker.event("Warning", "FailedToRetrieveImagePullSecret", &message, None);
     }
     keyring.extend(Keyring::for_node(&worker.ctx.data_dir));
     keyring
@@ -743,7 +861,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
             worker.container(init, index, |c| {
                 c.waiting("CreateContainerError", Some(&message))
             });
-            worker.publish().await;
+            worker.publish();
             return Attempt::NotStarted;
         }
     };
@@ -764,7 +882,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
             worker.container(init, index, |c| {
                 c.waiting("CreateContainerConfigError", Some(&message))
             });
-            worker.publish().await;
+            worker.publish();
             return Attempt::NotStarted;
         };
         let host = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
@@ -773,7 +891,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
                 worker.container(init, index, |c| {
                     c.waiting("CreateContainerConfigError", Some(&message))
                 });
-                worker.publish().await;
+                worker.publish();
                 return Attempt::NotStarted;
             }
             Some(sub) => {
@@ -796,14 +914,20 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         .and_then(|l| l.get("memory"))
         .and_then(|q| quantity_bytes(&q.0))
         .map(|b| b as usize);
-    worker
-        .event(
-            "Normal",
-            "Created",
-            &format!("Created container: {name}"),
-            Some(name),
-        )
-        .await;
+    let probes = match Probes::of(container, &ctx.address) {
+        Ok(probes) => probes,
+        Err(message) => {
+            return worker
+                .could_not_start(init, index, name, "CreateContainerConfigError", &message)
+                .await;
+        }
+    };
+    worker.event(
+        "Normal",
+        "Created",
+        &format!("Created container: {name}"),
+        Some(name),
+    );
     let listeners = if kind == Kind::HttpHandler {
         match listen(&ctx.address, container).await {
             Ok(listeners) => listeners,
@@ -818,25 +942,25 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     };
     let started_at = now();
     let container_id = format!("wasmtime://{}-{}-{}", worker.uid(), name, restart_count);
+    // An app container or a native sidecar is ready once started, unless probes say otherwise.
+    let readiable = !init || container.restart_policy.as_deref() == Some("Always");
     worker.container(init, index, |c| {
         c.image_id = image.id();
         c.container_id = Some(container_id.clone());
         c.state = json!({"running": {"startedAt": started_at}});
-        c.started = true;
-        c.ready = !init;
+        c.started = probes.startup.is_none();
+        c.ready = readiable && probes.startup.is_none() && probes.readiness.is_none();
     });
     if !init {
         worker.update(|r| r.phase = "Running");
     }
-    worker.publish().await;
-    worker
-        .event(
-            "Normal",
-            "Started",
-            &format!("Started container {name}"),
-            Some(name),
-        )
-        .await;
+    worker.publish();
+    worker.event(
+        "Normal",
+        "Started",
+        &format!("Started container {name}"),
+        Some(name),
+    );
     let spec = RunSpec {
         argv,
         env,
@@ -845,9 +969,19 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         memory_limit,
         preopens,
     };
-    let exit = match kind {
-        Kind::Command => ctx.runtime.run_command(&component, spec).await,
-        Kind::HttpHandler => ctx.runtime.serve_http(&component, spec, listeners).await,
+    let run = async {
+        match kind {
+            Kind::Command => ctx.runtime.run_command(&component, spec).await,
+            Kind::HttpHandler => ctx.runtime.serve_http(&component, spec, listeners).await,
+        }
+    };
+    let exit = tokio::select! {
+        exit = run => exit,
+        failed = watch_probes(worker, (init, index), name, &probes, readiable) => {
+            let message = format!("Container {name} failed {failed} probe, will be restarted");
+            worker.event("Normal", "Killing", &message, Some(name));
+            Exit { code: 137, reason: "Error", message: None }
+        }
     };
     let finished_at = now();
     worker.container(init, index, |c| {
@@ -862,7 +996,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         c.ready = false;
         c.started = false;
     });
-    worker.publish().await;
+    worker.publish();
     Attempt::Exited(exit)
 }
 

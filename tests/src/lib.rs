@@ -205,6 +205,27 @@ impl Server {
         .unwrap_or_else(|| panic!("pod {pod}: {jsonpath} stayed empty"))
     }
 
+    /// The events about a pod, one `REASON: MESSAGE` line each, once every one of `wanted` is
+    /// among them (events are written in the background, so they may trail the pod's status).
+    /// Panics with the events there are when some never come.
+    pub fn wait_for_events(&self, pod: &str, wanted: &[&str]) -> String {
+        let read = || {
+            self.kubectl_ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={pod}"),
+                "-o",
+                "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+            ])
+        };
+        eventually(Duration::from_secs(30), || {
+            let events = read();
+            wanted.iter().all(|w| events.contains(w)).then_some(events)
+        })
+        .unwrap_or_else(|| panic!("pod {pod}: events {wanted:?} never all came:\n{}", read()))
+    }
+
     /// `skiff image ARGS --data-dir` on the server's own node; its standard output.
     pub fn image(&self, args: &[&str]) -> String {
         let out = Command::new(skiff_binary())
@@ -572,4 +593,12 @@ pub fn wkg_binary() -> PathBuf {
         .map(|home| PathBuf::from(home).join(".cache/skiff-tools/bin/wkg"))
         .filter(|path| path.exists());
     cached.unwrap_or_else(|| PathBuf::from("wkg"))
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }

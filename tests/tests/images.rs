@@ -41,17 +41,6 @@ spec:
     )
 }
 
-fn events(server: &Server, pod: &str) -> String {
-    server.kubectl_ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={pod}"),
-        "-o",
-        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
-    ])
-}
-
 #[test]
 fn artifacts_pushed_by_skiff_and_by_wkg_both_run() {
     let registry = Registry::start().unwrap();
@@ -88,11 +77,12 @@ fn artifacts_pushed_by_skiff_and_by_wkg_both_run() {
             logs.lines().any(|l| l == format!("arg 1: {name}")),
             "{name}: {logs}"
         );
-        let events = events(&server, name);
-        assert!(events.contains("Pulling: Pulling image"), "{events}");
-        assert!(
-            events.contains("Pulled: Successfully pulled image"),
-            "{events}"
+        server.wait_for_events(
+            name,
+            &[
+                "Pulling: Pulling image",
+                "Pulled: Successfully pulled image",
+            ],
         );
     }
     // The imageID is the repository at the manifest digest skiff push printed.
@@ -114,8 +104,10 @@ fn artifacts_pushed_by_skiff_and_by_wkg_both_run() {
     let by_digest = format!("{host}/samples/hello@{digest}");
     server.apply_on_node(&pod("by-digest", &by_digest, ""));
     server.wait_for("by-digest", "{.status.phase}", "Succeeded");
-    let events = events(&server, "by-digest");
-    assert!(events.contains("already present on machine"), "{events}");
+    server.wait_for_events(
+        "by-digest",
+        &["Pulled: Container image", "already present on machine"],
+    );
 
     // `skiff pull` fills a store the same way.
     let data = tempfile::tempdir().unwrap();
@@ -225,11 +217,12 @@ fn a_missing_image_shows_the_registry_message_then_backs_off() {
         listed.contains("ErrImagePull") || listed.contains("ImagePullBackOff"),
         "{listed}"
     );
-    let events = events(&server, "missing");
-    assert!(events.contains("Failed: Error: ErrImagePull"), "{events}");
-    assert!(
-        events.contains(&format!("BackOff: Back-off pulling image \"{missing}\"")),
-        "{events}"
+    server.wait_for_events(
+        "missing",
+        &[
+            "Failed: Error: ErrImagePull",
+            &format!("BackOff: Back-off pulling image \"{missing}\""),
+        ],
     );
 
     // Never pulls nothing: the image must already be on the node.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use skiff_tests::{Server, eventually, sample, text};
+use skiff_tests::{Server, eventually, free_port, sample, text};
 
 fn node_name(server: &Server) -> String {
     server.node_name()
@@ -148,15 +148,14 @@ spec:
         "{}",
         text(&previous)
     );
-    let events = server.kubectl_ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=hello",
-    ]);
-    for reason in ["Pulled", "Created", "Started"] {
-        assert!(events.contains(reason), "{reason} missing from:\n{events}");
-    }
+    server.wait_for_events(
+        "hello",
+        &[
+            "Pulled: Container image",
+            "Created: Created container",
+            "Started: Started container",
+        ],
+    );
 }
 
 #[test]
@@ -200,15 +199,6 @@ spec:
     server.kubectl_ok(&["delete", "pod", "crash", "--wait=true", "--timeout=30s"]);
     let gone = server.kubectl(&["get", "pod", "crash"]);
     assert!(!gone.status.success(), "{}", text(&gone));
-}
-
-/// A loopback port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP/1.1 GET to 127.0.0.1:`port`; the whole response.
@@ -326,15 +316,13 @@ spec:
             .trim(),
         "CreateContainerError"
     );
-    let events = server.kubectl_ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=gadget,reason=Failed",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
-    assert!(events.contains("skiff:samples/gadget"), "{events}");
+    let events = server.wait_for_events("gadget", &["skiff:samples/gadget"]);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("Failed: ") && l.contains("skiff:samples/gadget")),
+        "{events}"
+    );
     // The node carries on: another pod runs to completion.
     server.wait_for("fine", "{.status.phase}", "Succeeded");
 }

@@ -1,6 +1,6 @@
 //! The HTTP hello: a `wasi:http/incoming-handler` component. The node serves it on its pod's
 //! containerPort, one instance per request; it answers with a greeting, the request's method
-//! and path, and the pod's name from its environment.
+//! and path, and the pod's name from its environment. `/status/NNN` answers with status NNN.
 
 use wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
@@ -29,6 +29,15 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
         )])
         .expect("valid headers");
         let response = OutgoingResponse::new(headers);
+        // `/status/NNN` answers with that status, for probes and clients that need a failure.
+        if let Some(code) = path
+            .strip_prefix("/status/")
+            .and_then(|c| c.parse::<u16>().ok())
+        {
+            response
+                .set_status_code(code)
+                .expect("a valid status code");
+        }
         let body = response.body().expect("the response body");
         ResponseOutparam::set(out, Ok(response));
         let stream = body.write().expect("the body stream");
