@@ -4,6 +4,7 @@
 
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_ipam;
 
 use kube::Client;
 use kube::core::ApiResource;
@@ -11,13 +12,16 @@ use kube::core::ApiResource;
 use crate::registry::Resource;
 
 /// Every controller's name, as `--disable` takes it.
-pub const NAMES: &[&str] = &["namespace", "garbage-collector"];
+pub const NAMES: &[&str] = &["namespace", "garbage-collector", "node-ipam"];
 
 /// Starts every controller not in `disabled`; they run until the process ends.
 pub fn start(client: Client, disabled: &[String]) {
     let enabled = |name: &str| !disabled.iter().any(|d| d == name);
     if enabled("namespace") {
         tokio::spawn(namespace::run(client.clone()));
+    }
+    if enabled("node-ipam") {
+        tokio::spawn(node_ipam::run(client.clone()));
     }
     if enabled("garbage-collector") {
         tokio::spawn(garbage_collector::run(client));

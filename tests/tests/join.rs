@@ -83,6 +83,26 @@ fn a_node_joins_with_the_token_runs_pods_and_goes_stale_when_stopped() {
             std::fs::read_to_string(node.dir.path().join("node.log")).unwrap_or_default()
         )
     });
+    // Each node has a pod range of its own.
+    let ranges = eventually(Duration::from_secs(30), || {
+        let out = server.kubectl_ok(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.podCIDR}{\"\\n\"}{end}",
+        ]);
+        let ranges: std::collections::BTreeSet<String> = out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        (ranges.len() == 2).then_some(ranges)
+    })
+    .expect("both nodes get distinct pod CIDRs");
+    assert_eq!(
+        ranges.into_iter().collect::<Vec<_>>(),
+        ["10.42.0.0/24", "10.42.1.0/24"]
+    );
     // The node keeps its own credential, readable by it alone.
     let credential = node.dir.path().join("node/edge-1.kubeconfig");
     let mode = std::os::unix::fs::PermissionsExt::mode(

@@ -24,7 +24,7 @@ pub struct Args {
     /// Acknowledge writes before they reach the disk (faster; a power loss may lose the last writes).
     #[arg(long, env = "SKIFF_NO_FSYNC")]
     no_fsync: bool,
-    /// Do not run this controller (repeatable): namespace, garbage-collector.
+    /// Do not run this controller (repeatable): namespace, garbage-collector, node-ipam.
     #[arg(long, env = "SKIFF_DISABLE", value_delimiter = ',')]
     disable: Vec<String>,
     /// Do not run a node in this process (pods then need `skiff node` agents).
