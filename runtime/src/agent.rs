@@ -54,7 +54,8 @@ pub fn hostname() -> String {
 
 /// A running pod's worker.
 struct Running {
-    stop: watch::Sender<bool>,
+    /// Set, with the grace period, once the pod is being deleted.
+    stop: watch::Sender<Option<std::time::Duration>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -119,7 +120,15 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         match running.get(&uid) {
             Some(worker) => {
                 if pod.metadata.deletion_timestamp.is_some() {
-                    let _ = worker.stop.send(true);
+                    let grace = pods::grace_period(&pod);
+                    worker.stop.send_if_modified(|stop| {
+                        // A second delete may shorten the grace period, never lengthen it.
+                        let shorter = stop.is_none_or(|current| grace < Some(current));
+                        if shorter {
+                            *stop = grace;
+                        }
+                        shorter
+                    });
                 }
             }
             None => {
@@ -129,7 +138,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                     // A finished pod this agent ran before it restarted: nothing to run again.
                     continue;
                 }
-                let (stop, stopped) = watch::channel(pod.metadata.deletion_timestamp.is_some());
+                let (stop, stopped) = watch::channel(pods::grace_period(&pod));
                 let task = tokio::spawn(pods::run(ctx.clone(), pod, stopped));
                 running.insert(uid, Running { stop, task });
             }

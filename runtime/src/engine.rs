@@ -5,6 +5,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::bindings::Command;
@@ -227,12 +229,15 @@ impl Runtime {
     }
 
     /// Serves a `wasi:http/incoming-handler` component on `listeners`, an instance per
-    /// request, until the returned future is dropped.
+    /// request. Once `stop` resolves, it stops listening, lets the requests under way finish
+    /// (closing idle keep-alive connections) and returns; dropping the future stops it at once,
+    /// connections and all.
     pub async fn serve_http(
         &self,
         component: &Component,
         spec: RunSpec,
         listeners: Vec<tokio::net::TcpListener>,
+        stop: impl std::future::Future<Output = ()>,
     ) -> Exit {
         let pre = match self
             .linker
@@ -253,30 +258,49 @@ impl Runtime {
             pre,
             spec,
         });
-        let mut accepting = tokio::task::JoinSet::new();
-        for listener in listeners {
-            let server = server.clone();
-            accepting.spawn(async move {
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
+        let mut accepts = futures::stream::select_all(listeners.into_iter().map(|listener| {
+            futures::stream::unfold(listener, |listener| async move {
+                let accepted = listener.accept().await;
+                Some((accepted, listener))
+            })
+            .boxed()
+        }));
+        let (draining, drain) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                Some(accepted) = accepts.next() => {
+                    let Ok((tcp, _)) = accepted else { continue };
                     let _ = tcp.set_nodelay(true);
                     let server = server.clone();
-                    tokio::spawn(async move {
+                    let mut drain = drain.clone();
+                    connections.spawn(async move {
                         let service = hyper::service::service_fn(move |request| {
                             let server = server.clone();
                             async move { server.handle(request).await }
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
+                        let connection = hyper::server::conn::http1::Builder::new()
                             .keep_alive(true)
-                            .serve_connection(wasmtime_wasi_http::io::TokioIo::new(tcp), service)
-                            .await;
+                            .serve_connection(wasmtime_wasi_http::io::TokioIo::new(tcp), service);
+                        tokio::pin!(connection);
+                        tokio::select! {
+                            _ = &mut connection => {}
+                            () = async { let _ = drain.wait_for(|d| *d).await; } => {
+                                connection.as_mut().graceful_shutdown();
+                                let _ = connection.await;
+                            }
+                        }
                     });
                 }
-            });
+                Some(_) = connections.join_next() => {}
+                () = &mut stop => break,
+            }
         }
-        while accepting.join_next().await.is_some() {}
+        // No new connections; the open ones finish what they are doing.
+        drop(accepts);
+        let _ = draining.send(true);
+        while connections.join_next().await.is_some() {}
         Exit {
             code: 0,
             reason: "Completed",

@@ -163,6 +163,8 @@ struct Worker {
     changes: watch::Sender<u64>,
     /// The change the status writer last wrote.
     written: watch::Sender<u64>,
+    /// The grace period, once the pod is being deleted.
+    stopping: watch::Receiver<Option<Duration>>,
 }
 
 impl Worker {
@@ -176,6 +178,17 @@ impl Worker {
 
     fn uid(&self) -> &str {
         self.pod.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    /// Whether the pod is being deleted: its containers are stopping and none starts again.
+    fn is_terminating(&self) -> bool {
+        self.stopping.borrow().is_some()
+    }
+
+    /// Resolves once the pod is being deleted.
+    async fn terminating(&self) {
+        let mut stopping = self.stopping.clone();
+        let _ = stopping.wait_for(Option::is_some).await;
     }
 
     fn update(&self, f: impl FnOnce(&mut Report)) {
@@ -297,7 +310,7 @@ enum Attempt {
 }
 
 /// Runs `pod` until it ends or `stop` turns true (the pod is being deleted or left the node).
-pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<bool>) {
+pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<Duration>>) {
     let spec = pod.spec.clone().unwrap_or_default();
     let host_ip = ctx.address.clone();
     let report = Report {
@@ -320,6 +333,7 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<bool>) {
         report: Mutex::new(report),
         changes: watch::Sender::new(1),
         written: watch::Sender::new(0),
+        stopping: stop.clone(),
     });
     let _status_writer = AbortOnDrop(tokio::spawn(write_statuses(worker.clone())));
     let lifecycle = async {
@@ -327,12 +341,35 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<bool>) {
         let _refresh = AbortOnDrop(tokio::spawn(refresh_volumes(worker.clone())));
         lifecycle(worker.clone()).await;
     };
-    tokio::select! {
-        _ = lifecycle => {}
-        _ = stop.wait_for(|stop| *stop) => {}
+    tokio::pin!(lifecycle);
+    let grace = tokio::select! {
+        _ = &mut lifecycle => None,
+        grace = stop.wait_for(Option::is_some) => grace.ok().and_then(|g| *g),
+    };
+    if let Some(grace) = grace {
+        // As the kubelet: every running container is told to stop (an HTTP container drains
+        // its requests, after its preStop hook), and what still runs when the grace period
+        // is over is stopped by force.
+        let running: Vec<String> = {
+            let report = worker.report.lock().unwrap_or_else(|p| p.into_inner());
+            report
+                .init
+                .iter()
+                .chain(&report.app)
+                .filter(|c| c.state.get("running").is_some())
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        for name in &running {
+            let message = format!("Stopping container {name}");
+            worker.event("Normal", "Killing", &message, Some(name));
+        }
+        if tokio::time::timeout(grace, &mut lifecycle).await.is_err() {
+            tracing::info!(pod = %worker.name(), "the grace period is over; stopping the pod's containers by force");
+        }
     }
     worker.flush().await;
-    if worker.pod.metadata.deletion_timestamp.is_some() || *stop.borrow() {
+    if worker.pod.metadata.deletion_timestamp.is_some() || stop.borrow().is_some() {
         finish_deletion(&worker).await;
         // The pod's volumes and logs go with it, as the kubelet removes them.
         let ctx = &worker.ctx;
@@ -469,6 +506,9 @@ async fn lifecycle(worker: Arc<Worker>) {
         }
         let mut backoff = Backoff::default();
         loop {
+            if worker.is_terminating() {
+                return;
+            }
             match attempt(&worker, container, true, index).await {
                 Attempt::Exited(exit) if exit.code == 0 => break,
                 Attempt::Exited(_) if policy == "Never" => {
@@ -486,7 +526,10 @@ async fn lifecycle(worker: Arc<Worker>) {
                 }
                 Attempt::NotStarted => {}
             }
-            backoff.wait().await;
+            tokio::select! {
+                () = backoff.wait() => {}
+                () = worker.terminating() => return,
+            }
         }
     }
     worker.update(|r| r.initialized = true);
@@ -528,7 +571,7 @@ async fn keep_running(
                     "OnFailure" => exit.code != 0,
                     _ => true,
                 };
-                if !restart {
+                if !restart || worker.is_terminating() {
                     return exit.code;
                 }
                 if started.elapsed() >= BACKOFF_RESET {
@@ -552,8 +595,56 @@ async fn keep_running(
             }
             Attempt::NotStarted => {}
         }
-        backoff.wait().await;
+        tokio::select! {
+            () = backoff.wait() => {}
+            () = worker.terminating() => return 0,
+        }
     }
+}
+
+/// Runs the container's preStop hook, if it has one: an HTTP GET or TCP connection (as a
+/// probe, whose failure is reported as a FailedPreStopHook event), or a sleep.
+async fn pre_stop(worker: &Arc<Worker>, container: &Container) {
+    let Some(hook) = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+    else {
+        return;
+    };
+    let name = container.name.as_str();
+    if let Some(sleep) = &hook.sleep {
+        tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
+        return;
+    }
+    let spec = k8s_openapi::api::core::v1::Probe {
+        http_get: hook.http_get.clone(),
+        tcp_socket: hook.tcp_socket.clone(),
+        exec: hook.exec.clone(),
+        // The grace period bounds the hook.
+        timeout_seconds: Some(86_400),
+        ..Default::default()
+    };
+    let outcome = match Probe::from_spec(&spec, container, &worker.ctx.address) {
+        Ok(probe) => probe.check().await,
+        Err(e) => Err(e),
+    };
+    if let Err(message) = outcome {
+        let message = format!("PreStopHook failed: {message}");
+        worker.event("Warning", "FailedPreStopHook", &message, Some(name));
+    }
+}
+
+/// The grace period of a pod being deleted (None while it is not): the one the delete asked
+/// for, else the pod's terminationGracePeriodSeconds (30 s by default).
+pub fn grace_period(pod: &Pod) -> Option<Duration> {
+    pod.metadata.deletion_timestamp.as_ref()?;
+    let seconds = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+        .unwrap_or(30);
+    Some(Duration::from_secs(seconds.max(0) as u64))
 }
 
 /// Runs a started container's probes: the startup probe until it succeeds, then liveness and
@@ -969,10 +1060,24 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         memory_limit,
         preopens,
     };
+    // Told to stop (the pod is being deleted), a container first runs its preStop hook. An
+    // HTTP container then drains its requests and ends. A command cannot catch a signal, so
+    // it ends at once, as a process without a SIGTERM handler does (143).
+    let told_to_stop = async {
+        worker.terminating().await;
+        pre_stop(worker, container).await;
+    };
     let run = async {
         match kind {
-            Kind::Command => ctx.runtime.run_command(&component, spec).await,
-            Kind::HttpHandler => ctx.runtime.serve_http(&component, spec, listeners).await,
+            Kind::Command => tokio::select! {
+                exit = ctx.runtime.run_command(&component, spec) => exit,
+                () = told_to_stop => Exit { code: 143, reason: "Error", message: None },
+            },
+            Kind::HttpHandler => {
+                ctx.runtime
+                    .serve_http(&component, spec, listeners, told_to_stop)
+                    .await
+            }
         }
     };
     let exit = tokio::select! {

@@ -70,6 +70,19 @@ fn the_node_registers_ready_with_capacity_and_renews_its_lease() {
     );
     // The Lease belongs to its Node, so that it goes with it.
     assert_eq!(parts[3], format!("Node/{node}"), "{holder}");
+    // The node IPAM controller gives the first node the first pod range.
+    let cidrs = eventually(Duration::from_secs(30), || {
+        let cidrs = server.kubectl_ok(&[
+            "get",
+            "node",
+            &node,
+            "-o",
+            "jsonpath={.spec.podCIDR} {.spec.podCIDRs[*]}",
+        ]);
+        (!cidrs.trim().is_empty()).then_some(cidrs)
+    })
+    .expect("the node gets a pod CIDR");
+    assert_eq!(cidrs.trim(), "10.42.0.0/24 10.42.0.0/24");
 }
 
 #[test]
@@ -325,4 +338,73 @@ spec:
     );
     // The node carries on: another pod runs to completion.
     server.wait_for("fine", "{.status.phase}", "Succeeded");
+}
+
+#[test]
+fn deleting_an_http_pod_runs_its_pre_stop_hook_and_honours_the_grace_period() {
+    let server = Server::start().unwrap();
+    server.import_samples();
+    let pod = |name: &str, port: u16, grace: u32, pre_stop: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: NODE_NAME
+  terminationGracePeriodSeconds: {grace}
+  containers:
+  - name: web
+    image: samples.skiff.local/http-hello:0.1.0
+    ports: [{{containerPort: {port}}}]
+    lifecycle: {{preStop: {pre_stop}}}
+"#
+        )
+    };
+    let (draining, failing, stuck) = (free_port(), free_port(), free_port());
+    server.apply_on_node(&pod("draining", draining, 30, "{sleep: {seconds: 3}}"));
+    server.apply_on_node(&pod(
+        "failing-hook",
+        failing,
+        30,
+        "{httpGet: {path: /status/500, port: $PORT}}"
+            .replace("$PORT", &failing.to_string())
+            .as_str(),
+    ));
+    // A hook whose server never answers: it takes connections and says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    server.apply_on_node(&pod(
+        "stuck",
+        stuck,
+        1,
+        &format!("{{httpGet: {{host: 127.0.0.1, port: {silent_port}, path: /}}}}"),
+    ));
+    for name in ["draining", "failing-hook", "stuck"] {
+        server.wait_for(name, "{.status.phase}", "Running");
+    }
+
+    // While its preStop hook sleeps, a terminating pod still answers.
+    server.kubectl_ok(&["delete", "pod", "draining", "--wait=false"]);
+    let answer = get(draining, "/while-terminating").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.wait_for_events("draining", &["Killing: Stopping container web"]);
+    server.kubectl_ok(&["wait", "--for=delete", "pod/draining", "--timeout=60s"]);
+    assert!(
+        get(draining, "/").is_err(),
+        "a deleted pod's port still answers"
+    );
+
+    // A failing hook is reported, and the container stops all the same.
+    server.kubectl_ok(&["delete", "pod", "failing-hook", "--wait=false"]);
+    server.wait_for_events(
+        "failing-hook",
+        &["FailedPreStopHook: PreStopHook failed: HTTP probe failed with statuscode: 500"],
+    );
+    server.kubectl_ok(&["wait", "--for=delete", "pod/failing-hook", "--timeout=60s"]);
+
+    // A hook that outlasts the grace period (1 s here) is cut short, and the pod goes.
+    server.kubectl_ok(&["delete", "pod", "stuck", "--wait=false"]);
+    server.kubectl_ok(&["wait", "--for=delete", "pod/stuck", "--timeout=60s"]);
+    drop(silent);
 }
