@@ -29,6 +29,8 @@ pub struct AgentConfig {
     pub max_pods: u32,
     /// Registries (`HOST:PORT`) reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// When container logs are rotated.
+    pub log_rotation: crate::logs::Rotation,
 }
 
 impl AgentConfig {
@@ -86,6 +88,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         events: EventRecorder::spawn(client.clone()),
         data_dir: config.data_dir.clone(),
         pods_dir: config.pods_dir(),
+        log_rotation: config.log_rotation,
         volumes_dir: config.data_dir.join("volumes"),
         address: config.address.clone(),
         node: config.name.clone(),

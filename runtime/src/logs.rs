@@ -2,6 +2,11 @@
 //! container (`N.log`, N the restart count), each line `TIMESTAMP STREAM TAG MESSAGE`, where TAG
 //! is `F` for a full line and `P` for part of a longer one. Reading them back serves
 //! `kubectl logs` with `--timestamps`, `--tail`, `--since` and `--previous`.
+//!
+//! A run's log is rotated as the kubelet rotates it: past `containerLogMaxSize` (10 MiB) the
+//! file is renamed `N.log.YYYYMMDD-HHMMSS` and a new `N.log` begun, keeping at most
+//! `containerLogMaxFiles` (5) files in all; `kubectl logs` reads the current file. Only the
+//! last two runs of a container keep their logs (the current one and `--previous`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,20 +17,90 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// Longest line kept whole; longer output is split into `P` parts, as the kubelet does at 16 KiB.
 const MAX_LINE: usize = 16 * 1024;
 
+/// When logs are rotated: the kubelet's `containerLogMaxSize` and `containerLogMaxFiles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// A log file grows to this many bytes before it is rotated.
+    pub max_size: u64,
+    /// Files kept per run, the current one included (at least 2).
+    pub max_files: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_size: 10 << 20,
+            max_files: 5,
+        }
+    }
+}
+
+/// The file a run writes to now.
+struct Current {
+    file: std::fs::File,
+    path: PathBuf,
+    size: u64,
+    rotation: Rotation,
+}
+
+impl Current {
+    /// Renames the file aside, starts a new one, and removes the oldest rotated files past
+    /// the limit.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let now = Utc::now();
+        let mut aside = self
+            .path
+            .with_file_name(format!("{name}.{}", now.format("%Y%m%d-%H%M%S")));
+        if aside.exists() {
+            aside = self
+                .path
+                .with_file_name(format!("{name}.{}", now.format("%Y%m%d-%H%M%S%.9f")));
+        }
+        std::fs::rename(&self.path, &aside)?;
+        self.file = std::fs::File::create(&self.path)?;
+        self.size = 0;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let prefix = format!("{name}.");
+        let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        rotated.sort();
+        let keep = self.rotation.max_files.max(2) - 1;
+        for old in &rotated[..rotated.len().saturating_sub(keep)] {
+            std::fs::remove_file(old)?;
+        }
+        Ok(())
+    }
+}
+
 /// One run's log file, shared by its stdout and stderr writers.
 #[derive(Clone)]
 pub struct LogFile {
-    file: Arc<Mutex<std::fs::File>>,
+    file: Arc<Mutex<Current>>,
 }
 
 impl LogFile {
-    /// Creates (truncating) the log of one run.
-    pub fn create(path: &Path) -> std::io::Result<LogFile> {
+    /// Creates (truncating) the log of one run, rotated by `rotation`. The logs of the runs
+    /// before the previous one are removed.
+    pub fn create(path: &Path, rotation: Rotation) -> std::io::Result<LogFile> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
+            prune_runs(dir, path)?;
         }
         Ok(LogFile {
-            file: Arc::new(Mutex::new(std::fs::File::create(path)?)),
+            file: Arc::new(Mutex::new(Current {
+                file: std::fs::File::create(path)?,
+                path: path.to_path_buf(),
+                size: 0,
+                rotation,
+            })),
         })
     }
 
@@ -43,10 +118,15 @@ impl LogFile {
         line.push(b' ');
         line.extend_from_slice(message);
         line.push(b'\n');
-        self.file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write_all(&line)
+        let mut current = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        // Rotated before a line that would take it past its size, a log's current file always
+        // holds the latest line.
+        if current.size > 0 && current.size + line.len() as u64 > current.rotation.max_size {
+            current.rotate()?;
+        }
+        current.file.write_all(&line)?;
+        current.size += line.len() as u64;
+        Ok(())
     }
 
     /// A writer for one stream (`stdout` or `stderr`) of this run.
@@ -109,6 +189,24 @@ impl StreamWriter {
 /// Where a container's runs keep their logs: `DIR/N.log`.
 pub fn run_log(container_dir: &Path, restart_count: u32) -> PathBuf {
     container_dir.join(format!("{restart_count}.log"))
+}
+
+/// The run a log file belongs to: `N` of `N.log` or `N.log.TIMESTAMP`.
+fn run_of(file_name: &str) -> Option<u32> {
+    file_name.split_once(".log")?.0.parse().ok()
+}
+
+/// Removes the files of the runs before the one previous to `new` (a run log path).
+fn prune_runs(dir: &Path, new: &Path) -> std::io::Result<()> {
+    let Some(run) = new.file_name().and_then(|n| run_of(&n.to_string_lossy())) else {
+        return Ok(());
+    };
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if run_of(&entry.file_name().to_string_lossy()).is_some_and(|r| r + 1 < run) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// What `kubectl logs` asks for.
@@ -190,7 +288,7 @@ mod tests {
     fn streams_become_timestamped_lines_and_render_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = run_log(dir.path(), 0);
-        let log = LogFile::create(&path).unwrap();
+        let log = LogFile::create(&path, Rotation::default()).unwrap();
         let (out, err) = (log.stream("stdout"), log.stream("stderr"));
         out.write(b"hello, ").unwrap();
         out.write(b"world\nsecond").unwrap();
@@ -223,7 +321,7 @@ mod tests {
     fn long_lines_are_split_into_parts_and_joined_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = run_log(dir.path(), 3);
-        let log = LogFile::create(&path).unwrap();
+        let log = LogFile::create(&path, Rotation::default()).unwrap();
         let out = log.stream("stdout");
         let long = "x".repeat(MAX_LINE * 2 + 10);
         out.write(format!("{long}\n").as_bytes()).unwrap();
@@ -235,5 +333,43 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(render(&text, &limited), "xxxxx");
+    }
+
+    #[test]
+    fn logs_rotate_past_their_size_and_old_runs_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            max_size: 200,
+            max_files: 3,
+        };
+        for run in 0..3 {
+            std::fs::write(run_log(dir.path(), run), "old\n").unwrap();
+        }
+        let path = run_log(dir.path(), 3);
+        let log = LogFile::create(&path, rotation).unwrap();
+        // Runs 0 and 1 are gone; run 2 stays as the previous one.
+        let names = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(dir.path()), ["2.log", "3.log"]);
+        let out = log.stream("stdout");
+        for n in 0..40 {
+            out.write(format!("line {n}\n").as_bytes()).unwrap();
+        }
+        let files = names(dir.path());
+        let rotated: Vec<&String> = files.iter().filter(|n| n.starts_with("3.log.")).collect();
+        assert_eq!(rotated.len(), 2, "{files:?}");
+        assert!(std::fs::metadata(&path).unwrap().len() <= 200);
+        // The current file holds the latest lines.
+        let current = render(
+            &std::fs::read_to_string(&path).unwrap(),
+            &LogOptions::default(),
+        );
+        assert!(current.ends_with("line 39\n"), "{current}");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ContainerStatus, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -19,7 +19,7 @@ use crate::events::EventRecorder;
 use crate::image::credentials::Keyring;
 use crate::image::registry::Registries;
 use crate::image::{Image, ImageStore};
-use crate::logs::{LogFile, run_log};
+use crate::logs::{LogFile, Rotation, run_log};
 use crate::probes::{Probe, Probes};
 
 /// The kubelet's crash-loop back-off: 10 s doubling to 5 minutes.
@@ -39,6 +39,7 @@ pub struct Context {
     pub data_dir: PathBuf,
     /// Where pods keep their logs: `DIR/NAMESPACE_NAME_UID/CONTAINER/N.log`.
     pub pods_dir: PathBuf,
+    pub log_rotation: Rotation,
     /// Where pods keep their volumes: `DIR/UID/NAME`.
     pub volumes_dir: PathBuf,
     /// The node's address: HTTP containers are served on it.
@@ -70,6 +71,33 @@ struct ContainerReport {
 }
 
 impl ContainerReport {
+    /// A container's report when its pod's worker starts. A container that had run on this
+    /// node before (the node restarted) starts again as after a node reboot: its restart count
+    /// goes on from the old status, and a run cut short by the restart shows as the last
+    /// state, terminated with reason Unknown and exit code 255, as upstream shows it.
+    fn resumed(container: &Container, old: Option<&ContainerStatus>) -> Self {
+        let mut report = ContainerReport::new(container);
+        let Some(old) = old.filter(|o| o.container_id.is_some()) else {
+            return report;
+        };
+        let state = old.state.clone().unwrap_or_default();
+        report.restart_count = old.restart_count.max(0) as u32;
+        report.last_state = serde_json::to_value(old.last_state.clone().unwrap_or_default())
+            .unwrap_or_else(|_| json!({}));
+        if let Some(running) = &state.running {
+            report.restart_count += 1;
+            report.last_state = json!({"terminated": {
+                "exitCode": 255, "reason": "Unknown",
+                "startedAt": running.started_at, "finishedAt": now(),
+                "containerID": old.container_id,
+            }});
+        } else if let Some(terminated) = &state.terminated {
+            report.restart_count += 1;
+            report.last_state = json!({ "terminated": terminated });
+        }
+        report
+    }
+
     fn new(container: &Container) -> Self {
         ContainerReport {
             name: container.name.clone(),
@@ -313,19 +341,39 @@ enum Attempt {
 pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<Duration>>) {
     let spec = pod.spec.clone().unwrap_or_default();
     let host_ip = ctx.address.clone();
-    let report = Report {
-        init: spec
-            .init_containers
+    let status = pod.status.clone().unwrap_or_default();
+    let old = |list: &Option<Vec<ContainerStatus>>, name: &str| {
+        list.iter().flatten().find(|s| s.name == name).cloned()
+    };
+    let resumed = |containers: &[Container], list: &Option<Vec<ContainerStatus>>| {
+        containers
             .iter()
-            .flatten()
-            .map(ContainerReport::new)
-            .collect(),
-        app: spec.containers.iter().map(ContainerReport::new).collect(),
+            .map(|c| ContainerReport::resumed(c, old(list, &c.name).as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let report = Report {
+        init: resumed(
+            spec.init_containers.as_deref().unwrap_or_default(),
+            &status.init_container_statuses,
+        ),
+        app: resumed(&spec.containers, &status.container_statuses),
         phase: "Pending",
         initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
-        start_time: now(),
+        start_time: status
+            .start_time
+            .as_ref()
+            .and_then(|t| serde_json::to_value(t).ok())
+            .and_then(|t| t.as_str().map(str::to_string))
+            .unwrap_or_else(now),
         host_ip,
     };
+    // Containers that ran here before: the node restarted under a running pod.
+    let sandbox_changed = status
+        .init_container_statuses
+        .iter()
+        .chain(&status.container_statuses)
+        .flatten()
+        .any(|c| c.container_id.is_some());
     let worker = Arc::new(Worker {
         ctx,
         pod,
@@ -336,6 +384,10 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
         stopping: stop.clone(),
     });
     let _status_writer = AbortOnDrop(tokio::spawn(write_statuses(worker.clone())));
+    if sandbox_changed {
+        let message = "Pod sandbox changed, it will be killed and re-created.";
+        worker.event("Normal", "SandboxChanged", message, None);
+    }
     let lifecycle = async {
         mount_volumes(&worker).await;
         let _refresh = AbortOnDrop(tokio::spawn(refresh_volumes(worker.clone())));
@@ -945,7 +997,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         worker.uid(),
     )
     .join(name);
-    let log = match LogFile::create(&run_log(&dir, restart_count)) {
+    let log = match LogFile::create(&run_log(&dir, restart_count), ctx.log_rotation) {
         Ok(log) => log,
         Err(e) => {
             let message = format!("creating the container's log: {e}");
@@ -1136,7 +1188,7 @@ async fn listen(
 }
 
 /// Bytes in a memory quantity (`64Mi`, `1G`, `1048576`).
-fn quantity_bytes(q: &str) -> Option<u64> {
+pub fn quantity_bytes(q: &str) -> Option<u64> {
     let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
     let (number, suffix) = q.split_at(split);
     let number: f64 = number.parse().ok()?;

@@ -408,3 +408,107 @@ spec:
     server.kubectl_ok(&["wait", "--for=delete", "pod/stuck", "--timeout=60s"]);
     drop(silent);
 }
+
+#[test]
+fn a_running_pod_starts_again_once_after_its_node_restarts() {
+    let mut server = Server::start().unwrap();
+    server.import_samples();
+    let port = free_port();
+    server.apply_on_node(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  nodeName: NODE_NAME
+  containers:
+  - name: web
+    image: samples.skiff.local/http-hello:0.1.0
+    ports: [{{containerPort: {port}}}]
+"#
+    ));
+    server.wait_for("web", "{.status.phase}", "Running");
+    let answered = |path: &str| {
+        eventually(Duration::from_secs(30), || {
+            get(port, path)
+                .ok()
+                .filter(|r| r.starts_with("HTTP/1.1 200"))
+        })
+        .unwrap_or_else(|| panic!("GET {path} was never answered"))
+    };
+    answered("/before-restart");
+    let started = server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.status.startTime}"]);
+
+    server.restart().unwrap();
+    server.wait_for("web", "{.status.containerStatuses[0].restartCount}", "1");
+    server.wait_for(
+        "web",
+        "{.status.containerStatuses[0].lastState.terminated.reason} \
+         {.status.containerStatuses[0].lastState.terminated.exitCode}",
+        "Unknown 255",
+    );
+    server.wait_for("web", "{.status.containerStatuses[0].ready}", "true");
+    answered("/after-restart");
+    // One pod, the same pod, with the run before the restart as its previous one.
+    let pods = server.kubectl_ok(&["get", "pods", "-o", "name"]);
+    assert_eq!(pods.trim(), "pod/web");
+    let now = server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.status.startTime}"]);
+    assert_eq!(now, started);
+    let previous = server.kubectl_ok(&["logs", "web", "--previous"]);
+    assert!(previous.contains("GET /before-restart"), "{previous}");
+    let current = server.kubectl_ok(&["logs", "web"]);
+    assert!(
+        current.contains("GET /after-restart") && !current.contains("/before-restart"),
+        "{current}"
+    );
+    server.wait_for_events("web", &["SandboxChanged: Pod sandbox changed"]);
+}
+
+#[test]
+fn container_logs_rotate_at_their_size_limit() {
+    let server = Server::start_with(&[
+        "--container-log-max-size",
+        "1Ki",
+        "--container-log-max-files",
+        "2",
+    ])
+    .unwrap();
+    import_hello(&server);
+    // About 60 bytes a line, 100 lines: several rotations of a 1 KiB log.
+    let args: Vec<String> = (0..100)
+        .map(|n| format!("\"argument number {n:03}\""))
+        .collect();
+    server.apply_on_node(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: chatty}}
+spec:
+  nodeName: NODE_NAME
+  restartPolicy: Never
+  containers:
+  - name: hello
+    image: registry.local/hello:1
+    args: [{}]
+"#,
+        args.join(", ")
+    ));
+    server.wait_for("chatty", "{.status.phase}", "Succeeded");
+    let logs = server.kubectl_ok(&["logs", "chatty"]);
+    // kubectl logs reads the current file: the last lines, not the first.
+    assert!(logs.contains("hello on stderr"), "{logs}");
+    assert!(!logs.contains("argument number 000"), "{logs}");
+    assert!(logs.len() < 1024, "{} bytes: {logs}", logs.len());
+    let uid = server.kubectl_ok(&["get", "pod", "chatty", "-o", "jsonpath={.metadata.uid}"]);
+    let dir = server
+        .data_dir()
+        .join(format!("node/pods/default_chatty_{}/hello", uid.trim()));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files[0], "0.log");
+    assert!(files[1].starts_with("0.log."), "{files:?}");
+}

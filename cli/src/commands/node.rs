@@ -33,6 +33,12 @@ pub struct Args {
         value_delimiter = ','
     )]
     insecure_registry: Vec<String>,
+    /// Rotate a container's log once it reaches this size (the kubelet's containerLogMaxSize).
+    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = super::server::log_size)]
+    container_log_max_size: u64,
+    /// Log files kept per container run, the current one included (containerLogMaxFiles).
+    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
+    container_log_max_files: u64,
 }
 
 async fn client_from(kubeconfig: &str) -> anyhow::Result<kube::Client> {
@@ -141,6 +147,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         address: args.address,
         max_pods: 1000,
         insecure_registries: args.insecure_registry,
+        log_rotation: skiff_runtime::logs::Rotation {
+            max_size: args.container_log_max_size,
+            max_files: args.container_log_max_files as usize,
+        },
     };
     tokio::select! {
         result = skiff_runtime::agent::run(client, config) => result,

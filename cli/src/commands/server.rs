@@ -40,6 +40,12 @@ pub struct Args {
         value_delimiter = ','
     )]
     insecure_registry: Vec<String>,
+    /// Rotate a container's log once it reaches this size (the kubelet's containerLogMaxSize).
+    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = log_size)]
+    container_log_max_size: u64,
+    /// Log files kept per container run, the current one included (containerLogMaxFiles).
+    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
+    container_log_max_files: u64,
 }
 
 /// Where a node keeps its images and pod logs under a data directory.
@@ -97,6 +103,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
         max_pods: 1000,
         insecure_registries: args.insecure_registry,
+        log_rotation: skiff_runtime::logs::Rotation {
+            max_size: args.container_log_max_size,
+            max_files: args.container_log_max_files as usize,
+        },
     });
     let config = ServerConfig {
         data_dir,
@@ -152,4 +162,11 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// A log size: a byte count or a quantity (`10Mi`, `512Ki`).
+pub fn log_size(value: &str) -> Result<u64, String> {
+    skiff_runtime::pods::quantity_bytes(value)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{value:?} is not a size such as 10Mi"))
 }

@@ -226,6 +226,10 @@ pub async fn pod_log(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Resp
                 let Ok(text) = logs.render(&run, &all) else {
                     return;
                 };
+                // A log that shrank was rotated: its new file starts afresh.
+                if text.lines().count() < delivered {
+                    delivered = 0;
+                }
                 let fresh: Vec<&str> = text.lines().skip(delivered).collect();
                 if !fresh.is_empty() {
                     delivered += fresh.len();
