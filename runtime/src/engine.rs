@@ -3,15 +3,16 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{CallHook, Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::cpu::CpuMeter;
 use crate::image::{Image, ImageError, ImageStore};
 use crate::logs::StreamWriter;
 
@@ -47,6 +48,8 @@ pub struct Host {
     http: wasmtime_wasi_http::WasiHttpCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    /// The CPU meter of a guest with a CPU limit.
+    cpu: Option<CpuMeter>,
 }
 
 impl wasmtime_wasi_http::WasiHttpView for Host {
@@ -76,6 +79,8 @@ pub struct RunSpec {
     pub stderr: StreamWriter,
     /// `resources.limits.memory`, in bytes.
     pub memory_limit: Option<usize>,
+    /// `resources.limits.cpu`, in thousandths of a CPU.
+    pub cpu_millicores: Option<u64>,
     /// Volumes, at their mount paths.
     pub preopens: Vec<Preopen>,
 }
@@ -219,12 +224,46 @@ impl Runtime {
                 http: wasmtime_wasi_http::WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 limits: limits.build(),
+                cpu: None,
             },
         );
         store.limiter(|host| &mut host.limits);
         // Yield to the scheduler at every epoch tick, so a busy guest shares its thread and can
-        // be stopped.
-        store.epoch_deadline_async_yield_and_update(1);
+        // be stopped; a guest with a CPU limit is metered, and paused at a tick when it has
+        // used more than its share.
+        match spec.cpu_millicores {
+            None => store.epoch_deadline_async_yield_and_update(1),
+            Some(millicores) => {
+                store.data_mut().cpu = Some(CpuMeter::new(millicores, Instant::now()));
+                store.call_hook(|mut ctx, hook| {
+                    if let Some(meter) = ctx.data_mut().cpu.as_mut() {
+                        match hook {
+                            CallHook::CallingWasm | CallHook::ReturningFromHost => {
+                                meter.enter(Instant::now())
+                            }
+                            CallHook::CallingHost | CallHook::ReturningFromWasm => {
+                                meter.leave(Instant::now())
+                            }
+                        }
+                    }
+                    Ok(())
+                });
+                store.epoch_deadline_callback(|mut ctx| {
+                    let pause = ctx
+                        .data_mut()
+                        .cpu
+                        .as_mut()
+                        .and_then(|m| m.tick(Instant::now()));
+                    Ok(match pause {
+                        Some(pause) => UpdateDeadline::YieldCustom(
+                            1,
+                            Box::pin(async move { tokio::time::sleep(pause).await }),
+                        ),
+                        None => UpdateDeadline::Yield(1),
+                    })
+                });
+            }
+        }
         Ok(store)
     }
 

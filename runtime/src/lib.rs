@@ -2,6 +2,7 @@
 //! which are WebAssembly components, under wasmtime.
 //!
 //! - [`image`]: OCI pulls and pushes, and the node's image store (`skiff image import|ls|rm`);
+//! - [`cpu`]: CPU limits by time slicing;
 //! - [`engine`]: the wasmtime engine and running a component as a container;
 //! - [`events`]: the events the node records, written in the background;
 //! - [`logs`]: container logs in the kubelet's CRI format;
@@ -12,6 +13,7 @@
 //! - [`agent`]: all of it together.
 
 pub mod agent;
+pub mod cpu;
 pub mod engine;
 pub mod events;
 pub mod image;

@@ -1065,6 +1065,12 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
                 .await;
         }
     };
+    let cpu_millicores = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("cpu"))
+        .and_then(|q| crate::cpu::millicores(&q.0));
     worker.event(
         "Normal",
         "Created",
@@ -1110,6 +1116,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         stdout: log.stream("stdout"),
         stderr: log.stream("stderr"),
         memory_limit,
+        cpu_millicores,
         preopens,
     };
     // Told to stop (the pod is being deleted), a container first runs its preStop hook. An

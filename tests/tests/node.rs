@@ -512,3 +512,48 @@ spec:
     assert_eq!(files[0], "0.log");
     assert!(files[1].starts_with("0.log."), "{files:?}");
 }
+
+#[test]
+fn a_cpu_limit_holds_a_busy_container_to_its_share() {
+    let server = Server::start().unwrap();
+    import_hello(&server);
+    let pod = |name: &str, resources: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: NODE_NAME
+  restartPolicy: Never
+  containers:
+  - name: hello
+    image: registry.local/hello:1
+    env: [{{name: SPIN_MS, value: "2000"}}]
+    resources: {resources}
+"#
+        )
+    };
+    // Both spin for the same two seconds; the limited one gets a tenth of a CPU.
+    server.apply_on_node(&pod("free", "{}"));
+    server.apply_on_node(&pod("limited", "{limits: {cpu: 100m}}"));
+    let rounds = |name: &str| -> u64 {
+        server.wait_for(name, "{.status.phase}", "Succeeded");
+        let logs = server.kubectl_ok(&["logs", name]);
+        logs.lines()
+            .find_map(|l| {
+                l.strip_prefix("spun ")?
+                    .strip_suffix(" rounds")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no rounds in {logs}"))
+    };
+    let (free, limited) = (rounds("free"), rounds("limited"));
+    // A tenth of a CPU against up to a whole one: far fewer rounds, whatever else the
+    // machine is doing.
+    assert!(
+        limited * 3 < free,
+        "limited {limited} rounds, unlimited {free}"
+    );
+}

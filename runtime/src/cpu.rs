@@ -1,0 +1,148 @@
+//! CPU limits by time slicing: a container with `resources.limits.cpu` may run its guest for
+//! that many CPU-seconds per second. Time in the guest is metered between entering and
+//! leaving Wasm (host calls, such as a sleep or a read, are not charged), and at each epoch
+//! tick (10 ms) a guest that has spent more than its share is paused until its share has
+//! caught up. The share accrues as a token bucket of at most one 100 ms period's worth, as
+//! the kernel's CFS quota per period allows, so a guest idle for a while may burst briefly.
+
+use std::time::{Duration, Instant};
+
+/// The period over which a limit is enforced (CFS's default `cpu.cfs_period_us`).
+pub const PERIOD: Duration = Duration::from_millis(100);
+
+/// A guest's CPU meter.
+#[derive(Debug)]
+pub struct CpuMeter {
+    /// CPUs the guest may use (0.5 for `500m`).
+    cpus: f64,
+    /// CPU time the guest may still use now, in seconds; negative when it is in debt.
+    balance: f64,
+    /// When the balance was last brought up to date.
+    updated: Instant,
+    /// When the guest last entered Wasm, while it runs there.
+    entered: Option<Instant>,
+    /// CPU time spent in Wasm in all.
+    used: Duration,
+}
+
+impl CpuMeter {
+    /// A meter for `millicores` (`limits.cpu` in thousandths of a CPU).
+    pub fn new(millicores: u64, now: Instant) -> Self {
+        let cpus = millicores.max(1) as f64 / 1000.0;
+        CpuMeter {
+            cpus,
+            balance: cpus * PERIOD.as_secs_f64(),
+            updated: now,
+            entered: None,
+            used: Duration::ZERO,
+        }
+    }
+
+    /// The guest starts (or goes back to) running Wasm.
+    pub fn enter(&mut self, now: Instant) {
+        // Already running, or paused (entering again when the pause is over).
+        self.entered.get_or_insert(now);
+    }
+
+    /// The guest leaves Wasm (a host call, or a pause).
+    pub fn leave(&mut self, now: Instant) {
+        if let Some(entered) = self.entered.take() {
+            let ran = now.saturating_duration_since(entered);
+            self.used += ran;
+            self.balance -= ran.as_secs_f64();
+        }
+    }
+
+    /// CPU time spent in Wasm so far.
+    pub fn used(&self) -> Duration {
+        self.used
+    }
+
+    /// At an epoch tick (the guest is in Wasm, though the tick itself may have been counted
+    /// as a host call): how long the guest must pause to stay within its limit, if at all.
+    pub fn tick(&mut self, now: Instant) -> Option<Duration> {
+        self.leave(now);
+        let earned = now.saturating_duration_since(self.updated).as_secs_f64() * self.cpus;
+        self.balance = (self.balance + earned).min(self.cpus * PERIOD.as_secs_f64());
+        self.updated = now;
+        if self.balance >= 0.0 {
+            self.entered = Some(now);
+            return None;
+        }
+        // Paused, the guest is out of Wasm until the pause is over.
+        let pause = Duration::from_secs_f64(-self.balance / self.cpus);
+        self.entered = Some(now + pause);
+        Some(pause)
+    }
+}
+
+/// Thousandths of a CPU in a quantity (`500m`, `2`, `0.25`).
+pub fn millicores(quantity: &str) -> Option<u64> {
+    let value = match quantity.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().ok()?,
+        None => quantity.parse::<f64>().ok()? * 1000.0,
+    };
+    (value.is_finite() && value > 0.0).then(|| value.ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_convert_to_millicores() {
+        assert_eq!(millicores("500m"), Some(500));
+        assert_eq!(millicores("2"), Some(2000));
+        assert_eq!(millicores("0.25"), Some(250));
+        assert_eq!(millicores("0"), None);
+        assert_eq!(millicores("lots"), None);
+    }
+
+    #[test]
+    fn a_busy_guest_is_held_to_its_share() {
+        // Simulated time: a guest that never leaves Wasm, ticked every 10 ms, limited to
+        // 200m, over ten seconds; with the tick itself seen as a host call (`hooks`, as the
+        // engine's call hooks see it) and without.
+        for hooks in [false, true] {
+            let start = Instant::now();
+            let mut meter = CpuMeter::new(200, start);
+            let mut now = start;
+            meter.enter(now);
+            let tick = Duration::from_millis(10);
+            let end = start + Duration::from_secs(10);
+            while now < end {
+                now += tick;
+                if hooks {
+                    meter.leave(now);
+                }
+                let pause = meter.tick(now);
+                if hooks {
+                    meter.enter(now);
+                }
+                if let Some(pause) = pause {
+                    now += pause;
+                }
+            }
+            let share = meter.used().as_secs_f64() / (now - start).as_secs_f64();
+            assert!((0.18..=0.23).contains(&share), "hooks {hooks}: {share}");
+        }
+    }
+
+    #[test]
+    fn time_in_host_calls_is_not_charged() {
+        let start = Instant::now();
+        let mut meter = CpuMeter::new(100, start);
+        let mut now = start;
+        for _ in 0..100 {
+            // 1 ms of Wasm, then 99 ms blocked in a host call: 1% of a CPU.
+            meter.enter(now);
+            now += Duration::from_millis(1);
+            meter.leave(now);
+            now += Duration::from_millis(99);
+            meter.enter(now);
+            assert_eq!(meter.tick(now), None);
+            meter.leave(now);
+        }
+        assert_eq!(meter.used(), Duration::from_millis(100));
+    }
+}
