@@ -1,6 +1,7 @@
 //! The node's one wasmtime engine, the WASI host it links components against, and running a
 //! `wasi:cli/run` component as a container process.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,8 +10,9 @@ use futures::StreamExt;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{CallHook, Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::p2::bindings::Command;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cpu::CpuMeter;
 use crate::image::{Image, ImageError, ImageStore};
@@ -108,6 +110,25 @@ pub struct Runtime {
     linker: Arc<Linker<Host>>,
     /// Names compiled components so that another engine build never loads them.
     engine_key: String,
+    /// Components loaded, checked and linked, by the digest of their image: every pod of an
+    /// image shares one, so a start after the first only instantiates.
+    loaded: Arc<std::sync::Mutex<HashMap<String, Loaded>>>,
+}
+
+/// Components kept loaded at most; past it the cache starts over.
+const LOADED_MAX: usize = 256;
+
+/// A component ready to run: what it is, and its imports linked.
+#[derive(Clone)]
+pub struct Loaded {
+    pub kind: Kind,
+    pre: Pre,
+}
+
+#[derive(Clone)]
+enum Pre {
+    Command(CommandPre<Host>),
+    Http(ProxyPre<Host>),
 }
 
 impl Runtime {
@@ -140,7 +161,32 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             engine_key,
+            loaded: Arc::default(),
         })
+    }
+
+    /// The component of `image`, checked (see [`Runtime::check`]) and linked: from memory when
+    /// a pod of the image started before, else compiled on first use and loaded from the
+    /// compiled cache after.
+    pub fn prepare(&self, images: &ImageStore, image: &Image) -> Result<Loaded, LoadError> {
+        let cache = || self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(loaded) = cache().get(&image.digest) {
+            return Ok(loaded.clone());
+        }
+        let component = self.load(images, image)?;
+        let (kind, linked) = self.check(&component)?;
+        let pre = match kind {
+            Kind::Command => CommandPre::new(linked).map(Pre::Command),
+            Kind::HttpHandler => ProxyPre::new(linked).map(Pre::Http),
+        }
+        .map_err(|e| LoadError::Unsupported(format!("{e:#}")))?;
+        let loaded = Loaded { kind, pre };
+        let mut cache = cache();
+        if cache.len() >= LOADED_MAX {
+            cache.clear();
+        }
+        cache.insert(image.digest.clone(), loaded.clone());
+        Ok(loaded)
     }
 
     /// The component of `image`, compiled on first use and loaded from the compiled cache after.
@@ -172,7 +218,10 @@ impl Runtime {
     }
 
     /// What `component` is, and whether this node provides everything it imports.
-    pub fn check(&self, component: &Component) -> Result<Kind, LoadError> {
+    pub fn check(
+        &self,
+        component: &Component,
+    ) -> Result<(Kind, wasmtime::component::InstancePre<Host>), LoadError> {
         let ty = component.component_type();
         let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
         let kind = if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
@@ -185,10 +234,11 @@ impl Runtime {
         } else {
             return Err(LoadError::NoEntryPoint);
         };
-        self.linker
+        let linked = self
+            .linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::Unsupported(format!("{e:#}")))?;
-        Ok(kind)
+        Ok((kind, linked))
     }
 
     /// A store for one instance: the container's argv, environment, output, volumes and limits.
@@ -273,24 +323,17 @@ impl Runtime {
     /// connections and all.
     pub async fn serve_http(
         &self,
-        component: &Component,
+        loaded: &Loaded,
         spec: RunSpec,
         listeners: Vec<tokio::net::TcpListener>,
         stop: impl std::future::Future<Output = ()>,
     ) -> Exit {
-        let pre = match self
-            .linker
-            .instantiate_pre(component)
-            .and_then(wasmtime_wasi_http::p2::bindings::ProxyPre::new)
-        {
-            Ok(pre) => pre,
-            Err(e) => {
-                return Exit {
-                    code: 128,
-                    reason: "ContainerCannotRun",
-                    message: Some(format!("{e:#}")),
-                };
-            }
+        let Pre::Http(pre) = loaded.pre.clone() else {
+            return Exit {
+                code: 128,
+                reason: "ContainerCannotRun",
+                message: Some("the component is not an HTTP handler".into()),
+            };
         };
         let server = Arc::new(HttpServer {
             runtime: self.clone(),
@@ -348,7 +391,14 @@ impl Runtime {
     }
 
     /// Runs a `wasi:cli/run` component to its end.
-    pub async fn run_command(&self, component: &Component, spec: RunSpec) -> Exit {
+    pub async fn run_command(&self, loaded: &Loaded, spec: RunSpec) -> Exit {
+        let Pre::Command(pre) = loaded.pre.clone() else {
+            return Exit {
+                code: 128,
+                reason: "ContainerCannotRun",
+                message: Some("the component is not a command".into()),
+            };
+        };
         let mut store = match self.store(&spec) {
             Ok(store) => store,
             Err(message) => {
@@ -362,7 +412,7 @@ impl Runtime {
             }
         };
         let outcome = async {
-            let command = Command::instantiate_async(&mut store, component, &self.linker).await?;
+            let command = pre.instantiate_async(&mut store).await?;
             command.wasi_cli_run().call_run(&mut store).await
         }
         .await;
@@ -454,7 +504,7 @@ impl tokio::io::AsyncWrite for LogWriter {
 /// An HTTP component being served: each request gets a fresh instance.
 struct HttpServer {
     runtime: Runtime,
-    pre: wasmtime_wasi_http::p2::bindings::ProxyPre<Host>,
+    pre: ProxyPre<Host>,
     spec: RunSpec,
 }
 

@@ -961,9 +961,9 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     let loaded = {
         let (runtime, images, image) = (ctx.runtime.clone(), ctx.images.clone(), image.clone());
         tokio::task::spawn_blocking(move || {
-            let component = runtime.load(&images, &image)?;
-            let kind = runtime.check(&component)?;
-            Ok::<_, LoadError>((component, kind))
+            let loaded = runtime.prepare(&images, &image)?;
+            let kind = loaded.kind;
+            Ok::<_, LoadError>((loaded, kind))
         })
         .await
         .unwrap_or_else(|e| Err(LoadError::Compile(e.to_string())))
