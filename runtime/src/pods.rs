@@ -75,7 +75,7 @@ impl ContainerReport {
     /// node before (the node restarted) starts again as after a node reboot: its restart count
     /// goes on from the old status, and a run cut short by the restart shows as the last
     /// state, terminated with reason Unknown and exit code 255, as upstream shows it.
-    fn resumed(container: &Container, old: Option<&ContainerStatus>) -> Self {
+    fn resumed(container: &Container, old: Option<&ContainerStatus>, policy: &str) -> Self {
         let mut report = ContainerReport::new(container);
         let Some(old) = old.filter(|o| o.container_id.is_some()) else {
             return report;
@@ -92,8 +92,20 @@ impl ContainerReport {
                 "containerID": old.container_id,
             }});
         } else if let Some(terminated) = &state.terminated {
-            report.restart_count += 1;
-            report.last_state = json!({ "terminated": terminated });
+            let restarts = match policy {
+                "Never" => false,
+                "OnFailure" => terminated.exit_code != 0,
+                _ => true,
+            };
+            if restarts {
+                report.restart_count += 1;
+                report.last_state = json!({ "terminated": terminated });
+            } else {
+                // Finished for good: it keeps its state and does not run again.
+                report.container_id = old.container_id.clone();
+                report.image_id = old.image_id.clone();
+                report.state = json!({ "terminated": terminated });
+            }
         }
         report
     }
@@ -345,18 +357,21 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
     let old = |list: &Option<Vec<ContainerStatus>>, name: &str| {
         list.iter().flatten().find(|s| s.name == name).cloned()
     };
-    let resumed = |containers: &[Container], list: &Option<Vec<ContainerStatus>>| {
+    let resumed = |containers: &[Container], list: &Option<Vec<ContainerStatus>>, policy: &str| {
         containers
             .iter()
-            .map(|c| ContainerReport::resumed(c, old(list, &c.name).as_ref()))
+            .map(|c| ContainerReport::resumed(c, old(list, &c.name).as_ref(), policy))
             .collect::<Vec<_>>()
     };
+    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let report = Report {
+        // Init containers run again in a new sandbox, as upstream runs them.
         init: resumed(
             spec.init_containers.as_deref().unwrap_or_default(),
             &status.init_container_statuses,
+            "Always",
         ),
-        app: resumed(&spec.containers, &status.container_statuses),
+        app: resumed(&spec.containers, &status.container_statuses, policy),
         phase: "Pending",
         initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
         start_time: status
@@ -388,15 +403,19 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
         let message = "Pod sandbox changed, it will be killed and re-created.";
         worker.event("Normal", "SandboxChanged", message, None);
     }
-    let lifecycle = async {
+    let mut lifecycle = Box::pin(async {
         mount_volumes(&worker).await;
         let _refresh = AbortOnDrop(tokio::spawn(refresh_volumes(worker.clone())));
         lifecycle(worker.clone()).await;
-    };
-    tokio::pin!(lifecycle);
-    let grace = tokio::select! {
-        _ = &mut lifecycle => None,
-        grace = stop.wait_for(Option::is_some) => grace.ok().and_then(|g| *g),
+    });
+    // A pod already being deleted when its worker starts runs nothing.
+    let already_deleting = stop.borrow().is_some();
+    let grace = match already_deleting {
+        true => None,
+        false => tokio::select! {
+            _ = &mut lifecycle => None,
+            grace = stop.wait_for(Option::is_some) => grace.ok().and_then(|g| *g),
+        },
     };
     if let Some(grace) = grace {
         // As the kubelet: every running container is told to stop (an HTTP container drains
@@ -416,10 +435,29 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
             let message = format!("Stopping container {name}");
             worker.event("Normal", "Killing", &message, Some(name));
         }
-        if tokio::time::timeout(grace, &mut lifecycle).await.is_err() {
-            tracing::info!(pod = %worker.name(), "the grace period is over; stopping the pod's containers by force");
+        // A later delete may shorten the grace period.
+        let mut deadline = tokio::time::Instant::now() + grace;
+        loop {
+            tokio::select! {
+                _ = &mut lifecycle => break,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::info!(pod = %worker.name(), "the grace period is over; stopping the pod's containers by force");
+                    break;
+                }
+                changed = stop.changed() => {
+                    let shorter = *stop.borrow_and_update();
+                    if changed.is_err() {
+                        break;
+                    }
+                    if let Some(shorter) = shorter {
+                        deadline = deadline.min(tokio::time::Instant::now() + shorter);
+                    }
+                }
+            }
         }
     }
+    // Whatever still runs stops here.
+    drop(lifecycle);
     worker.flush().await;
     if worker.pod.metadata.deletion_timestamp.is_some() || stop.borrow().is_some() {
         finish_deletion(&worker).await;
@@ -437,7 +475,7 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
 
 /// Aborts a task when dropped: the pod worker's helpers end with it, even when the worker
 /// itself is aborted.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -614,7 +652,19 @@ async fn keep_running(
     policy: String,
 ) -> i32 {
     let mut backoff = Backoff::default();
+    // A container that finished for good before the node restarted stays finished.
+    let finished = {
+        let report = worker.report.lock().unwrap_or_else(|p| p.into_inner());
+        let list = if init { &report.init } else { &report.app };
+        list[index].state["terminated"]["exitCode"].as_i64()
+    };
+    if let Some(code) = finished {
+        return code as i32;
+    }
     loop {
+        if worker.is_terminating() {
+            return 0;
+        }
         let started = tokio::time::Instant::now();
         match attempt(&worker, &container, init, index).await {
             Attempt::Exited(exit) => {

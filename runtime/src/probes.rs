@@ -16,6 +16,8 @@ use k8s_openapi::api::core::v1::{Container, Probe as ProbeSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::net::TcpStream;
 
+use crate::pods::AbortOnDrop;
+
 /// What a probe checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -210,9 +212,16 @@ async fn http_get(
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(connection);
-    let mut request = http::Request::get(path)
-        .header(http::header::HOST, &target)
+    // The connection's task goes with this future, also when a timeout drops it.
+    let _driver = AbortOnDrop(tokio::spawn(async move {
+        let _ = connection.await;
+    }));
+    let custom_host = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host"));
+    let mut request = http::Request::get(path);
+    if !custom_host {
+        request = request.header(http::header::HOST, &target);
+    }
+    let mut request = request
         .header(http::header::USER_AGENT, "kube-probe/1.33")
         .header(http::header::ACCEPT, "*/*")
         .header(http::header::CONNECTION, "close");
@@ -226,7 +235,6 @@ async fn http_get(
         .send_request(request)
         .await
         .map_err(|e| e.to_string());
-    driver.abort();
     Ok(response?.status().as_u16())
 }
 

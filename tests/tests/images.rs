@@ -206,16 +206,15 @@ fn a_missing_image_shows_the_registry_message_then_backs_off() {
         "{message}"
     );
     assert!(message.contains("manifest unknown"), "{message}");
-    let waiting = server.wait_for(
+    let message = server.wait_for_nonempty(
         "missing",
-        "{.status.containerStatuses[0].state.waiting.reason}",
-        "ImagePullBackOff",
+        "{.status.containerStatuses[?(@.state.waiting.reason==\"ImagePullBackOff\")].state.waiting.message}",
     );
-    assert_eq!(waiting.trim(), "ImagePullBackOff");
-    let listed = server.kubectl_ok(&["get", "pod", "missing"]);
     assert!(
-        listed.contains("ErrImagePull") || listed.contains("ImagePullBackOff"),
-        "{listed}"
+        message.starts_with(&format!(
+            "Back-off pulling image \"{missing}\": ErrImagePull: "
+        )),
+        "{message}"
     );
     server.wait_for_events(
         "missing",

@@ -25,7 +25,6 @@ fn apply(server: &Server, yaml: &str) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-/// Waits until `jsonpath` of `pod` reads `want`.
 #[test]
 fn the_node_registers_ready_with_capacity_and_renews_its_lease() {
     let server = Server::start().unwrap();
@@ -288,7 +287,6 @@ spec:
     assert!(served.is_some(), "web2 never took over port {port}");
 }
 
-/// Waits until `jsonpath` of `pod` reads something; returns it.
 #[test]
 fn a_component_importing_an_unknown_interface_is_refused_with_an_event() {
     let server = Server::start().unwrap();

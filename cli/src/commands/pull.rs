@@ -22,7 +22,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = super::image::store(args.data_dir)?;
     let registries = super::push::registries(&args.reference, args.insecure)?;
     let pulled = registries
-        .pull(&store, &args.reference, &super::push::keyring())
+        .pull(
+            &store,
+            &args.reference,
+            &skiff_runtime::image::credentials::Keyring::for_user(),
+        )
         .await
         .with_context(|| format!("pulling {}", args.reference))?;
     let image = pulled.image;

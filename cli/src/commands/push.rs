@@ -28,27 +28,12 @@ pub fn registries(reference: &str, insecure: bool) -> anyhow::Result<Registries>
     Ok(Registries::new(insecure))
 }
 
-/// The user's registry credentials: docker's config.json.
-pub fn keyring() -> Keyring {
-    let mut keyring = Keyring::default();
-    let file = match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
-        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")),
-    };
-    if let Some(file) = file
-        && let Err(e) = keyring.add_file(&file)
-    {
-        eprintln!("warning: ignoring registry credentials: {e}");
-    }
-    keyring
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let component =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let registries = registries(&args.reference, args.insecure)?;
     let digest = registries
-        .push(component, &args.reference, &keyring())
+        .push(component, &args.reference, &Keyring::for_user())
         .await
         .with_context(|| format!("pushing {}", args.reference))?;
     println!("pushed: {}", args.reference);

@@ -192,19 +192,26 @@ impl Keyring {
     /// directory, then the docker config of the user running the node.
     pub fn for_node(data_dir: &std::path::Path) -> Keyring {
         let mut keyring = Keyring::default();
-        let mut files = vec![data_dir.join("config.json")];
-        match std::env::var_os("DOCKER_CONFIG") {
-            Some(dir) => files.push(std::path::PathBuf::from(dir).join("config.json")),
-            None => {
-                if let Some(home) = std::env::var_os("HOME") {
-                    files.push(std::path::PathBuf::from(home).join(".docker/config.json"));
-                }
-            }
+        if let Err(e) = keyring.add_file(&data_dir.join("config.json")) {
+            tracing::warn!("ignoring registry credentials: {e}");
         }
-        for file in files {
-            if let Err(e) = keyring.add_file(&file) {
-                tracing::warn!("ignoring registry credentials: {e}");
-            }
+        keyring.extend(Keyring::for_user());
+        keyring
+    }
+
+    /// The docker config of the user: `$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`.
+    pub fn for_user() -> Keyring {
+        let mut keyring = Keyring::default();
+        let file = match std::env::var_os("DOCKER_CONFIG") {
+            Some(dir) => Some(std::path::PathBuf::from(dir).join("config.json")),
+            None => std::env::var_os("HOME")
+                .map(|home| std::path::PathBuf::from(home).join(".docker/config.json")),
+        };
+        if let Some(file) = file
+            && let Err(e) = keyring.add_file(&file)
+        {
+            tracing::warn!("ignoring registry credentials: {e}");
         }
         keyring
     }

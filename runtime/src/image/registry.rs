@@ -164,11 +164,7 @@ impl Registries {
             .pull_manifest_and_config(reference, auth)
             .await
             .map_err(|e| RegistryError::Registry(chain(&e)))?;
-        let repository = normalized.split('@').next().unwrap_or(normalized);
-        let repository = match repository.rfind(':') {
-            Some(colon) if !repository[colon..].contains('/') => &repository[..colon],
-            _ => repository,
-        };
+        let repository = super::store::repository(normalized);
         if let Some(image) = store.resolve(&format!("{repository}@{digest}"))?
             && image.manifest.as_deref() == Some(digest.as_str())
         {

@@ -68,7 +68,7 @@ impl Image {
 }
 
 /// The repository of a normalized reference.
-fn repository(reference: &str) -> &str {
+pub(crate) fn repository(reference: &str) -> &str {
     let name = reference.split('@').next().unwrap_or(reference);
     match name.rfind(':') {
         Some(colon) if !name[colon..].contains('/') => &name[..colon],
