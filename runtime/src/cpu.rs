@@ -4,37 +4,66 @@
 //! tick (10 ms) a guest that has spent more than its share is paused until its share has
 //! caught up. The share accrues as a token bucket of at most one 100 ms period's worth, as
 //! the kernel's CFS quota per period allows, so a guest idle for a while may burst briefly.
+//! All instances of a container (an HTTP container's requests) draw on one share.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The period over which a limit is enforced (CFS's default `cpu.cfs_period_us`).
 pub const PERIOD: Duration = Duration::from_millis(100);
 
-/// A guest's CPU meter.
+/// A container's CPU share, which all its instances draw on (an HTTP container runs an
+/// instance per request).
+#[derive(Debug, Clone)]
+pub struct CpuLimit(Arc<Mutex<Bucket>>);
+
 #[derive(Debug)]
-pub struct CpuMeter {
-    /// CPUs the guest may use (0.5 for `500m`).
+struct Bucket {
+    /// CPUs the container may use (0.5 for `500m`).
     cpus: f64,
-    /// CPU time the guest may still use now, in seconds; negative when it is in debt.
+    /// CPU time it may still use now, in seconds; negative when it is in debt.
     balance: f64,
     /// When the balance was last brought up to date.
     updated: Instant,
-    /// When the guest last entered Wasm, while it runs there.
-    entered: Option<Instant>,
     /// CPU time spent in Wasm in all.
     used: Duration,
 }
 
-impl CpuMeter {
-    /// A meter for `millicores` (`limits.cpu` in thousandths of a CPU).
+impl CpuLimit {
+    /// A share of `millicores` (`limits.cpu` in thousandths of a CPU).
     pub fn new(millicores: u64, now: Instant) -> Self {
         let cpus = millicores.max(1) as f64 / 1000.0;
-        CpuMeter {
+        CpuLimit(Arc::new(Mutex::new(Bucket {
             cpus,
             balance: cpus * PERIOD.as_secs_f64(),
             updated: now,
-            entered: None,
             used: Duration::ZERO,
+        })))
+    }
+
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// CPU time the container's instances have spent in Wasm so far.
+    pub fn used(&self) -> Duration {
+        self.bucket().used
+    }
+}
+
+/// One instance's CPU meter, charging its container's share.
+#[derive(Debug)]
+pub struct CpuMeter {
+    limit: CpuLimit,
+    /// When the guest last entered Wasm, while it runs there (or when a pause ends).
+    entered: Option<Instant>,
+}
+
+impl CpuMeter {
+    pub fn new(limit: &CpuLimit) -> Self {
+        CpuMeter {
+            limit: limit.clone(),
+            entered: None,
         }
     }
 
@@ -48,31 +77,27 @@ impl CpuMeter {
     pub fn leave(&mut self, now: Instant) {
         if let Some(entered) = self.entered.take() {
             let ran = now.saturating_duration_since(entered);
-            self.used += ran;
-            self.balance -= ran.as_secs_f64();
+            let mut bucket = self.limit.bucket();
+            bucket.used += ran;
+            bucket.balance -= ran.as_secs_f64();
         }
-    }
-
-    /// CPU time spent in Wasm so far.
-    pub fn used(&self) -> Duration {
-        self.used
     }
 
     /// At an epoch tick (the guest is in Wasm, though the tick itself may have been counted
-    /// as a host call): how long the guest must pause to stay within its limit, if at all.
+    /// as a host call): how long the guest must pause to keep its container within its limit,
+    /// if at all.
     pub fn tick(&mut self, now: Instant) -> Option<Duration> {
         self.leave(now);
-        let earned = now.saturating_duration_since(self.updated).as_secs_f64() * self.cpus;
-        self.balance = (self.balance + earned).min(self.cpus * PERIOD.as_secs_f64());
-        self.updated = now;
-        if self.balance >= 0.0 {
-            self.entered = Some(now);
-            return None;
-        }
+        let pause = {
+            let mut bucket = self.limit.bucket();
+            let earned = now.saturating_duration_since(bucket.updated).as_secs_f64() * bucket.cpus;
+            bucket.balance = (bucket.balance + earned).min(bucket.cpus * PERIOD.as_secs_f64());
+            bucket.updated = bucket.updated.max(now);
+            (bucket.balance < 0.0).then(|| Duration::from_secs_f64(-bucket.balance / bucket.cpus))
+        };
         // Paused, the guest is out of Wasm until the pause is over.
-        let pause = Duration::from_secs_f64(-self.balance / self.cpus);
-        self.entered = Some(now + pause);
-        Some(pause)
+        self.entered = Some(now + pause.unwrap_or_default());
+        pause
     }
 }
 
@@ -105,7 +130,8 @@ mod tests {
         // engine's call hooks see it) and without.
         for hooks in [false, true] {
             let start = Instant::now();
-            let mut meter = CpuMeter::new(200, start);
+            let limit = CpuLimit::new(200, start);
+            let mut meter = CpuMeter::new(&limit);
             let mut now = start;
             meter.enter(now);
             let tick = Duration::from_millis(10);
@@ -123,7 +149,7 @@ mod tests {
                     now += pause;
                 }
             }
-            let share = meter.used().as_secs_f64() / (now - start).as_secs_f64();
+            let share = limit.used().as_secs_f64() / (now - start).as_secs_f64();
             assert!((0.18..=0.23).contains(&share), "hooks {hooks}: {share}");
         }
     }
@@ -131,7 +157,8 @@ mod tests {
     #[test]
     fn time_in_host_calls_is_not_charged() {
         let start = Instant::now();
-        let mut meter = CpuMeter::new(100, start);
+        let limit = CpuLimit::new(100, start);
+        let mut meter = CpuMeter::new(&limit);
         let mut now = start;
         for _ in 0..100 {
             // 1 ms of Wasm, then 99 ms blocked in a host call: 1% of a CPU.
@@ -143,6 +170,32 @@ mod tests {
             assert_eq!(meter.tick(now), None);
             meter.leave(now);
         }
-        assert_eq!(meter.used(), Duration::from_millis(100));
+        assert_eq!(limit.used(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn instances_of_a_container_share_its_limit() {
+        // Two busy instances (two requests at once) under one 200m limit: together they get
+        // a fifth of a CPU, not two fifths.
+        let start = Instant::now();
+        let limit = CpuLimit::new(200, start);
+        let mut meters = [CpuMeter::new(&limit), CpuMeter::new(&limit)];
+        let mut paused_until = [start; 2];
+        let mut now = start;
+        for meter in &mut meters {
+            meter.enter(now);
+        }
+        while now < start + Duration::from_secs(10) {
+            now += Duration::from_millis(10);
+            for (meter, until) in meters.iter_mut().zip(&mut paused_until) {
+                if *until <= now
+                    && let Some(pause) = meter.tick(now)
+                {
+                    *until = now + pause;
+                }
+            }
+        }
+        let share = limit.used().as_secs_f64() / (now - start).as_secs_f64();
+        assert!((0.18..=0.25).contains(&share), "{share}");
     }
 }

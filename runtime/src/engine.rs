@@ -14,7 +14,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::cpu::CpuMeter;
+use crate::cpu::{CpuLimit, CpuMeter};
 use crate::image::{Image, ImageError, ImageStore};
 use crate::logs::StreamWriter;
 
@@ -81,8 +81,8 @@ pub struct RunSpec {
     pub stderr: StreamWriter,
     /// `resources.limits.memory`, in bytes.
     pub memory_limit: Option<usize>,
-    /// `resources.limits.cpu`, in thousandths of a CPU.
-    pub cpu_millicores: Option<u64>,
+    /// `resources.limits.cpu`: the share all the container's instances draw on.
+    pub cpu: Option<CpuLimit>,
     /// Volumes, at their mount paths.
     pub preopens: Vec<Preopen>,
 }
@@ -281,10 +281,10 @@ impl Runtime {
         // Yield to the scheduler at every epoch tick, so a busy guest shares its thread and can
         // be stopped; a guest with a CPU limit is metered, and paused at a tick when it has
         // used more than its share.
-        match spec.cpu_millicores {
+        match &spec.cpu {
             None => store.epoch_deadline_async_yield_and_update(1),
-            Some(millicores) => {
-                store.data_mut().cpu = Some(CpuMeter::new(millicores, Instant::now()));
+            Some(limit) => {
+                store.data_mut().cpu = Some(CpuMeter::new(limit));
                 store.call_hook(|mut ctx, hook| {
                     if let Some(meter) = ctx.data_mut().cpu.as_mut() {
                         match hook {

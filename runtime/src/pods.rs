@@ -1166,7 +1166,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         stdout: log.stream("stdout"),
         stderr: log.stream("stderr"),
         memory_limit,
-        cpu_millicores,
+        cpu: cpu_millicores.map(|m| crate::cpu::CpuLimit::new(m, std::time::Instant::now())),
         preopens,
     };
     // Told to stop (the pod is being deleted), a container first runs its preStop hook. An
