@@ -30,8 +30,18 @@ fn server_url(server: &Server) -> String {
 
 fn join(server: &Server, name: &str, token: &str) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
-    let child = Command::new(skiff_binary())
+    let child = spawn_node(server, name, token, dir.path());
+    Node { child, dir }
+}
+
+/// Starts `skiff node` with its data in `dir` (appending to its log there).
+fn spawn_node(server: &Server, name: &str, token: &str, dir: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .unwrap();
+    Command::new(skiff_binary())
         .args([
             "node",
             "--server",
@@ -42,13 +52,27 @@ fn join(server: &Server, name: &str, token: &str) -> Node {
             name,
         ])
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(dir)
         .env("SKIFF_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .unwrap();
-    Node { child, dir }
+        .unwrap()
+}
+
+fn wait_ready(server: &Server, node: &Node, name: &str) {
+    eventually(Duration::from_secs(60), || {
+        let out = server.kubectl(&["get", "node", name, "--no-headers"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains(" Ready ")
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{name} never became Ready: {}",
+            std::fs::read_to_string(node.dir.path().join("node.log")).unwrap_or_default()
+        )
+    });
 }
 
 fn lease_renewed(server: &Server, node: &str) -> String {
@@ -71,18 +95,7 @@ fn a_node_joins_with_the_token_runs_pods_and_goes_stale_when_stopped() {
     let server = Server::start().unwrap();
     let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
     let mut node = join(&server, "edge-1", token.trim());
-    eventually(Duration::from_secs(60), || {
-        let out = server.kubectl(&["get", "node", "edge-1", "--no-headers"]);
-        String::from_utf8_lossy(&out.stdout)
-            .contains(" Ready ")
-            .then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "edge-1 never became Ready: {}",
-            std::fs::read_to_string(node.dir.path().join("node.log")).unwrap_or_default()
-        )
-    });
+    wait_ready(&server, &node, "edge-1");
     // Each node has a pod range of its own.
     let ranges = eventually(Duration::from_secs(30), || {
         let out = server.kubectl_ok(&[
@@ -194,4 +207,79 @@ fn a_wrong_token_is_refused() {
             .status
             .success()
     );
+}
+
+#[test]
+fn a_pod_deleted_while_its_node_was_away_never_starts() {
+    let server = Server::start().unwrap();
+    let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
+    let mut node = join(&server, "edge-2", token.trim());
+    wait_ready(&server, &node, "edge-2");
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+
+    // While the node is away, a pod is bound to it and deleted; a finalizer keeps the pod
+    // around, so that what the node does with it can be seen.
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: never, finalizers: [skiff.test/hold]}
+spec:
+  nodeName: edge-2
+  restartPolicy: Never
+  containers:
+  - {name: hello, image: registry.local/hello:1}
+"#;
+    let out = server.kubectl_stdin(&["apply", "-f", "-"], pod);
+    assert!(out.status.success(), "{}", text(&out));
+    server.kubectl_ok(&["delete", "pod", "never", "--wait=false"]);
+    let wasm = sample("hello");
+    let out = Command::new(skiff_binary())
+        .args([
+            "image",
+            "import",
+            wasm.to_str().unwrap(),
+            "--name",
+            "registry.local/hello:1",
+        ])
+        .arg("--data-dir")
+        .arg(node.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    node.child = spawn_node(&server, "edge-2", token.trim(), node.dir.path());
+    // The node finishes the deletion (grace period 0) without starting anything.
+    server.wait_for("never", "{.metadata.deletionGracePeriodSeconds}", "0");
+    let events = server.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=never",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    for reason in ["Pulled", "Created", "Started"] {
+        assert!(!events.contains(reason), "{reason} in {events}");
+    }
+    let state = server.kubectl_ok(&[
+        "get",
+        "pod",
+        "never",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].state}",
+    ]);
+    assert!(
+        !state.contains("running") && !state.contains("terminated"),
+        "{state}"
+    );
+    server.kubectl_ok(&[
+        "patch",
+        "pod",
+        "never",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
+    ]);
+    server.kubectl_ok(&["wait", "--for=delete", "pod/never", "--timeout=30s"]);
 }
