@@ -12,6 +12,20 @@ struct Node {
     dir: tempfile::TempDir,
 }
 
+impl Node {
+    /// Imports the hello sample into the node's own store as `registry.local/hello:1`.
+    fn import_hello(&self) {
+        let wasm = sample("hello");
+        let out = Command::new(skiff_binary())
+            .args(["image", "import", wasm.to_str().unwrap()])
+            .args(["--name", "registry.local/hello:1", "--data-dir"])
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -124,20 +138,7 @@ fn a_node_joins_with_the_token_runs_pods_and_goes_stale_when_stopped() {
     assert_eq!(mode & 0o777, 0o600);
 
     // A pod bound to the joined node runs there, from that node's own image store.
-    let wasm = sample("hello");
-    let out = Command::new(skiff_binary())
-        .args([
-            "image",
-            "import",
-            wasm.to_str().unwrap(),
-            "--name",
-            "registry.local/hello:1",
-        ])
-        .arg("--data-dir")
-        .arg(node.dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    node.import_hello();
     let pod = r#"
 apiVersion: v1
 kind: Pod
@@ -233,20 +234,7 @@ spec:
     let out = server.kubectl_stdin(&["apply", "-f", "-"], pod);
     assert!(out.status.success(), "{}", text(&out));
     server.kubectl_ok(&["delete", "pod", "never", "--wait=false"]);
-    let wasm = sample("hello");
-    let out = Command::new(skiff_binary())
-        .args([
-            "image",
-            "import",
-            wasm.to_str().unwrap(),
-            "--name",
-            "registry.local/hello:1",
-        ])
-        .arg("--data-dir")
-        .arg(node.dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    node.import_hello();
 
     node.child = spawn_node(&server, "edge-2", token.trim(), node.dir.path());
     // The node finishes the deletion (grace period 0) without starting anything.
