@@ -74,31 +74,53 @@ const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "
 async fn seed(store: &Store) -> Result<(), ServerError> {
     let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are served");
     for name in INITIAL_NAMESPACES {
-        let key = Key::new(&namespaces.storage_name(), "", name);
-        let seed_error = |source| ServerError::Seed {
-            name: name.to_string(),
-            source,
-        };
-        if store.get(&key).await.map_err(seed_error)?.is_some() {
-            continue;
-        }
-        let mut ns = json!({
+        let ns = json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": api::now_rfc3339(),
-                "labels": {"kubernetes.io/metadata.name": name},
-            },
+            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
         });
-        registry::apply_defaults(namespaces, &mut ns);
-        match store.write(Write::Create { key, value: ns }).await {
-            Ok(_) | Err(StoreError::AlreadyExists) => {}
-            Err(e) => return Err(seed_error(e)),
-        }
+        seed_object(store, namespaces, name, ns).await?;
     }
-    Ok(())
+    // The default StorageClass, whose claims the nodes provision from their own disks (the
+    // provisioner's name is the one skiff-runtime's storage module uses).
+    let classes = registry::find("storage.k8s.io", "v1", "storageclasses")
+        .expect("storage classes are served");
+    let local_path = json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "local-path",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "skiff.dev/local-path",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    });
+    seed_object(store, classes, "local-path", local_path).await
+}
+
+/// Creates a cluster-scoped object at first start; an existing one is left as it is.
+async fn seed_object(
+    store: &Store,
+    resource: &registry::Resource,
+    name: &str,
+    mut object: serde_json::Value,
+) -> Result<(), ServerError> {
+    let key = Key::new(&resource.storage_name(), "", name);
+    let seed_error = |source| ServerError::Seed {
+        name: name.to_string(),
+        source,
+    };
+    if store.get(&key).await.map_err(seed_error)?.is_some() {
+        return Ok(());
+    }
+    object["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
+    object["metadata"]["creationTimestamp"] = api::now_rfc3339().into();
+    registry::apply_defaults(resource, &mut object);
+    match store.write(Write::Create { key, value: object }).await {
+        Ok(_) | Err(StoreError::AlreadyExists) => Ok(()),
+        Err(e) => Err(seed_error(e)),
+    }
 }
 
 fn tls_config(

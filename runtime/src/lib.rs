@@ -9,6 +9,7 @@
 //! - [`node`]: the Node object and its Lease;
 //! - [`pods`]: one pod's lifecycle;
 //! - [`probes`]: startup, liveness and readiness probes;
+//! - [`storage`]: persistent volumes provisioned from the node's disk;
 //! - [`volumes`]: a pod's volumes as preopened directories;
 //! - [`agent`]: all of it together.
 
@@ -21,4 +22,5 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod storage;
 pub mod volumes;

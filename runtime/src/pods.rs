@@ -409,13 +409,22 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
         lifecycle(worker.clone()).await;
     });
     // A pod already being deleted when its worker starts runs nothing.
-    let already_deleting = stop.borrow().is_some();
-    let grace = match already_deleting {
-        true => None,
-        false => tokio::select! {
-            _ = &mut lifecycle => None,
-            grace = stop.wait_for(Option::is_some) => grace.ok().and_then(|g| *g),
-        },
+    let grace = if stop.borrow().is_some() {
+        None
+    } else {
+        let ended = tokio::select! {
+            _ = &mut lifecycle => true,
+            _ = stop.wait_for(Option::is_some) => false,
+        };
+        if ended {
+            // The pod ran to its end; its worker stays until the pod is deleted, to remove it
+            // then.
+            worker.flush().await;
+            let _ = stop.wait_for(Option::is_some).await;
+            None
+        } else {
+            *stop.borrow()
+        }
     };
     if let Some(grace) = grace {
         // As the kubelet: every running container is told to stop (an HTTP container drains
@@ -507,7 +516,11 @@ async fn mount_volumes(worker: &Arc<Worker>) {
     let dir = worker.ctx.volumes_dir.join(worker.uid());
     let mut backoff = Backoff(Duration::from_secs(1));
     loop {
-        match crate::volumes::prepare(&worker.ctx.client, &worker.pod, &dir).await {
+        let storage = crate::storage::LocalStorage {
+            node: &worker.ctx.node,
+            dir: &worker.ctx.data_dir.join("storage"),
+        };
+        match crate::volumes::prepare(&worker.ctx.client, &worker.pod, &dir, &storage).await {
             Ok(prepared) => {
                 let _ = worker.volumes.set(prepared);
                 return;

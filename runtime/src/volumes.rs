@@ -1,7 +1,8 @@
 //! A pod's volumes as host directories that its containers get preopened at their mount paths:
 //! emptyDir (shared by all the pod's containers), configMap, secret, downwardAPI and projected
 //! (files written by the node, kept up to date while the pod runs, as the kubelet does, except
-//! for immutable objects and subPath mounts), and hostPath.
+//! for immutable objects and subPath mounts), hostPath, and persistentVolumeClaim (see
+//! [`crate::storage`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub async fn prepare(
     client: &kube::Client,
     pod: &Pod,
     dir: &Path,
+    storage: &crate::storage::LocalStorage<'_>,
 ) -> Result<BTreeMap<String, Prepared>, MountError> {
     let mut prepared = BTreeMap::new();
     for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
@@ -65,6 +67,16 @@ pub async fn prepare(
             Prepared {
                 host: path,
                 always_read_only: false,
+                projected: false,
+            }
+        } else if let Some(claim) = &volume.persistent_volume_claim {
+            let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+            let host = crate::storage::claim_path(client, namespace, &claim.claim_name, storage)
+                .await
+                .map_err(fail)?;
+            Prepared {
+                host,
+                always_read_only: claim.read_only == Some(true),
                 projected: false,
             }
         } else if volume.empty_dir.is_some() {

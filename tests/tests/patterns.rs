@@ -249,3 +249,97 @@ spec:
         .unwrap_or_default();
     assert!(left.is_empty(), "the pod's logs stay behind: {left:?}");
 }
+
+#[test]
+fn a_claim_is_provisioned_on_its_node_and_outlives_its_pods() {
+    let server = Server::start().unwrap();
+    server.import_samples();
+    let classes = server.kubectl_ok(&["get", "storageclass"]);
+    assert!(classes.contains("local-path (default)"), "{classes}");
+    let pod = |name: &str, image: &str, env: &str, claim: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: NODE_NAME
+  restartPolicy: Never
+  volumes: [{{name: data, persistentVolumeClaim: {{claimName: {claim}}}}}]
+  containers:
+  - name: app
+    image: samples.skiff.local/{image}:0.1.0
+    env: {env}
+    volumeMounts: [{{name: data, mountPath: /data}}]
+"#
+        )
+    };
+    server.apply_on_node(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: notes}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 64Mi}}
+"#,
+    );
+    server.apply_on_node(&pod(
+        "writer",
+        "prepare",
+        "[{name: TARGET, value: /data/note}, {name: CONTENT, value: kept}]",
+        "notes",
+    ));
+    server.wait_for("writer", "{.status.phase}", "Succeeded");
+    let claim = server.kubectl_ok(&[
+        "get",
+        "pvc",
+        "notes",
+        "-o",
+        "jsonpath={.status.phase} {.spec.volumeName} {.metadata.uid}",
+    ]);
+    let fields: Vec<&str> = claim.split_whitespace().collect();
+    assert_eq!(fields[0], "Bound", "{claim}");
+    assert_eq!(fields[1], format!("pvc-{}", fields[2]), "{claim}");
+    let volume = server.kubectl_ok(&[
+        "get",
+        "pv",
+        fields[1],
+        "-o",
+        "jsonpath={.status.phase} {.spec.claimRef.name} {.spec.storageClassName} \
+         {.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}",
+    ]);
+    assert_eq!(
+        volume.split_whitespace().collect::<Vec<_>>(),
+        ["Bound", "notes", "local-path", server.node_name().as_str()],
+        "{volume}"
+    );
+    let events = server.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=notes",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(events.contains("ProvisioningSucceeded"), "{events}");
+
+    // The data outlives the pod that wrote it.
+    server.kubectl_ok(&["delete", "pod", "writer"]);
+    server.apply_on_node(&pod(
+        "reader",
+        "readfile",
+        "[{name: FILE, value: /data/note}, {name: ROUNDS, value: \"1\"}]",
+        "notes",
+    ));
+    server.wait_for("reader", "{.status.phase}", "Succeeded");
+    let logs = server.kubectl_ok(&["logs", "reader"]);
+    assert!(logs.contains("/data/note: kept"), "{logs}");
+
+    // A claim that does not exist keeps the pod from starting, with the kubelet's words.
+    server.apply_on_node(&pod("orphan", "readfile", "[]", "nowhere"));
+    server.wait_for_events(
+        "orphan",
+        &["FailedMount: MountVolume.SetUp failed for volume \"data\" : persistentvolumeclaim \"nowhere\" not found"],
+    );
+}
