@@ -296,11 +296,13 @@ spec:
         "pvc",
         "notes",
         "-o",
-        "jsonpath={.status.phase} {.spec.volumeName} {.metadata.uid}",
+        "jsonpath={.status.phase} {.spec.volumeName} {.metadata.uid} {.spec.storageClassName}",
     ]);
     let fields: Vec<&str> = claim.split_whitespace().collect();
     assert_eq!(fields[0], "Bound", "{claim}");
     assert_eq!(fields[1], format!("pvc-{}", fields[2]), "{claim}");
+    // Created without a class, the claim got the default one.
+    assert_eq!(fields[3], "local-path", "{claim}");
     let volume = server.kubectl_ok(&[
         "get",
         "pv",

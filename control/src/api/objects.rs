@@ -273,6 +273,36 @@ pub async fn list(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respons
     })
 }
 
+/// Upstream's DefaultStorageClass admission: a claim created without `storageClassName` gets
+/// the default class (the newest one annotated `storageclass.kubernetes.io/is-default-class`).
+/// An explicit empty class stays empty.
+async fn default_storage_class(state: &ApiState, claim: &mut Value) -> Result<(), ApiError> {
+    if claim["spec"].get("storageClassName").is_some() {
+        return Ok(());
+    }
+    let classes = registry::find("storage.k8s.io", "v1", "storageclasses")
+        .expect("storage classes are served");
+    let (items, _, _) =
+        list_objects(state, classes, None, &Selectors::default(), None, None).await?;
+    let default = items
+        .iter()
+        .filter(|c| {
+            c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+        })
+        .max_by(|a, b| {
+            let created = |c: &Value| {
+                c["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .map(str::to_string)
+            };
+            created(a).cmp(&created(b))
+        });
+    if let (Some(class), Some(spec)) = (default, claim["spec"].as_object_mut()) {
+        spec.insert("storageClassName".into(), class["metadata"]["name"].clone());
+    }
+    Ok(())
+}
+
 /// Runs admission on an object about to be written: unknown fields (per `fieldValidation`),
 /// defaults, upstream validation, and the type check against the kind's k8s-openapi type.
 /// Returns the normalized object and any warnings.
@@ -552,6 +582,9 @@ pub async fn create_value(
     }
     if r.kind == "Pod" && r.group.is_empty() {
         object["status"] = json!({"phase": "Pending", "qosClass": qos_class(&object)});
+    }
+    if r.kind == "PersistentVolumeClaim" && r.group.is_empty() {
+        default_storage_class(state, &mut object).await?;
     }
     let (mut object, warnings) = admit(request, r, object, None)?;
     if record {
