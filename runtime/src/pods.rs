@@ -467,7 +467,6 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
     }
     // Whatever still runs stops here.
     drop(lifecycle);
-    worker.flush().await;
     if worker.pod.metadata.deletion_timestamp.is_some() || stop.borrow().is_some() {
         finish_deletion(&worker).await;
         // The pod's volumes and logs go with it, as the kubelet removes them.

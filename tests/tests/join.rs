@@ -74,6 +74,16 @@ fn spawn_node(server: &Server, name: &str, token: &str, dir: &std::path::Path) -
         .unwrap()
 }
 
+/// A server, its join token, and node `name` joined to it and Ready.
+fn server_with_node(name: &str) -> (Server, String, Node) {
+    let server = Server::start().unwrap();
+    let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
+    let token = token.trim().to_string();
+    let node = join(&server, name, &token);
+    wait_ready(&server, &node, name);
+    (server, token, node)
+}
+
 fn wait_ready(server: &Server, node: &Node, name: &str) {
     eventually(Duration::from_secs(60), || {
         let out = server.kubectl(&["get", "node", name, "--no-headers"]);
@@ -106,10 +116,7 @@ fn lease_renewed(server: &Server, node: &str) -> String {
 
 #[test]
 fn a_node_joins_with_the_token_runs_pods_and_goes_stale_when_stopped() {
-    let server = Server::start().unwrap();
-    let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
-    let mut node = join(&server, "edge-1", token.trim());
-    wait_ready(&server, &node, "edge-1");
+    let (server, _, mut node) = server_with_node("edge-1");
     // Each node has a pod range of its own.
     let ranges = eventually(Duration::from_secs(30), || {
         let out = server.kubectl_ok(&[
@@ -212,10 +219,7 @@ fn a_wrong_token_is_refused() {
 
 #[test]
 fn a_pod_deleted_while_its_node_was_away_never_starts() {
-    let server = Server::start().unwrap();
-    let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
-    let mut node = join(&server, "edge-2", token.trim());
-    wait_ready(&server, &node, "edge-2");
+    let (server, token, mut node) = server_with_node("edge-2");
     let _ = node.child.kill();
     let _ = node.child.wait();
 
@@ -236,7 +240,7 @@ spec:
     server.kubectl_ok(&["delete", "pod", "never", "--wait=false"]);
     node.import_hello();
 
-    node.child = spawn_node(&server, "edge-2", token.trim(), node.dir.path());
+    node.child = spawn_node(&server, "edge-2", &token, node.dir.path());
     // The node finishes the deletion (grace period 0) without starting anything.
     server.wait_for("never", "{.metadata.deletionGracePeriodSeconds}", "0");
     let events = server.kubectl_ok(&[

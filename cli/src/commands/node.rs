@@ -26,19 +26,8 @@ pub struct Args {
     /// The address the node reports and serves HTTP containers on.
     #[arg(long, env = "SKIFF_NODE_ADDRESS", default_value = "127.0.0.1")]
     address: String,
-    /// A registry (HOST:PORT) to pull from over plain HTTP instead of HTTPS (repeatable).
-    #[arg(
-        long = "insecure-registry",
-        env = "SKIFF_INSECURE_REGISTRY",
-        value_delimiter = ','
-    )]
-    insecure_registry: Vec<String>,
-    /// Rotate a container's log once it reaches this size (the kubelet's containerLogMaxSize).
-    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = super::server::log_size)]
-    container_log_max_size: u64,
-    /// Log files kept per container run, the current one included (containerLogMaxFiles).
-    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
-    container_log_max_files: u64,
+    #[command(flatten)]
+    agent: AgentFlags,
 }
 
 async fn client_from(kubeconfig: &str) -> anyhow::Result<kube::Client> {
@@ -141,19 +130,56 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let client = client_from(&kubeconfig).await?;
     tracing::info!(node = %name, server = %server, "node agent starting");
-    let config = skiff_runtime::agent::AgentConfig {
-        name,
-        data_dir: node_dir,
-        address: args.address,
-        max_pods: 1000,
-        insecure_registries: args.insecure_registry,
-        log_rotation: skiff_runtime::logs::Rotation {
-            max_size: args.container_log_max_size,
-            max_files: args.container_log_max_files as usize,
-        },
-    };
+    let config = args.agent.config(name, node_dir, args.address);
     tokio::select! {
         result = skiff_runtime::agent::run(client, config) => result,
         _ = super::server::shutdown_signal() => Ok(()),
     }
+}
+
+/// How a node agent runs, on `skiff node` and on `skiff server` alike.
+#[derive(Debug, clap::Args)]
+pub struct AgentFlags {
+    /// A registry (HOST:PORT) to pull from over plain HTTP instead of HTTPS (repeatable).
+    #[arg(
+        long = "insecure-registry",
+        env = "SKIFF_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    insecure_registry: Vec<String>,
+    /// Rotate a container's log once it reaches this size (the kubelet's containerLogMaxSize).
+    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = log_size)]
+    container_log_max_size: u64,
+    /// Log files kept per container run, the current one included (containerLogMaxFiles).
+    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
+    container_log_max_files: u64,
+}
+
+impl AgentFlags {
+    /// The agent of node `name`, keeping its data in `data_dir` and reporting `address`.
+    pub fn config(
+        self,
+        name: String,
+        data_dir: std::path::PathBuf,
+        address: String,
+    ) -> skiff_runtime::agent::AgentConfig {
+        skiff_runtime::agent::AgentConfig {
+            name,
+            data_dir,
+            address,
+            max_pods: 1000,
+            insecure_registries: self.insecure_registry,
+            log_rotation: skiff_runtime::logs::Rotation {
+                max_size: self.container_log_max_size,
+                max_files: self.container_log_max_files as usize,
+            },
+        }
+    }
+}
+
+/// A log size: a byte count or a quantity (`10Mi`, `512Ki`).
+fn log_size(value: &str) -> Result<u64, String> {
+    skiff_runtime::pods::quantity_bytes(value)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{value:?} is not a size such as 10Mi"))
 }

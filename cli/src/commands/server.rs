@@ -33,19 +33,8 @@ pub struct Args {
     /// The name of the node running in this process [default: the host name].
     #[arg(long, env = "SKIFF_NODE_NAME")]
     node_name: Option<String>,
-    /// A registry (HOST:PORT) to pull from over plain HTTP instead of HTTPS (repeatable).
-    #[arg(
-        long = "insecure-registry",
-        env = "SKIFF_INSECURE_REGISTRY",
-        value_delimiter = ','
-    )]
-    insecure_registry: Vec<String>,
-    /// Rotate a container's log once it reaches this size (the kubelet's containerLogMaxSize).
-    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = log_size)]
-    container_log_max_size: u64,
-    /// Log files kept per container run, the current one included (containerLogMaxFiles).
-    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
-    container_log_max_files: u64,
+    #[command(flatten)]
+    agent: super::node::AgentFlags,
 }
 
 /// Where a node keeps its images and pod logs under a data directory.
@@ -91,23 +80,16 @@ pub fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = data_dir(args.data_dir)?;
-    let agent = (!args.disable_agent).then(|| skiff_runtime::agent::AgentConfig {
-        name: args
-            .node_name
-            .unwrap_or_else(skiff_runtime::agent::hostname),
-        data_dir: node_dir(&data_dir),
-        address: if args.listen.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            args.listen.ip().to_string()
-        },
-        max_pods: 1000,
-        insecure_registries: args.insecure_registry,
-        log_rotation: skiff_runtime::logs::Rotation {
-            max_size: args.container_log_max_size,
-            max_files: args.container_log_max_files as usize,
-        },
-    });
+    let address = if args.listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.listen.ip().to_string()
+    };
+    let name = args
+        .node_name
+        .unwrap_or_else(skiff_runtime::agent::hostname);
+    let agent =
+        (!args.disable_agent).then(|| args.agent.config(name, node_dir(&data_dir), address));
     let config = ServerConfig {
         data_dir,
         listen: args.listen,
@@ -162,11 +144,4 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-}
-
-/// A log size: a byte count or a quantity (`10Mi`, `512Ki`).
-pub fn log_size(value: &str) -> Result<u64, String> {
-    skiff_runtime::pods::quantity_bytes(value)
-        .filter(|b| *b > 0)
-        .ok_or_else(|| format!("{value:?} is not a size such as 10Mi"))
 }
