@@ -7,6 +7,7 @@ pub mod errors;
 pub mod fieldmanager;
 pub mod logs;
 pub mod namespaces;
+pub mod node_client;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;
@@ -36,7 +37,6 @@ use crate::store::Store;
 /// The largest request body accepted, as upstream's apiserver.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// What every handler shares.
 /// The node agent running in the API server's process: its pods' logs are read from its files.
 #[derive(Clone)]
 pub struct LocalNode {
@@ -52,8 +52,11 @@ impl std::fmt::Debug for LocalNode {
     }
 }
 
+/// What every handler shares.
 pub struct ApiState {
     pub local_node: Option<LocalNode>,
+    /// Reaches the other nodes' endpoints.
+    pub nodes: node_client::NodeClient,
     pub store: Store,
     /// The namespaces, for the check every namespaced create makes.
     pub namespaces: namespaces::Namespaces,

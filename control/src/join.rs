@@ -3,16 +3,21 @@
 //! (`GET /skiff/v1/ca`, open to anyone: it is public), checks it against the token's hash, then
 //! presents the secret (`POST /skiff/v1/join` with `Authorization: Bearer SECRET` and its name)
 //! and receives its own client certificate, for `system:node:NAME` in group `system:nodes`.
+//! On every start a node then asks, with that credential, for a serving certificate for its
+//! name and addresses (`POST /skiff/v1/serving-certificate`), as a k3s agent asks for its
+//! kubelet's: the API server reaches the node's endpoint through it.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::auth::UserInfo;
 use crate::pki::{Authority, PkiError};
 
 /// The group every node's credential names.
@@ -124,11 +129,80 @@ pub fn routes(authority: Arc<Authority>, token: Token) -> axum::Router {
         )
         .route(
             "/skiff/v1/join",
-            post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let (authority, token) = (authority.clone(), token.clone());
-                async move { join(&authority, &token, &headers, &body) }
+            post({
+                let authority = authority.clone();
+                move |headers: HeaderMap, body: axum::body::Bytes| {
+                    let (authority, token) = (authority.clone(), token.clone());
+                    async move { join(&authority, &token, &headers, &body) }
+                }
             }),
         )
+        .route(
+            "/skiff/v1/serving-certificate",
+            post(
+                move |user: Option<Extension<UserInfo>>, body: axum::body::Bytes| {
+                    let authority = authority.clone();
+                    async move { serving_certificate(&authority, user.map(|u| u.0), &body) }
+                },
+            ),
+        )
+}
+
+#[derive(serde::Deserialize)]
+struct ServingRequest {
+    addresses: Vec<String>,
+}
+
+/// Issues a node its serving certificate, for its own name and the addresses it names.
+fn serving_certificate(authority: &Authority, user: Option<UserInfo>, body: &[u8]) -> Response {
+    let Some(user) = user else {
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    };
+    let node = user
+        .name
+        .strip_prefix("system:node:")
+        .filter(|_| user.groups.iter().any(|g| g == NODES));
+    let Some(node) = node else {
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!(
+                "user \"{}\" is not a node: only nodes get serving certificates",
+                user.name
+            ),
+        );
+    };
+    let request: ServingRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("the serving certificate request is not valid JSON: {e}"),
+            );
+        }
+    };
+    let mut names = vec![node.to_string()];
+    for address in request.addresses {
+        if !names.contains(&address) {
+            names.push(address);
+        }
+    }
+    match authority.issue_serving(&user.name, &names) {
+        Ok(credential) => json_response(
+            StatusCode::OK,
+            &json!({
+                "ca": authority.ca.cert_pem,
+                "certificate": credential.cert_pem,
+                "key": credential.key_pem,
+            }),
+        ),
+        Err(e) => status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            &format!("addresses: Invalid value: {names:?}: {e}"),
+        ),
+    }
 }
 
 fn join(authority: &Authority, token: &Token, headers: &HeaderMap, body: &[u8]) -> Response {

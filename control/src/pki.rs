@@ -18,6 +18,8 @@ pub enum PkiError {
     },
     #[error("making certificate {what}: {source}")]
     Certificate { what: String, source: rcgen::Error },
+    #[error("setting up TLS: {0}")]
+    Tls(String),
 }
 
 /// A certificate and its private key, both PEM.
@@ -173,10 +175,23 @@ impl Authority {
         {
             return Ok(CertifiedKey { cert_pem, key_pem });
         }
+        let out = self.issue_serving("skiff-apiserver", names)?;
+        write(&key_path, &out.key_pem)?;
+        write(&cert_path, &out.cert_pem)?;
+        write(&names_path, &wanted)?;
+        Ok(out)
+    }
+
+    /// A new serving certificate for `names` (DNS names or IP addresses), kept nowhere.
+    pub fn issue_serving(
+        &self,
+        common_name: &str,
+        names: &[String],
+    ) -> Result<CertifiedKey, PkiError> {
         let key = KeyPair::generate().map_err(cert_error("serving key"))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "skiff-apiserver");
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.subject_alt_names = names
             .iter()
@@ -195,14 +210,10 @@ impl Authority {
         let cert = params
             .signed_by(&key, &self.issuer()?)
             .map_err(cert_error("serving"))?;
-        let out = CertifiedKey {
+        Ok(CertifiedKey {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
-        };
-        write(&key_path, &out.key_pem)?;
-        write(&cert_path, &out.cert_pem)?;
-        write(&names_path, &wanted)?;
-        Ok(out)
+        })
     }
 
     /// A client certificate naming `user` (CommonName) in `groups` (Organization), as Kubernetes reads them.

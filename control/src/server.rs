@@ -235,6 +235,7 @@ pub async fn run(
     let url = format!("https://{host}:{}", local.port());
     let state = Arc::new(ApiState {
         local_node: config.local_node.clone(),
+        nodes: crate::api::node_client::NodeClient::new(&authority)?,
         namespaces: crate::api::namespaces::Namespaces::follow(store.clone()),
         store,
         advertise: format!("{host}:{}", local.port()),

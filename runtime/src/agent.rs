@@ -11,6 +11,7 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
+use crate::endpoint;
 use crate::engine::Runtime;
 use crate::events::EventRecorder;
 use crate::image::ImageStore;
@@ -31,6 +32,11 @@ pub struct AgentConfig {
     pub insecure_registries: Vec<String>,
     /// When container logs are rotated.
     pub log_rotation: crate::logs::Rotation,
+    /// The container logs being written now.
+    pub live_logs: crate::logs::LiveLogs,
+    /// Where the node serves the API server (logs), if it does: a node in the server's own
+    /// process is reached in process instead.
+    pub endpoint: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -65,12 +71,38 @@ struct Running {
 pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()> {
     let images = ImageStore::open(config.images_dir())?;
     let runtime = Runtime::new()?;
-    let info = NodeInfo {
+    let mut info = NodeInfo {
         name: config.name.clone(),
         address: config.address.clone(),
         max_pods: config.max_pods,
         data_dir: config.data_dir.clone(),
+        endpoint_port: None,
     };
+    if let Some(address) = config.endpoint {
+        let listener = endpoint::bind(address).await?;
+        info.endpoint_port = Some(listener.local_addr()?.port());
+        let names = [config.name.clone(), config.address.clone()];
+        let mut delay = std::time::Duration::from_millis(100);
+        let identity = loop {
+            match endpoint::request_identity(&client, &names).await {
+                Ok(identity) => break identity,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "no serving certificate yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        };
+        let served = endpoint::Served {
+            pods_dir: config.pods_dir(),
+            live_logs: config.live_logs.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = endpoint::serve(listener, identity, served).await {
+                tracing::error!(error = %format!("{e:#}"), "the node endpoint stopped");
+            }
+        });
+    }
     // The API may not be serving yet when an embedded agent starts.
     let mut delay = std::time::Duration::from_millis(100);
     while let Err(e) = node::register(&client, &info).await {
@@ -89,6 +121,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         data_dir: config.data_dir.clone(),
         pods_dir: config.pods_dir(),
         log_rotation: config.log_rotation,
+        live_logs: config.live_logs.clone(),
         volumes_dir: config.data_dir.join("volumes"),
         address: config.address.clone(),
         node: config.name.clone(),

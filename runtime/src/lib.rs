@@ -3,6 +3,7 @@
 //!
 //! - [`image`]: OCI pulls and pushes, and the node's image store (`skiff image import|ls|rm`);
 //! - [`cpu`]: CPU limits by time slicing;
+//! - [`endpoint`]: the node's HTTPS endpoint the API server reaches for logs;
 //! - [`engine`]: the wasmtime engine and running a component as a container;
 //! - [`events`]: the events the node records, written in the background;
 //! - [`logs`]: container logs in the kubelet's CRI format;
@@ -15,6 +16,7 @@
 
 pub mod agent;
 pub mod cpu;
+pub mod endpoint;
 pub mod engine;
 pub mod events;
 pub mod image;

@@ -8,11 +8,17 @@
 //! `containerLogMaxFiles` (5) files in all; `kubectl logs` reads the current file. Only the
 //! last two runs of a container keep their logs (the current one and `--previous`).
 
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{Stream, StreamExt};
 
 /// Longest line kept whole; longer output is split into `P` parts, as the kubelet does at 16 KiB.
 const MAX_LINE: usize = 16 * 1024;
@@ -35,12 +41,43 @@ impl Default for Rotation {
     }
 }
 
+/// The logs being written now: a run's log is live from its creation until its last writer
+/// is dropped, which is when a followed log ends.
+#[derive(Debug, Clone, Default)]
+pub struct LiveLogs(Arc<Mutex<HashSet<PathBuf>>>);
+
+impl LiveLogs {
+    /// Whether the run whose log is at `path` is still writing it.
+    pub fn contains(&self, path: &Path) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(path)
+    }
+
+    fn set(&self, path: &Path, live: bool) {
+        let mut paths = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if live {
+            paths.insert(path.to_path_buf());
+        } else {
+            paths.remove(path);
+        }
+    }
+}
+
 /// The file a run writes to now.
 struct Current {
     file: std::fs::File,
     path: PathBuf,
     size: u64,
     rotation: Rotation,
+    live: LiveLogs,
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        self.live.set(&self.path, false);
+    }
 }
 
 impl Current {
@@ -52,11 +89,24 @@ impl Current {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let prefix = format!("{name}.");
+        let rotated = || -> std::io::Result<Vec<PathBuf>> {
+            let mut rotated: Vec<PathBuf> = std::fs::read_dir(&dir)?
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect();
+            rotated.sort();
+            Ok(rotated)
+        };
+        // Rotated files' names sort by age: a second rotation within a second takes the
+        // nanoseconds too, so it sorts after every earlier one.
         let now = Utc::now();
         let mut aside = self
             .path
             .with_file_name(format!("{name}.{}", now.format("%Y%m%d-%H%M%S")));
-        if aside.exists() {
+        if rotated()?.last().is_some_and(|latest| *latest >= aside) {
             aside = self
                 .path
                 .with_file_name(format!("{name}.{}", now.format("%Y%m%d-%H%M%S%.9f")));
@@ -64,14 +114,7 @@ impl Current {
         std::fs::rename(&self.path, &aside)?;
         self.file = std::fs::File::create(&self.path)?;
         self.size = 0;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let prefix = format!("{name}.");
-        let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .map(|e| e.path())
-            .collect();
-        rotated.sort();
+        let rotated = rotated()?;
         let keep = self.rotation.max_files.max(2) - 1;
         for old in &rotated[..rotated.len().saturating_sub(keep)] {
             std::fs::remove_file(old)?;
@@ -87,19 +130,23 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    /// Creates (truncating) the log of one run, rotated by `rotation`. The logs of the runs
-    /// before the previous one are removed.
-    pub fn create(path: &Path, rotation: Rotation) -> std::io::Result<LogFile> {
+    /// Creates (truncating) the log of one run, rotated by `rotation` and known to `live`
+    /// until its last writer is dropped. The logs of the runs before the previous one are
+    /// removed.
+    pub fn create(path: &Path, rotation: Rotation, live: &LiveLogs) -> std::io::Result<LogFile> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
             prune_runs(dir, path)?;
         }
+        let file = std::fs::File::create(path)?;
+        live.set(path, true);
         Ok(LogFile {
             file: Arc::new(Mutex::new(Current {
-                file: std::fs::File::create(path)?,
+                file,
                 path: path.to_path_buf(),
                 size: 0,
                 rotation,
+                live: live.clone(),
             })),
         })
     }
@@ -236,48 +283,241 @@ fn parse(line: &str) -> Option<Line<'_>> {
     })
 }
 
+/// One message as `kubectl logs` shows it: its time and its text, `P` parts joined.
+type Message = (String, String);
+
+/// Turns CRI log bytes into messages as they arrive: a line not ended yet, and the `P` parts
+/// of a message whose `F` line has not come, wait for the rest.
+#[derive(Default)]
+struct Messages {
+    carry: Vec<u8>,
+    pending: Option<Message>,
+}
+
+impl Messages {
+    fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Message>) {
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            self.carry.extend_from_slice(&bytes[..end]);
+            bytes = &bytes[end + 1..];
+            let raw = std::mem::take(&mut self.carry);
+            let raw = String::from_utf8_lossy(&raw);
+            let Some(line) = parse(&raw) else { continue };
+            let entry = self
+                .pending
+                .get_or_insert_with(|| (line.time.to_string(), String::new()));
+            entry.1.push_str(line.message);
+            if !line.partial {
+                out.extend(self.pending.take());
+            }
+        }
+        self.carry.extend_from_slice(bytes);
+    }
+}
+
+/// Writes messages out as `kubectl logs` shows them, with their times when asked.
+fn format(messages: &[Message], options: &LogOptions) -> String {
+    let mut out = String::new();
+    for (time, message) in messages {
+        if options.timestamps {
+            out.push_str(time);
+            out.push(' ');
+        }
+        out.push_str(message);
+        out.push('\n');
+    }
+    out
+}
+
+/// Drops the messages written before `since`.
+fn keep_since(messages: &mut Vec<Message>, since: Option<DateTime<Utc>>) {
+    if let Some(since) = since {
+        messages.retain(|(time, _)| {
+            DateTime::parse_from_rfc3339(time).is_ok_and(|t| t.with_timezone(&Utc) >= since)
+        });
+    }
+}
+
+/// Cuts `text` to at most `limit` bytes, on a character boundary.
+fn cut(text: &mut String, limit: usize) {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
 /// Renders a CRI log as `kubectl logs` shows it: messages (joined across `P` parts), each
 /// prefixed with its RFC 3339 time when asked, filtered by `since`, the last `tail_lines` only,
 /// cut at `limit_bytes`.
 pub fn render(text: &str, options: &LogOptions) -> String {
-    let mut lines: Vec<(String, String)> = Vec::new();
-    let mut pending: Option<(String, String)> = None;
-    for raw in text.lines() {
-        let Some(line) = parse(raw) else { continue };
-        let entry = pending.get_or_insert_with(|| (line.time.to_string(), String::new()));
-        entry.1.push_str(line.message);
-        if !line.partial {
-            lines.extend(pending.take());
-        }
-    }
-    if let Some(since) = options.since {
-        lines.retain(|(time, _)| {
-            DateTime::parse_from_rfc3339(time).is_ok_and(|t| t.with_timezone(&Utc) >= since)
-        });
-    }
+    let mut messages = Vec::new();
+    Messages::default().feed(text.as_bytes(), &mut messages);
+    first_chunk(messages, options)
+}
+
+fn first_chunk(mut messages: Vec<Message>, options: &LogOptions) -> String {
+    keep_since(&mut messages, options.since);
     if let Some(tail) = options.tail_lines {
-        let skip = lines.len().saturating_sub(tail);
-        lines.drain(..skip);
+        let skip = messages.len().saturating_sub(tail);
+        messages.drain(..skip);
     }
-    let mut out = String::new();
-    for (time, message) in lines {
-        if options.timestamps {
-            out.push_str(&time);
-            out.push(' ');
-        }
-        out.push_str(&message);
-        out.push('\n');
-    }
-    if let Some(limit) = options.limit_bytes
-        && out.len() > limit
-    {
-        let mut cut = limit;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
+    let mut out = format(&messages, options);
+    if let Some(limit) = options.limit_bytes {
+        cut(&mut out, limit);
     }
     out
+}
+
+/// How often a followed log is read again.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+
+/// A log's text as it is sent: chunks, or the error that ended it.
+pub type LogStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// A followed log: the file it reads (kept open across rotation, so the lines written to a
+/// file just rotated aside are still read), and what was not sent yet.
+struct Tail {
+    path: PathBuf,
+    file: std::fs::File,
+    inode: u64,
+    messages: Messages,
+    options: LogOptions,
+    /// Bytes still allowed by `limit_bytes`.
+    left: Option<usize>,
+    live: LiveLogs,
+}
+
+impl Tail {
+    /// The messages written since the last read: the rest of the file being read, then, when
+    /// it was rotated aside, the files written after it, the current one last.
+    fn read_new(&mut self) -> std::io::Result<Vec<Message>> {
+        let rotated = std::fs::metadata(&self.path).is_ok_and(|m| m.ino() != self.inode);
+        let mut fresh = Vec::new();
+        self.drain(&mut fresh)?;
+        if rotated {
+            for next in self.successors()? {
+                let Ok(file) = std::fs::File::open(&next) else {
+                    continue;
+                };
+                self.inode = file.metadata()?.ino();
+                self.file = file;
+                self.drain(&mut fresh)?;
+            }
+        }
+        keep_since(&mut fresh, self.options.since);
+        Ok(fresh)
+    }
+
+    /// The files written after the one being read: its successors among the files rotated
+    /// aside (their names sort by time), then the current file. When the file being read is
+    /// gone from the directory, only the current one.
+    fn successors(&self) -> std::io::Result<Vec<PathBuf>> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = format!("{name}.");
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut aside: Vec<(String, u64, PathBuf)> = std::fs::read_dir(dir)?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let inode = e.metadata().ok()?.ino();
+                name.starts_with(&prefix).then(|| (name, inode, e.path()))
+            })
+            .collect();
+        aside.sort();
+        let after = aside
+            .iter()
+            .position(|(_, inode, _)| *inode == self.inode)
+            .map_or(aside.len(), |i| i + 1);
+        let mut files: Vec<PathBuf> = aside.drain(after..).map(|(_, _, path)| path).collect();
+        files.push(self.path.clone());
+        Ok(files)
+    }
+
+    fn drain(&mut self, out: &mut Vec<Message>) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        self.file.read_to_end(&mut bytes)?;
+        self.messages.feed(&bytes, out);
+        Ok(())
+    }
+
+    /// The next chunk to send, within what `limit_bytes` leaves; None once nothing is left.
+    fn take(&mut self, mut text: String) -> Option<String> {
+        if let Some(left) = self.left.as_mut() {
+            cut(&mut text, *left);
+            *left -= text.len();
+        }
+        Some(text).filter(|t| !t.is_empty())
+    }
+}
+
+/// The log at `path` as `kubectl logs` asks for it: the messages so far (`tail_lines` and
+/// `since` applied), then, when `follow` is given, the messages written later, until the run
+/// writing them ends. `limit_bytes` bounds all of it. NotFound when the run left no log.
+pub fn open(
+    path: &Path,
+    options: &LogOptions,
+    follow: Option<&LiveLogs>,
+) -> std::io::Result<LogStream> {
+    // Asked before the read: a run that ended before it has all its lines in.
+    let follow = follow.filter(|live| live.contains(path));
+    let mut file = std::fs::File::open(path)?;
+    let mut messages = Messages::default();
+    let mut so_far = Vec::new();
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    messages.feed(&bytes, &mut so_far);
+    let first = first_chunk(so_far, options);
+    let Some(live) = follow else {
+        return Ok(Box::pin(futures::stream::iter([Ok(Bytes::from(first))])));
+    };
+    let mut tail = Tail {
+        path: path.to_path_buf(),
+        inode: file.metadata()?.ino(),
+        file,
+        messages,
+        options: options.clone(),
+        left: options.limit_bytes,
+        live: live.clone(),
+    };
+    let first = tail.take(first);
+    let done = tail.left == Some(0);
+    let first = futures::stream::iter(first.map(|t| Ok(Bytes::from(t))));
+    let rest = futures::stream::unfold((tail, done), |(mut tail, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            // Asked before the read: a run that ended before it has all its lines in.
+            let live = tail.live.contains(&tail.path);
+            let (back, fresh) = tokio::task::spawn_blocking(move || {
+                let fresh = tail.read_new();
+                (tail, fresh)
+            })
+            .await
+            .ok()?;
+            tail = back;
+            let fresh = match fresh {
+                Ok(fresh) => fresh,
+                Err(e) => return Some((Err(e), (tail, true))),
+            };
+            let text = format(&fresh, &tail.options);
+            let chunk = tail.take(text);
+            let done = !live || tail.left == Some(0);
+            match chunk {
+                Some(chunk) => return Some((Ok(Bytes::from(chunk)), (tail, done))),
+                None if done => return None,
+                None => continue,
+            }
+        }
+    });
+    Ok(Box::pin(first.chain(rest)))
 }
 
 #[cfg(test)]
@@ -288,7 +528,7 @@ mod tests {
     fn streams_become_timestamped_lines_and_render_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = run_log(dir.path(), 0);
-        let log = LogFile::create(&path, Rotation::default()).unwrap();
+        let log = LogFile::create(&path, Rotation::default(), &LiveLogs::default()).unwrap();
         let (out, err) = (log.stream("stdout"), log.stream("stderr"));
         out.write(b"hello, ").unwrap();
         out.write(b"world\nsecond").unwrap();
@@ -321,7 +561,7 @@ mod tests {
     fn long_lines_are_split_into_parts_and_joined_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = run_log(dir.path(), 3);
-        let log = LogFile::create(&path, Rotation::default()).unwrap();
+        let log = LogFile::create(&path, Rotation::default(), &LiveLogs::default()).unwrap();
         let out = log.stream("stdout");
         let long = "x".repeat(MAX_LINE * 2 + 10);
         out.write(format!("{long}\n").as_bytes()).unwrap();
@@ -335,6 +575,85 @@ mod tests {
         assert_eq!(render(&text, &limited), "xxxxx");
     }
 
+    /// Collects a stream's text until it ends.
+    async fn collect(mut stream: LogStream) -> String {
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn a_followed_log_streams_across_rotation_until_its_run_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = run_log(dir.path(), 0);
+        let live = LiveLogs::default();
+        let rotation = Rotation {
+            max_size: 300,
+            max_files: 3,
+        };
+        let log = LogFile::create(&path, rotation, &live).unwrap();
+        let out = log.stream("stdout");
+        for n in 0..3 {
+            out.write(format!("early {n}\n").as_bytes()).unwrap();
+        }
+        let options = LogOptions {
+            tail_lines: Some(1),
+            ..Default::default()
+        };
+        let mut followed = open(&path, &options, Some(&live)).unwrap();
+        let mut text = String::new();
+        // Batches of lines that rotate the file at least once each, each read before the next.
+        for batch in 0..4 {
+            for n in batch * 6..batch * 6 + 6 {
+                out.write(format!("later {n}\n").as_bytes()).unwrap();
+            }
+            let last = format!("later {}\n", batch * 6 + 5);
+            while !text.ends_with(&last) {
+                let chunk = tokio::time::timeout(Duration::from_secs(10), followed.next())
+                    .await
+                    .expect("new lines are sent")
+                    .expect("the run goes on")
+                    .unwrap();
+                text.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        }
+        // A long line, split in parts that rotate the file twice between two reads.
+        let long = "y".repeat(MAX_LINE + 5);
+        out.write(format!("{long}\n").as_bytes()).unwrap();
+        assert!(live.contains(&path));
+        drop(out);
+        drop(log);
+        assert!(
+            !live.contains(&path),
+            "a run's log is live until its writers go"
+        );
+        let rest = tokio::time::timeout(Duration::from_secs(10), collect(followed))
+            .await
+            .expect("the follow ends with the run");
+        text.push_str(&rest);
+        let mut expected = String::from("early 2\n");
+        for n in 0..24 {
+            expected.push_str(&format!("later {n}\n"));
+        }
+        expected.push_str(&long);
+        expected.push('\n');
+        assert_eq!(text, expected);
+        // A finished run's log is read once, and `limit_bytes` bounds the follow.
+        let limited = LogOptions {
+            limit_bytes: Some(4),
+            ..Default::default()
+        };
+        let text = collect(open(&path, &limited, Some(&live)).unwrap()).await;
+        assert_eq!(text, long[..4]);
+        let missing = open(&run_log(dir.path(), 9), &LogOptions::default(), None);
+        assert_eq!(
+            missing.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
+    }
+
     #[test]
     fn logs_rotate_past_their_size_and_old_runs_go() {
         let dir = tempfile::tempdir().unwrap();
@@ -346,7 +665,7 @@ mod tests {
             std::fs::write(run_log(dir.path(), run), "old\n").unwrap();
         }
         let path = run_log(dir.path(), 3);
-        let log = LogFile::create(&path, rotation).unwrap();
+        let log = LogFile::create(&path, rotation, &LiveLogs::default()).unwrap();
         // Runs 0 and 1 are gone; run 2 stays as the previous one.
         let names = |dir: &Path| {
             let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -24,6 +24,8 @@ pub struct NodeInfo {
     pub max_pods: u32,
     /// Where the node keeps its data: its filesystem's free space is the disk pressure.
     pub data_dir: std::path::PathBuf,
+    /// The port of the node's HTTPS endpoint, when it serves one (see [`crate::endpoint`]).
+    pub endpoint_port: Option<u16>,
 }
 
 fn host_memory_kib() -> u64 {
@@ -155,7 +157,7 @@ fn status(info: &NodeInfo, pressure: Pressure, since: &str) -> serde_json::Value
             {"type": "InternalIP", "address": info.address},
             {"type": "Hostname", "address": info.name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": info.endpoint_port.unwrap_or(0)}},
         "nodeInfo": {
             "machineID": read_trimmed("/etc/machine-id"),
             "systemUUID": read_trimmed("/sys/class/dmi/id/product_uuid"),

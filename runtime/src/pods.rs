@@ -19,7 +19,7 @@ use crate::events::EventRecorder;
 use crate::image::credentials::Keyring;
 use crate::image::registry::Registries;
 use crate::image::{Image, ImageStore};
-use crate::logs::{LogFile, Rotation, run_log};
+use crate::logs::{LiveLogs, LogFile, Rotation, run_log};
 use crate::probes::{Probe, Probes};
 
 /// The kubelet's crash-loop back-off: 10 s doubling to 5 minutes.
@@ -40,6 +40,8 @@ pub struct Context {
     /// Where pods keep their logs: `DIR/NAMESPACE_NAME_UID/CONTAINER/N.log`.
     pub pods_dir: PathBuf,
     pub log_rotation: Rotation,
+    /// The container logs being written now.
+    pub live_logs: LiveLogs,
     /// Where pods keep their volumes: `DIR/UID/NAME`.
     pub volumes_dir: PathBuf,
     /// The node's address: HTTP containers are served on it.
@@ -1059,7 +1061,11 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         worker.uid(),
     )
     .join(name);
-    let log = match LogFile::create(&run_log(&dir, restart_count), ctx.log_rotation) {
+    let log = match LogFile::create(
+        &run_log(&dir, restart_count),
+        ctx.log_rotation,
+        &ctx.live_logs,
+    ) {
         Ok(log) => log,
         Err(e) => {
             let message = format!("creating the container's log: {e}");

@@ -65,7 +65,7 @@ fn spawn_node(server: &Server, name: &str, token: &str, dir: &std::path::Path) -
             "--name",
             name,
         ])
-        .arg("--data-dir")
+        .args(["--kubelet-port", "0", "--data-dir"])
         .arg(dir)
         .env("SKIFF_LOG", "info")
         .stdout(Stdio::null())
@@ -163,14 +163,9 @@ spec:
         (phase == "Succeeded").then_some(())
     })
     .expect("the pod on edge-1 completes");
-    // Its logs stay on edge-1 until the API server proxies to nodes, and kubectl says so.
-    let logs = server.kubectl(&["logs", "on-edge"]);
-    assert!(!logs.status.success());
-    assert!(
-        String::from_utf8_lossy(&logs.stderr).contains("are kept on node edge-1"),
-        "{}",
-        text(&logs)
-    );
+    // Its logs stay on edge-1; the API server fetches them from there.
+    let logs = server.kubectl_ok(&["logs", "on-edge"]);
+    assert!(logs.starts_with("hello, world\narg 0: hello\n"), "{logs}");
 
     // Stopped, the node renews its Lease no more, while the server's own node still does.
     let own = server.node_name();
@@ -274,4 +269,172 @@ spec:
         r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
     ]);
     server.kubectl_ok(&["wait", "--for=delete", "pod/never", "--timeout=30s"]);
+}
+
+/// `GET path` on a node's endpoint, trusting `ca_pem` and presenting `client` (a certificate
+/// and key, PEM) if given: the status and body, or why the connection failed.
+async fn node_get(
+    port: u16,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+    path: &str,
+) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", format!("127.0.0.1:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
+}
+
+/// The PEM a kubeconfig embeds under `key` (base64, as kubeconfigs hold it).
+fn kubeconfig_pem(path: &std::path::Path, key: &str) -> String {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).unwrap();
+    let encoded = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("{key} in {}", path.display()));
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .unwrap();
+    String::from_utf8(der).unwrap()
+}
+
+#[test]
+fn the_api_server_serves_a_joined_nodes_logs_which_only_it_may_read() {
+    let (server, _, node) = server_with_node("edge-3");
+    node.import_hello();
+    // A container that prints, works for a while, then prints again and ends.
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: slow}
+spec:
+  nodeName: edge-3
+  restartPolicy: Never
+  containers:
+  - name: hello
+    image: registry.local/hello:1
+    env: [{name: SPIN_MS, value: "1500"}]
+"#;
+    let out = server.kubectl_stdin(&["apply", "-f", "-"], pod);
+    assert!(out.status.success(), "{}", text(&out));
+    server.wait_for("slow", "{.status.phase}", "Running");
+    // Followed, the log goes on to the container's last line and ends when the container does.
+    let followed = server.kubectl_ok(&["logs", "-f", "slow", "--request-timeout=60s"]);
+    assert!(followed.starts_with("hello, world\n"), "{followed}");
+    assert!(
+        followed.lines().last().unwrap_or("").starts_with("spun "),
+        "{followed}"
+    );
+    let phase = server.kubectl_ok(&["get", "pod", "slow", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Succeeded");
+    let tail = server.kubectl_ok(&["logs", "slow", "--tail=1", "--timestamps"]);
+    let (time, line) = tail.trim_end().split_once(' ').unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{tail}");
+    assert!(line.starts_with("spun "), "{tail}");
+    let previous = server.kubectl(&["logs", "slow", "--previous"]);
+    assert!(!previous.status.success());
+    assert!(
+        text(&previous)
+            .contains("previous terminated container \"hello\" in pod \"slow\" not found"),
+        "{}",
+        text(&previous)
+    );
+
+    // The node's endpoint answers the cluster's administrators, not other nodes, and never a
+    // client without a certificate of the cluster CA.
+    let port: u16 = server
+        .kubectl_ok(&[
+            "get",
+            "node",
+            "edge-3",
+            "-o",
+            "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+        ])
+        .parse()
+        .unwrap();
+    assert_ne!(port, 0);
+    let uid = server.kubectl_ok(&["get", "pod", "slow", "-o", "jsonpath={.metadata.uid}"]);
+    let path = format!("/containerLogs/default/slow/hello?uid={uid}&run=0&tailLines=1");
+    let admin = server.kubeconfig();
+    let ca = kubeconfig_pem(&admin, "certificate-authority-data");
+    let own = node.dir.path().join("node/edge-3.kubeconfig");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (admin_cert, admin_key) = (
+        kubeconfig_pem(&admin, "client-certificate-data"),
+        kubeconfig_pem(&admin, "client-key-data"),
+    );
+    let (status, body) = rt
+        .block_on(node_get(port, &ca, Some((&admin_cert, &admin_key)), &path))
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("spun "), "{body}");
+    let (node_cert, node_key) = (
+        kubeconfig_pem(&own, "client-certificate-data"),
+        kubeconfig_pem(&own, "client-key-data"),
+    );
+    let (status, body) = rt
+        .block_on(node_get(port, &ca, Some((&node_cert, &node_key)), &path))
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("\"reason\":\"Forbidden\""), "{body}");
+    let anonymous = rt.block_on(node_get(port, &ca, None, &path));
+    assert!(anonymous.is_err(), "{anonymous:?}");
+
+    // A node that is gone: kubectl says why its logs cannot be had.
+    drop(node);
+    let gone = server.kubectl(&["logs", "slow"]);
+    assert!(!gone.status.success());
+    assert!(
+        text(&gone).contains(&format!("dial tcp 127.0.0.1:{port}: connect")),
+        "{}",
+        text(&gone)
+    );
 }

@@ -24,8 +24,17 @@ pub struct Args {
     #[arg(long, env = "SKIFF_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// The address the node reports and serves HTTP containers on.
-    #[arg(long, env = "SKIFF_NODE_ADDRESS", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        visible_alias = "node-ip",
+        env = "SKIFF_NODE_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
     address: String,
+    /// The port the node serves the API server on (container logs), as the kubelet's 10250;
+    /// 0 picks a free port.
+    #[arg(long, env = "SKIFF_KUBELET_PORT", default_value_t = 10250)]
+    kubelet_port: u16,
     #[command(flatten)]
     agent: AgentFlags,
 }
@@ -130,7 +139,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let client = client_from(&kubeconfig).await?;
     tracing::info!(node = %name, server = %server, "node agent starting");
-    let config = args.agent.config(name, node_dir, args.address);
+    let ip: std::net::IpAddr = args
+        .address
+        .parse()
+        .with_context(|| format!("--address {}: not an IP address", args.address))?;
+    let mut config = args.agent.config(name, node_dir, args.address);
+    config.endpoint = Some(std::net::SocketAddr::new(ip, args.kubelet_port));
     tokio::select! {
         result = skiff_runtime::agent::run(client, config) => result,
         _ = super::server::shutdown_signal() => Ok(()),
@@ -173,6 +187,8 @@ impl AgentFlags {
                 max_size: self.container_log_max_size,
                 max_files: self.container_log_max_files as usize,
             },
+            live_logs: skiff_runtime::logs::LiveLogs::default(),
+            endpoint: None,
         }
     }
 }

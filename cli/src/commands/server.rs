@@ -45,26 +45,28 @@ pub fn node_dir(data_dir: &std::path::Path) -> PathBuf {
 /// Serves the logs the embedded node writes.
 struct NodeLogs {
     pods_dir: PathBuf,
+    live: skiff_runtime::logs::LiveLogs,
 }
 
 impl skiff_control::api::logs::PodLogs for NodeLogs {
-    fn render(
+    fn open(
         &self,
         run: &skiff_control::api::logs::ContainerRun,
         options: &skiff_control::api::logs::LogOptions,
-    ) -> std::io::Result<String> {
+        follow: bool,
+    ) -> std::io::Result<skiff_control::api::logs::LogStream> {
         let dir = skiff_runtime::pods::pod_dir(&self.pods_dir, &run.namespace, &run.pod, &run.uid)
             .join(&run.container);
-        let text = std::fs::read_to_string(skiff_runtime::logs::run_log(&dir, run.run))?;
-        Ok(skiff_runtime::logs::render(
-            &text,
+        skiff_runtime::logs::open(
+            &skiff_runtime::logs::run_log(&dir, run.run),
             &skiff_runtime::logs::LogOptions {
                 timestamps: options.timestamps,
                 tail_lines: options.tail_lines,
                 since: options.since,
                 limit_bytes: options.limit_bytes,
             },
-        ))
+            follow.then_some(&self.live),
+        )
     }
 }
 
@@ -101,6 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             name: a.name.clone(),
             logs: std::sync::Arc::new(NodeLogs {
                 pods_dir: a.pods_dir(),
+                live: a.live_logs.clone(),
             }),
         }),
     };

@@ -1,20 +1,21 @@
 //! `GET .../pods/NAME/log`: a container's output, as `kubectl logs` asks for it (`container`,
 //! `previous`, `tailLines`, `timestamps`, `sinceSeconds`, `sinceTime`, `limitBytes`, `follow`).
 //! Pods of the node running in the server's process are read from that node's files through
-//! [`PodLogs`]; pods of other nodes answer that their node does not serve logs yet.
+//! [`PodLogs`]; the logs of pods on other nodes come from those nodes' endpoints, through
+//! [`super::node_client`].
 
-use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
+use futures::Stream;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::Value;
 
 use super::objects::read;
-use super::{ApiError, ApiRequest, ApiState};
+use super::{ApiError, ApiRequest, ApiState, node_client};
 use crate::store::Key;
 
 /// What `kubectl logs` asks of one run's log.
@@ -37,14 +38,20 @@ pub struct ContainerRun {
     pub run: u32,
 }
 
+/// A log's text as it is sent: chunks, or the error that ended it.
+pub type LogStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
 /// Reads container logs a node keeps.
 pub trait PodLogs: Send + Sync {
-    /// The run's log rendered for kubectl; NotFound when the run left no log.
-    fn render(&self, run: &ContainerRun, options: &LogOptions) -> std::io::Result<String>;
+    /// The run's log as kubectl asks for it, then, when `follow`, what the run writes later,
+    /// until it ends. NotFound when the run left no log. May block: it reads files.
+    fn open(
+        &self,
+        run: &ContainerRun,
+        options: &LogOptions,
+        follow: bool,
+    ) -> std::io::Result<LogStream>;
 }
-
-/// How often a followed log is read again.
-const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
 fn bad(message: String) -> ApiError {
     ApiError::BadRequest(message)
@@ -134,6 +141,73 @@ fn container_status<'a>(pod: &'a Value, container: &str) -> Option<&'a Value> {
         .find(|s| s["name"].as_str() == Some(container))
 }
 
+/// The query a node's log endpoint takes: the run, and what kubectl asked for.
+fn node_query(run: &ContainerRun, options: &LogOptions, follow: bool) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("uid", &run.uid)
+        .append_pair("run", &run.run.to_string());
+    if follow {
+        query.append_pair("follow", "true");
+    }
+    if options.timestamps {
+        query.append_pair("timestamps", "true");
+    }
+    if let Some(tail) = options.tail_lines {
+        query.append_pair("tailLines", &tail.to_string());
+    }
+    if let Some(since) = options.since {
+        query.append_pair(
+            "sinceTime",
+            &since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        );
+    }
+    if let Some(limit) = options.limit_bytes {
+        query.append_pair("limitBytes", &limit.to_string());
+    }
+    query.finish()
+}
+
+/// The run's log from the endpoint of the node that ran it; None when the node kept no log of
+/// the run.
+async fn from_node(
+    state: &Arc<ApiState>,
+    node: &str,
+    run: &ContainerRun,
+    options: &LogOptions,
+    follow: bool,
+) -> Result<Option<Body>, ApiError> {
+    let nodes = crate::registry::find("", "v1", "nodes").expect("nodes are served");
+    let stored = state
+        .store
+        .get(&Key::new(&nodes.storage_name(), "", node))
+        .await;
+    let Some(object) = stored.map_err(|e| ApiError::from_store(e, nodes, node))? else {
+        return Err(bad(format!(
+            "the logs of pod \"{}\" are kept on node {node}, which is not registered",
+            run.pod
+        )));
+    };
+    let path = format!(
+        "/containerLogs/{}/{}/{}?{}",
+        run.namespace,
+        run.pod,
+        run.container,
+        node_query(run, options, follow)
+    );
+    let response = state.nodes.get(node, &object.value, &path).await?;
+    if response.status().is_success() {
+        return Ok(Some(Body::new(response.into_body())));
+    }
+    if node_client::not_found(&response) {
+        return Ok(None);
+    }
+    let message = node_client::failure_message(response).await;
+    Err(ApiError::Internal(format!(
+        "node {node} did not serve the log: {message}"
+    )))
+}
+
 /// `GET pods/NAME/log`.
 pub async fn pod_log(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
     let resource = request.resource();
@@ -144,21 +218,11 @@ pub async fn pod_log(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Resp
     let container = pick_container(&pod, &name, request.query.get("container"))?;
     let options = options(request)?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
-    let Some(local) = state
-        .local_node
-        .as_ref()
-        .filter(|l| !node.is_empty() && l.name == node)
-    else {
-        return Err(bad(if node.is_empty() {
-            format!(
-                "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not bound to a node"
-            )
-        } else {
-            format!(
-                "the logs of pod \"{name}\" are kept on node {node}, which does not serve them to the API server yet"
-            )
-        }));
-    };
+    if node.is_empty() {
+        return Err(bad(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not bound to a node"
+        )));
+    }
     let status = container_status(&pod, &container);
     let restarts = status.and_then(|s| s["restartCount"].as_u64()).unwrap_or(0) as u32;
     let previous = request.query.flag("previous");
@@ -181,10 +245,26 @@ pub async fn pod_log(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Resp
         container: container.clone(),
         run,
     };
-    let logs = local.logs.clone();
-    let first = match logs.render(&run, &options) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && waiting && !previous => {
+    let follow = request.query.flag("follow") && !previous;
+    let body = match state.local_node.as_ref().filter(|l| l.name == node) {
+        Some(local) => {
+            let (logs, opened_run, opened_options) = (local.logs.clone(), run.clone(), options);
+            let opened = tokio::task::spawn_blocking(move || {
+                logs.open(&opened_run, &opened_options, follow)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading the log: {e}")))?;
+            match opened {
+                Ok(stream) => Some(Body::from_stream(stream)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(ApiError::Internal(format!("reading the log: {e}"))),
+            }
+        }
+        None => from_node(state, node, &run, &options, follow).await?,
+    };
+    let body = match body {
+        Some(body) => body,
+        None if waiting && !previous => {
             let reason = status
                 .and_then(|s| s["state"]["waiting"]["reason"].as_str())
                 .unwrap_or("ContainerCreating");
@@ -192,64 +272,9 @@ pub async fn pod_log(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Resp
                 "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
             )));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(ApiError::Internal(format!("reading the log: {e}"))),
+        None => Body::empty(),
     };
-    let follow = request.query.flag("follow") && !previous;
-    let mut response = if follow {
-        // Every read takes the whole log and sends the lines past those already delivered; the
-        // first sends only the tail asked for.
-        let all = LogOptions {
-            tail_lines: None,
-            limit_bytes: None,
-            ..options.clone()
-        };
-        let whole = logs.render(&run, &all).unwrap_or_default();
-        let mut delivered = whole.lines().count();
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
-        let state = state.clone();
-        tokio::spawn(async move {
-            if tx.send(Ok(Bytes::from(first))).await.is_err() {
-                return;
-            }
-            loop {
-                tokio::time::sleep(FOLLOW_EVERY).await;
-                // Read the status first: a run that ended before the read has all its lines in.
-                let running = match state.store.get(&key).await {
-                    Ok(Some(object)) => container_status(&object.value, &run.container)
-                        .is_some_and(|s| {
-                            s["state"].get("running").is_some()
-                                && s["restartCount"].as_u64().unwrap_or(0) as u32 == run.run
-                        }),
-                    _ => false,
-                };
-                let Ok(text) = logs.render(&run, &all) else {
-                    return;
-                };
-                // A log that shrank was rotated: its new file starts afresh.
-                if text.lines().count() < delivered {
-                    delivered = 0;
-                }
-                let fresh: Vec<&str> = text.lines().skip(delivered).collect();
-                if !fresh.is_empty() {
-                    delivered += fresh.len();
-                    let mut chunk = fresh.join("\n");
-                    chunk.push('\n');
-                    if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
-                        return;
-                    }
-                }
-                if !running {
-                    return;
-                }
-            }
-        });
-        Response::new(Body::from_stream(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        ))
-    } else {
-        Response::new(Body::from(first))
-    };
+    let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     response
         .headers_mut()

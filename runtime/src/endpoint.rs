@@ -1,0 +1,295 @@
+//! The node's HTTPS endpoint, which the API server reaches for what only the node holds: a
+//! container's log at `GET /containerLogs/NAMESPACE/POD/CONTAINER`, the kubelet's path. The
+//! API server names the pod's UID and the run (`uid`, `run`) beside `kubectl logs`'s own
+//! parameters (`follow`, `timestamps`, `tailLines`, `sinceTime`, `limitBytes`).
+//!
+//! It serves with a certificate the cluster CA signed for the node's name and address, asked
+//! for on every start, and answers only clients whose certificate the same CA signed for the
+//! group `system:masters`: the API server's kubelet client and administrators. Anyone else
+//! fails the handshake (no certificate, or one of another CA) or gets 403.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::Frame;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::logs::{LiveLogs, LogOptions};
+
+/// The group whose members may use a node's endpoint.
+const MASTERS: &str = "system:masters";
+
+/// How long a peer may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The node's serving certificate and the CA its clients' certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Asks the API server for a serving certificate for the node's name and `addresses`; the
+/// request is authenticated by the node's own credential.
+pub async fn request_identity(
+    client: &kube::Client,
+    addresses: &[String],
+) -> anyhow::Result<Identity> {
+    let body = serde_json::to_vec(&json!({ "addresses": addresses }))?;
+    let request = http::Request::post("/skiff/v1/serving-certificate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)?;
+    let issued: serde_json::Value = client
+        .request(request)
+        .await
+        .context("asking the API server for the node's serving certificate")?;
+    let field = |key: &str| {
+        issued[key]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("the serving certificate answer has no {key}"))
+    };
+    Ok(Identity {
+        ca_pem: field("ca")?,
+        cert_pem: field("certificate")?,
+        key_pem: field("key")?,
+    })
+}
+
+/// What the endpoint serves from.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Where pods keep their logs (see [`crate::pods::pod_dir`]).
+    pub pods_dir: PathBuf,
+    pub live_logs: LiveLogs,
+}
+
+fn tls_config(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(
+        CertificateDer::from_pem_slice(identity.ca_pem.as_bytes())
+            .context("reading the cluster CA")?,
+    )?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .context("reading the serving certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .context("reading the serving key")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Whether a verified client certificate names a member of `system:masters`.
+fn may_use(der: &[u8]) -> bool {
+    use x509_parser::prelude::FromDer;
+    x509_parser::certificate::X509Certificate::from_der(der).is_ok_and(|(_, cert)| {
+        cert.subject()
+            .iter_organization()
+            .any(|o| o.as_str() == Ok(MASTERS))
+    })
+}
+
+/// Serves the endpoint on `listener` until the process ends.
+pub async fn serve(
+    listener: TcpListener,
+    identity: Identity,
+    served: Served,
+) -> anyhow::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&identity)?));
+    let served = Arc::new(served);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection to the node endpoint failed");
+                continue;
+            }
+        };
+        let (acceptor, served) = (acceptor.clone(), served.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "node endpoint: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let allowed = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .is_some_and(|cert| may_use(cert));
+            let service = hyper::service::service_fn(move |request| {
+                let served = served.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&served, allowed, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(peer = %peer, error = %e, "node endpoint connection ended");
+            }
+        });
+    }
+}
+
+/// Binds the endpoint's listener; port 0 picks a free port.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening for the API server on {address}"))
+}
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A `metav1.Status` failure, as the kubelet answers.
+fn failure(code: StatusCode, reason: &str, message: &str) -> hyper::Response<Body> {
+    let status = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    let mut response = hyper::Response::new(
+        Full::new(Bytes::from(status.to_string()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn answer(
+    served: &Served,
+    allowed: bool,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Body> {
+    if !allowed {
+        return failure(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "only the API server may use a node's endpoint",
+        );
+    }
+    let path: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+    match (request.method(), path.as_slice()) {
+        (&Method::GET, ["containerLogs", namespace, pod, container]) => {
+            let query = request.uri().query().unwrap_or("");
+            container_log(served, namespace, pod, container, query)
+                .await
+                .unwrap_or_else(|(code, reason, message)| failure(code, reason, &message))
+        }
+        _ => failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("no such endpoint: {}", request.uri().path()),
+        ),
+    }
+}
+
+type Refusal = (StatusCode, &'static str, String);
+
+fn bad(message: String) -> Refusal {
+    (StatusCode::BAD_REQUEST, "BadRequest", message)
+}
+
+async fn container_log(
+    served: &Served,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &str,
+) -> Result<hyper::Response<Body>, Refusal> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let flag = |key: &str| get(key).is_some_and(|v| v == "true" || v == "1");
+    let number = |key: &str| -> Result<Option<usize>, Refusal> {
+        get(key)
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| bad(format!("{key}: Invalid value: \"{v}\"")))
+            })
+            .transpose()
+    };
+    let uid = get("uid").ok_or_else(|| bad("uid: Required value".into()))?;
+    let run = number("run")?.ok_or_else(|| bad("run: Required value".into()))?;
+    let since = get("sinceTime")
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| bad(format!("sinceTime: Invalid value: \"{t}\"")))
+        })
+        .transpose()?;
+    let options = LogOptions {
+        timestamps: flag("timestamps"),
+        tail_lines: number("tailLines")?,
+        since,
+        limit_bytes: number("limitBytes")?,
+    };
+    // Names come from the API server, but a path is only ever built from plain names.
+    let plain = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..";
+    if ![namespace, pod, container, uid].into_iter().all(plain) {
+        return Err(bad("invalid pod or container name".into()));
+    }
+    let dir = crate::pods::pod_dir(&served.pods_dir, namespace, pod, uid).join(container);
+    let path = crate::logs::run_log(&dir, run as u32);
+    let follow = flag("follow").then(|| served.live_logs.clone());
+    let opened =
+        tokio::task::spawn_blocking(move || crate::logs::open(&path, &options, follow.as_ref()))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|opened| opened);
+    let stream = opened.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            (
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("container \"{container}\" of pod \"{pod}\" has no log for run {run}"),
+            )
+        } else {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("reading the log: {e}"),
+            )
+        }
+    })?;
+    let body = BodyExt::boxed_unsync(StreamBody::new(stream.map(|chunk| chunk.map(Frame::data))));
+    let mut response = hyper::Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(response)
+}
