@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub log_rotation: crate::logs::Rotation,
     /// The container logs being written now.
     pub live_logs: crate::logs::LiveLogs,
+    /// How fast the node writes events.
+    pub event_rate: crate::events::EventRate,
     /// Where the node serves the API server (logs), if it does: a node in the server's own
     /// process is reached in process instead.
     pub endpoint: Option<std::net::SocketAddr>,
@@ -117,7 +119,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         runtime,
         images,
         registries: Registries::new(config.insecure_registries.clone()),
-        events: EventRecorder::spawn(client.clone()),
+        events: EventRecorder::spawn(client.clone(), config.event_rate),
         data_dir: config.data_dir.clone(),
         pods_dir: config.pods_dir(),
         log_rotation: config.log_rotation,

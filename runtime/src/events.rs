@@ -1,17 +1,67 @@
 //! The node's event recorder: pod workers hand their events over and go on, and one task
 //! writes them to the API, as the kubelet's event broadcaster does. Events are advisory: when
 //! the API falls behind and the queue is full, new ones are dropped (and logged), never waited
-//! for, so that a slow API never delays a container's start.
+//! for, so that a slow API never delays a container's start. Like the kubelet's
+//! (`eventRecordQPS` 50, `eventBurst` 100), the recorder writes at a bounded rate, so that a
+//! burst of pod starts leaves the API's writes to the pods themselves.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
 
 /// Events waiting to be written, at most.
 const QUEUE: usize = 4096;
 /// Events written at once.
 const CONCURRENCY: usize = 8;
+
+/// How fast events are written: `qps` a second on average, up to `burst` at once; a `qps` of
+/// 0 sets no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventRate {
+    pub qps: f64,
+    pub burst: u32,
+}
+
+impl Default for EventRate {
+    fn default() -> Self {
+        EventRate {
+            qps: 50.0,
+            burst: 100,
+        }
+    }
+}
+
+/// A token bucket holding up to `burst` writes, refilled at `qps`.
+struct Bucket {
+    rate: EventRate,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: EventRate) -> Self {
+        Bucket {
+            rate,
+            tokens: f64::from(rate.burst.max(1)),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes a token, and answers how long to wait until it is there.
+    fn reserve(&mut self) -> Duration {
+        if self.rate.qps <= 0.0 {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let capacity = f64::from(self.rate.burst.max(1));
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate.qps;
+        self.tokens = (self.tokens + refill).min(capacity) - 1.0;
+        self.last = now;
+        Duration::from_secs_f64((-self.tokens).max(0.0) / self.rate.qps)
+    }
+}
 
 /// Hands events to the writer task.
 #[derive(Debug, Clone)]
@@ -20,11 +70,20 @@ pub struct EventRecorder {
 }
 
 impl EventRecorder {
-    /// Starts the writer task on the current runtime.
-    pub fn spawn(client: kube::Client) -> Self {
+    /// Starts the writer task on the current runtime, writing at `rate`.
+    pub fn spawn(client: kube::Client, rate: EventRate) -> Self {
         let (queue, mut events) = mpsc::channel::<Event>(QUEUE);
+        let mut bucket = Bucket::new(rate);
         let pending = futures::stream::poll_fn(move |cx| events.poll_recv(cx));
-        tokio::spawn(pending.for_each_concurrent(CONCURRENCY, move |event| {
+        // One token per event, taken in order before the event is handed to a writer.
+        let paced = pending.then(move |event| {
+            let wait = bucket.reserve();
+            async move {
+                tokio::time::sleep(wait).await;
+                event
+            }
+        });
+        tokio::spawn(paced.for_each_concurrent(CONCURRENCY, move |event| {
             let client = client.clone();
             async move {
                 let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
@@ -42,5 +101,25 @@ impl EventRecorder {
         if let Err(mpsc::error::TrySendError::Full(event)) = self.queue.try_send(event) {
             tracing::warn!(reason = ?event.reason, "the event queue is full; dropping an event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_lets_a_burst_through_then_paces_writes() {
+        let mut bucket = Bucket::new(EventRate {
+            qps: 10.0,
+            burst: 3,
+        });
+        let waits: Vec<Duration> = (0..5).map(|_| bucket.reserve()).collect();
+        assert!(waits[..3].iter().all(|w| w.is_zero()), "{waits:?}");
+        // The fourth and fifth wait for one and two refills of a tenth of a second.
+        assert!(waits[3] > Duration::from_millis(90) && waits[3] <= Duration::from_millis(100));
+        assert!(waits[4] > Duration::from_millis(190) && waits[4] <= Duration::from_millis(200));
+        let mut unlimited = Bucket::new(EventRate { qps: 0.0, burst: 1 });
+        assert!((0..1000).all(|_| unlimited.reserve().is_zero()));
     }
 }

@@ -167,6 +167,12 @@ pub struct AgentFlags {
     /// Log files kept per container run, the current one included (containerLogMaxFiles).
     #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
     container_log_max_files: u64,
+    /// Events the node writes a second at most, as the kubelet's eventRecordQPS; 0 for no limit.
+    #[arg(long, env = "SKIFF_EVENT_QPS", default_value_t = 50.0)]
+    event_qps: f64,
+    /// Events the node may write at once before --event-qps paces it (the kubelet's eventBurst).
+    #[arg(long, env = "SKIFF_EVENT_BURST", default_value_t = 100)]
+    event_burst: u32,
 }
 
 impl AgentFlags {
@@ -188,6 +194,10 @@ impl AgentFlags {
                 max_files: self.container_log_max_files as usize,
             },
             live_logs: skiff_runtime::logs::LiveLogs::default(),
+            event_rate: skiff_runtime::events::EventRate {
+                qps: self.event_qps,
+                burst: self.event_burst,
+            },
             endpoint: None,
         }
     }
