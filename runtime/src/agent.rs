@@ -62,6 +62,26 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "skiff-node".into())
 }
 
+/// Raises the soft limit on open files to the hard one, as container runtimes do: each HTTP
+/// pod holds a listening socket, and distributions' usual soft limit of 1,024 would stop a
+/// node long before its pod capacity.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::debug!(from = current, to = maximum, "raised the open files limit"),
+            Err(e) => tracing::warn!(error = %e, "raising the open files limit failed"),
+        }
+    }
+}
+
 /// A running pod's worker.
 struct Running {
     /// Set, with the grace period, once the pod is being deleted.
@@ -71,6 +91,7 @@ struct Running {
 
 /// Runs the agent until the process ends.
 pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let images = ImageStore::open(config.images_dir())?;
     let runtime = Runtime::new()?;
     let mut info = NodeInfo {
@@ -183,4 +204,29 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let Some(maximum) = limit.maximum.filter(|m| *m > 256) else {
+            return;
+        };
+        // The limit is lowered for a moment only: the call under test raises it again.
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(256),
+                maximum: Some(maximum),
+            },
+        )
+        .unwrap();
+        raise_open_files_limit();
+        assert_eq!(getrlimit(Resource::Nofile).current, Some(maximum));
+    }
 }

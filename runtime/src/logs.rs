@@ -65,9 +65,11 @@ impl LiveLogs {
     }
 }
 
-/// The file a run writes to now.
+/// The file a run writes to now. It is opened at the run's first line, not before: an idle
+/// container holds no file open, so a node's thousands of idle pods do not use up its file
+/// descriptors.
 struct Current {
-    file: std::fs::File,
+    file: Option<std::fs::File>,
     path: PathBuf,
     size: u64,
     rotation: Rotation,
@@ -112,7 +114,7 @@ impl Current {
                 .with_file_name(format!("{name}.{}", now.format("%Y%m%d-%H%M%S%.9f")));
         }
         std::fs::rename(&self.path, &aside)?;
-        self.file = std::fs::File::create(&self.path)?;
+        self.file = Some(std::fs::File::create(&self.path)?);
         self.size = 0;
         let rotated = rotated()?;
         let keep = self.rotation.max_files.max(2) - 1;
@@ -138,11 +140,11 @@ impl LogFile {
             std::fs::create_dir_all(dir)?;
             prune_runs(dir, path)?;
         }
-        let file = std::fs::File::create(path)?;
+        std::fs::File::create(path)?;
         live.set(path, true);
         Ok(LogFile {
             file: Arc::new(Mutex::new(Current {
-                file,
+                file: None,
                 path: path.to_path_buf(),
                 size: 0,
                 rotation,
@@ -171,7 +173,16 @@ impl LogFile {
         if current.size > 0 && current.size + line.len() as u64 > current.rotation.max_size {
             current.rotate()?;
         }
-        current.file.write_all(&line)?;
+        let file = match &mut current.file {
+            Some(file) => file,
+            None => {
+                let opened = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&current.path)?;
+                current.file.insert(opened)
+            }
+        };
+        file.write_all(&line)?;
         current.size += line.len() as u64;
         Ok(())
     }
@@ -573,6 +584,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(render(&text, &limited), "xxxxx");
+    }
+
+    /// How many of this process's file descriptors are open on `path`.
+    fn open_on(path: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+            .count()
+    }
+
+    #[test]
+    fn a_run_holds_its_log_open_only_once_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = run_log(dir.path(), 0);
+        let log = LogFile::create(&path, Rotation::default(), &LiveLogs::default()).unwrap();
+        assert!(path.exists());
+        assert_eq!(open_on(&path), 0, "an idle run holds no descriptor");
+        log.stream("stdout").write(b"first\n").unwrap();
+        assert_eq!(open_on(&path), 1);
+        log.stream("stderr").write(b"second\n").unwrap();
+        assert_eq!(open_on(&path), 1);
+        drop(log);
+        assert_eq!(open_on(&path), 0);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(render(&text, &LogOptions::default()), "first\nsecond\n");
     }
 
     /// Collects a stream's text until it ends.

@@ -260,15 +260,19 @@ impl Worker {
         let _ = self.written.subscribe().wait_for(|n| *n >= wanted).await;
     }
 
-    async fn write_status(&self) {
+    /// Writes the pod's status as it is now. Fails when the API did not take it; a pod that
+    /// is gone (or replaced by another of its name) counts as written.
+    async fn write_status(&self) -> Result<(), kube::Error> {
         let status = self.report.lock().unwrap_or_else(|p| p.into_inner()).json();
         let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
         let patch = json!({"metadata": {"uid": self.uid()}, "status": status});
-        if let Err(e) = pods
+        match pods
             .patch_status(self.name(), &PatchParams::default(), &Patch::Merge(patch))
             .await
         {
-            tracing::debug!(pod = %self.name(), error = %e, "reporting pod status failed");
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -493,15 +497,38 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The longest wait before a status write the API did not take is made again.
+const STATUS_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How long the first status (Pending, its containers being created) waits for the next change
+/// before it is written: a pod whose containers start at once is reported Running in one write.
+const FIRST_STATUS_WAIT: Duration = Duration::from_millis(100);
+
 /// Writes the pod's status whenever it changes, one write at a time, so that writes land in
 /// order and a burst of changes costs one write.
 async fn write_statuses(worker: Arc<Worker>) {
     let mut changes = worker.changes.subscribe();
+    // The first status is change 1: any later one (made before this task even began) ends
+    // the wait.
+    let _ = tokio::time::timeout(FIRST_STATUS_WAIT, changes.wait_for(|n| *n > 1)).await;
     loop {
         let change = *changes.borrow_and_update();
         if change > *worker.written.borrow() {
-            worker.write_status().await;
-            worker.written.send_replace(change);
+            // A write the API did not take is made again, with what is current by then, as
+            // the kubelet's status manager syncs again.
+            let mut delay = Duration::from_millis(200);
+            let written = loop {
+                let latest = *changes.borrow_and_update();
+                match worker.write_status().await {
+                    Ok(()) => break latest,
+                    Err(e) => {
+                        tracing::warn!(pod = %worker.name(), error = %e, "reporting pod status failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(STATUS_RETRY_MAX);
+                    }
+                }
+            };
+            worker.written.send_replace(written);
         }
         if changes.changed().await.is_err() {
             return;

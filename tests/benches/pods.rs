@@ -2,7 +2,8 @@
 //! already compiled and cached) over a burst of pods, and the resident memory the server (with
 //! its node) adds per idle HTTP pod. Prints JSON.
 //!
-//! `cargo bench -p skiff-tests --bench pods` (set `SKIFF_BENCH_PODS` to change the burst size).
+//! `cargo bench -p skiff-tests --bench pods` (set `SKIFF_BENCH_PODS` to change the burst size,
+//! `SKIFF_BENCH_CREATORS` the number of clients creating them at once, 16 by default).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,7 +57,8 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let server = Server::start().expect("start skiff server");
+    let max_pods = (count + 10).max(1000).to_string();
+    let server = Server::start_with(&["--max-pods", &max_pods]).expect("start skiff server");
     let pid = server.pid().expect("the server runs");
     let node = server.node_name();
     server.import_samples();
@@ -96,21 +98,28 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib(pid);
     let issued: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let created: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let started = Instant::now();
-    let creators = 16;
+    let creators: usize = std::env::var("SKIFF_BENCH_CREATORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
     let mut tasks = Vec::new();
     for c in 0..creators {
-        let (pods, node, issued) = (pods.clone(), node.clone(), issued.clone());
+        let (pods, node, issued, created) =
+            (pods.clone(), node.clone(), issued.clone(), created.clone());
         tasks.push(tokio::spawn(async move {
             for i in (c..count).step_by(creators) {
                 let name = format!("p{i}");
-                issued.lock().unwrap().insert(name.clone(), Instant::now());
+                let at = Instant::now();
+                issued.lock().unwrap().insert(name.clone(), at);
                 pods.create(
                     &PostParams::default(),
                     &pod(&name, &node, base_port + 1 + i as u16),
                 )
                 .await
                 .expect("create");
+                created.lock().unwrap().push(at.elapsed());
             }
         }));
     }
@@ -126,13 +135,25 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = rss_kib(pid);
     watch.abort();
-    let (issued, running) = (issued.lock().unwrap(), running.lock().unwrap());
+    let issued = issued.lock().unwrap().clone();
+    let running = running.lock().unwrap().clone();
     let mut latencies: Vec<Duration> = issued
         .iter()
         .filter_map(|(name, at)| running.get(name).map(|seen| seen.duration_since(*at)))
         .collect();
     latencies.sort();
     let started_pods = latencies.len();
+    // What the pods never seen Running show, for a few of them.
+    let mut missing = Vec::new();
+    for name in issued.keys().filter(|n| !running.contains_key(*n)).take(5) {
+        let shown = match pods.get(name).await {
+            Ok(pod) => serde_json::to_value(pod.status).unwrap_or_default(),
+            Err(e) => serde_json::json!(e.to_string()),
+        };
+        missing.push(serde_json::json!({"pod": name, "status": shown}));
+    }
+    let mut creates = created.lock().unwrap().clone();
+    creates.sort();
     let report = serde_json::json!({
         "benchmark": "pods",
         "pods": count,
@@ -140,9 +161,13 @@ async fn main() {
         "pod_start_ms_p50": (percentile(&latencies, 0.5) * 100.0).round() / 100.0,
         "pod_start_ms_p99": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
         "burst_seconds": (all_running.as_secs_f64() * 100.0).round() / 100.0,
+        "creators": creators,
+        "create_request_ms_p50": (percentile(&creates, 0.5) * 100.0).round() / 100.0,
+        "create_request_ms_p99": (percentile(&creates, 0.99) * 100.0).round() / 100.0,
         "server_rss_kib_before": rss_before,
         "server_rss_kib_after": rss_after,
         "rss_kib_per_idle_http_pod": ((rss_after.saturating_sub(rss_before)) as f64 / count as f64 * 10.0).round() / 10.0,
+        "not_running": missing,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     println!("{}", serde_json::to_string_pretty(&report).expect("json"));

@@ -167,6 +167,9 @@ pub struct AgentFlags {
     /// Log files kept per container run, the current one included (containerLogMaxFiles).
     #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
     container_log_max_files: u64,
+    /// Pods the node runs at most: its `pods` capacity (the kubelet's --max-pods).
+    #[arg(long, env = "SKIFF_MAX_PODS", default_value_t = 1000)]
+    max_pods: u32,
     /// Events the node writes a second at most, as the kubelet's eventRecordQPS; 0 for no limit.
     #[arg(long, env = "SKIFF_EVENT_QPS", default_value_t = 50.0)]
     event_qps: f64,
@@ -187,7 +190,7 @@ impl AgentFlags {
             name,
             data_dir,
             address,
-            max_pods: 1000,
+            max_pods: self.max_pods,
             insecure_registries: self.insecure_registry,
             log_rotation: skiff_runtime::logs::Rotation {
                 max_size: self.container_log_max_size,
