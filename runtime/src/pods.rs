@@ -500,17 +500,10 @@ impl Drop for AbortOnDrop {
 /// The longest wait before a status write the API did not take is made again.
 const STATUS_RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// How long the first status (Pending, its containers being created) waits for the next change
-/// before it is written: a pod whose containers start at once is reported Running in one write.
-const FIRST_STATUS_WAIT: Duration = Duration::from_millis(100);
-
 /// Writes the pod's status whenever it changes, one write at a time, so that writes land in
 /// order and a burst of changes costs one write.
 async fn write_statuses(worker: Arc<Worker>) {
     let mut changes = worker.changes.subscribe();
-    // The first status is change 1: any later one (made before this task even began) ends
-    // the wait.
-    let _ = tokio::time::timeout(FIRST_STATUS_WAIT, changes.wait_for(|n| *n > 1)).await;
     loop {
         let change = *changes.borrow_and_update();
         if change > *worker.written.borrow() {
