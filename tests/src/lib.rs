@@ -21,9 +21,7 @@ pub fn skiff_binary() -> PathBuf {
             if let Some(bin) = std::env::var_os("SKIFF_BIN") {
                 return PathBuf::from(bin);
             }
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("workspace root");
+            let workspace = workspace();
             let mut args = vec!["build", "--workspace", "--tests", "--message-format=json"];
             // Benchmarks are built optimized and measure an optimized server.
             if !cfg!(debug_assertions) {
@@ -46,6 +44,18 @@ pub fn skiff_binary() -> PathBuf {
                 .expect("cargo reported no skiff executable")
         })
         .clone()
+}
+
+/// The workspace the tests run in: from the `CARGO_MANIFEST_DIR` the test runner sets, so that
+/// a test binary built from a checkout elsewhere (a shared target directory) still uses this one.
+pub fn workspace() -> PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package
+        .parent()
+        .expect("the tests package sits in the workspace")
+        .to_path_buf()
 }
 
 /// A cargo command with the variables cargo set for this test process removed: build scripts
@@ -91,10 +101,7 @@ pub const SAMPLES: &[&str] = &[
 pub fn sample(name: &str) -> PathBuf {
     static BUILT: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .join("samples");
+        let samples = workspace().join("samples");
         let output = clean_cargo()
             .current_dir(&samples)
             .args([

@@ -9,11 +9,8 @@ use skiff_tests::{Server, eventually, text};
 /// Starts a server with the sample images and applies the pattern manifests to its node.
 fn with_patterns() -> Server {
     with_pod(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../samples/manifests/patterns.yaml"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(skiff_tests::workspace().join("samples/manifests/patterns.yaml"))
+            .unwrap(),
     )
 }
 
