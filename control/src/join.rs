@@ -18,7 +18,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::auth::UserInfo;
-use crate::pki::{Authority, PkiError};
+use crate::pki::{Authority, CertifiedKey, PkiError};
 
 /// The group every node's credential names.
 pub const NODES: &str = "system:nodes";
@@ -148,6 +148,18 @@ pub fn routes(authority: Arc<Authority>, token: Token) -> axum::Router {
         )
 }
 
+/// The answer carrying a credential the CA issued, with the CA to trust beside it.
+fn issued(authority: &Authority, credential: &CertifiedKey) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "ca": authority.ca.cert_pem,
+            "certificate": credential.cert_pem,
+            "key": credential.key_pem,
+        }),
+    )
+}
+
 #[derive(serde::Deserialize)]
 struct ServingRequest {
     addresses: Vec<String>,
@@ -189,14 +201,7 @@ fn serving_certificate(authority: &Authority, user: Option<UserInfo>, body: &[u8
         }
     }
     match authority.issue_serving(&user.name, &names) {
-        Ok(credential) => json_response(
-            StatusCode::OK,
-            &json!({
-                "ca": authority.ca.cert_pem,
-                "certificate": credential.cert_pem,
-                "key": credential.key_pem,
-            }),
-        ),
+        Ok(credential) => issued(authority, &credential),
         Err(e) => status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
@@ -237,14 +242,7 @@ fn join(authority: &Authority, token: &Token, headers: &HeaderMap, body: &[u8]) 
     let issued: Result<_, PkiError> =
         authority.client(&format!("system:node:{}", request.name), &[NODES]);
     match issued {
-        Ok(credential) => json_response(
-            StatusCode::OK,
-            &json!({
-                "ca": authority.ca.cert_pem,
-                "certificate": credential.cert_pem,
-                "key": credential.key_pem,
-            }),
-        ),
+        Ok(credential) => self::issued(authority, &credential),
         Err(e) => status(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",

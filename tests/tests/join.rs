@@ -407,22 +407,16 @@ spec:
     let ca = kubeconfig_pem(&admin, "certificate-authority-data");
     let own = node.dir.path().join("node/edge-3.kubeconfig");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (admin_cert, admin_key) = (
-        kubeconfig_pem(&admin, "client-certificate-data"),
-        kubeconfig_pem(&admin, "client-key-data"),
-    );
-    let (status, body) = rt
-        .block_on(node_get(port, &ca, Some((&admin_cert, &admin_key)), &path))
-        .unwrap();
+    let as_user = |kubeconfig: &std::path::Path| {
+        let cert = kubeconfig_pem(kubeconfig, "client-certificate-data");
+        let key = kubeconfig_pem(kubeconfig, "client-key-data");
+        rt.block_on(node_get(port, &ca, Some((&cert, &key)), &path))
+            .unwrap()
+    };
+    let (status, body) = as_user(&admin);
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("spun "), "{body}");
-    let (node_cert, node_key) = (
-        kubeconfig_pem(&own, "client-certificate-data"),
-        kubeconfig_pem(&own, "client-key-data"),
-    );
-    let (status, body) = rt
-        .block_on(node_get(port, &ca, Some((&node_cert, &node_key)), &path))
-        .unwrap();
+    let (status, body) = as_user(&own);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("\"reason\":\"Forbidden\""), "{body}");
     let anonymous = rt.block_on(node_get(port, &ca, None, &path));
