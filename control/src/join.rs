@@ -5,7 +5,9 @@
 //! and receives its own client certificate, for `system:node:NAME` in group `system:nodes`.
 //! On every start a node then asks, with that credential, for a serving certificate for its
 //! name and addresses (`POST /skiff/v1/serving-certificate`), as a k3s agent asks for its
-//! kubelet's: the API server reaches the node's endpoint through it.
+//! kubelet's: the API server reaches the node's endpoint through it. Those certificates come
+//! from a CA of their own, trusted by the API server's node client alone, so that no node can
+//! pass for the API server to kubectl.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -117,7 +119,11 @@ fn valid_node_name(name: &str) -> bool {
 }
 
 /// The routes nodes join through (outside the API's authentication).
-pub fn routes(authority: Arc<Authority>, token: Token) -> axum::Router {
+pub fn routes(
+    authority: Arc<Authority>,
+    node_serving: Arc<Authority>,
+    token: Token,
+) -> axum::Router {
     let ca = authority.ca.cert_pem.clone();
     axum::Router::new()
         .route(
@@ -141,8 +147,10 @@ pub fn routes(authority: Arc<Authority>, token: Token) -> axum::Router {
             "/skiff/v1/serving-certificate",
             post(
                 move |user: Option<Extension<UserInfo>>, body: axum::body::Bytes| {
-                    let authority = authority.clone();
-                    async move { serving_certificate(&authority, user.map(|u| u.0), &body) }
+                    let (authority, node_serving) = (authority.clone(), node_serving.clone());
+                    async move {
+                        serving_certificate(&authority, &node_serving, user.map(|u| u.0), &body)
+                    }
                 },
             ),
         )
@@ -165,8 +173,15 @@ struct ServingRequest {
     addresses: Vec<String>,
 }
 
-/// Issues a node its serving certificate, for its own name and the addresses it names.
-fn serving_certificate(authority: &Authority, user: Option<UserInfo>, body: &[u8]) -> Response {
+/// Issues a node its serving certificate from `node_serving`, for its own name and the
+/// addresses it names; the answer's CA is the cluster's, which its clients' certificates chain
+/// to.
+fn serving_certificate(
+    authority: &Authority,
+    node_serving: &Authority,
+    user: Option<UserInfo>,
+    body: &[u8],
+) -> Response {
     let Some(user) = user else {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     };
@@ -200,7 +215,7 @@ fn serving_certificate(authority: &Authority, user: Option<UserInfo>, body: &[u8
             names.push(address);
         }
     }
-    match authority.issue_serving(&user.name, &names) {
+    match node_serving.issue_serving(&user.name, &names) {
         Ok(credential) => issued(authority, &credential),
         Err(e) => status(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -276,6 +291,47 @@ mod tests {
         assert!(same("abc", "abc"));
         assert!(!same("abc", "abd"));
         assert!(!same("abc", "ab"));
+    }
+
+    #[test]
+    fn only_nodes_get_serving_certificates_and_from_their_own_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Authority::load_or_create(&dir.path().join("tls")).unwrap();
+        let nodes =
+            Authority::load_or_create_named(&dir.path().join("node-serving"), "nodes").unwrap();
+        let body = br#"{"addresses": ["127.0.0.2"]}"#;
+        let anonymous = serving_certificate(&cluster, &nodes, None, body);
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        let admin = UserInfo::new("admin", &["system:masters"]);
+        let refused = serving_certificate(&cluster, &nodes, Some(admin), body);
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let node = UserInfo::new("system:node:edge", &[NODES]);
+        let bad_body = serving_certificate(&cluster, &nodes, Some(node.clone()), b"{");
+        assert_eq!(bad_body.status(), StatusCode::BAD_REQUEST);
+        let issued = serving_certificate(&cluster, &nodes, Some(node), body);
+        assert_eq!(issued.status(), StatusCode::OK);
+        let body =
+            futures::executor::block_on(http_body_util::BodyExt::collect(issued.into_body()))
+                .unwrap()
+                .to_bytes();
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        // Clients are checked against the cluster CA; the certificate is the nodes' CA's.
+        assert_eq!(answer["ca"], cluster.ca.cert_pem.as_str());
+        let pem = answer["certificate"].as_str().unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let (_, nodes_ca) = x509_parser::pem::parse_x509_pem(nodes.ca.cert_pem.as_bytes()).unwrap();
+        let nodes_ca = nodes_ca.parse_x509().unwrap();
+        assert!(cert.verify_signature(Some(nodes_ca.public_key())).is_ok());
+        assert_eq!(
+            cert.subject()
+                .iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
+            "system:node:edge"
+        );
     }
 
     #[test]

@@ -115,8 +115,13 @@ fn cert_error(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
 }
 
 impl Authority {
-    /// Loads the CA in `dir`, making one on first use.
+    /// Loads the cluster CA in `dir`, making one on first use.
     pub fn load_or_create(dir: &Path) -> Result<Self, PkiError> {
+        Self::load_or_create_named(dir, "skiff-ca")
+    }
+
+    /// Loads the CA in `dir`, making one named `name` (with its time of making) on first use.
+    pub fn load_or_create_named(dir: &Path, name: &str) -> Result<Self, PkiError> {
         private_dir(dir).map_err(|source| PkiError::Io {
             path: dir.to_path_buf(),
             source,
@@ -130,12 +135,12 @@ impl Authority {
         }
         let key = KeyPair::generate().map_err(cert_error("CA key"))?;
         let mut params = CertificateParams::default();
-        let mut name = DistinguishedName::new();
-        name.push(
+        let mut subject = DistinguishedName::new();
+        subject.push(
             DnType::CommonName,
-            format!("skiff-ca@{}", chrono::Utc::now().timestamp()),
+            format!("{name}@{}", chrono::Utc::now().timestamp()),
         );
-        params.distinguished_name = name;
+        params.distinguished_name = subject;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,

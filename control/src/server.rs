@@ -196,6 +196,12 @@ pub async fn run(
         source,
     })?;
     let authority = Authority::load_or_create(&data_dir.join("tls"))?;
+    // Nodes' serving certificates come from a CA of their own, which clients of the API never
+    // trust: a node's certificate cannot pass for the API server's.
+    let node_serving = Authority::load_or_create_named(
+        &data_dir.join("tls").join("node-serving"),
+        "skiff-node-serving-ca",
+    )?;
     let db = data_dir.join("state.db");
     let backend = SqliteBackend::open(&db, config.durable)
         .await
@@ -235,7 +241,7 @@ pub async fn run(
     let url = format!("https://{host}:{}", local.port());
     let state = Arc::new(ApiState {
         local_node: config.local_node.clone(),
-        nodes: crate::api::node_client::NodeClient::new(&authority)?,
+        nodes: crate::api::node_client::NodeClient::new(&authority, &node_serving)?,
         namespaces: crate::api::namespaces::Namespaces::follow(store.clone()),
         store,
         advertise: format!("{host}:{}", local.port()),
@@ -264,7 +270,11 @@ pub async fn run(
         path: kubeconfig_path.clone(),
         source,
     })?;
-    let router = router.merge(crate::join::routes(Arc::new(authority), token));
+    let router = router.merge(crate::join::routes(
+        Arc::new(authority),
+        Arc::new(node_serving),
+        token,
+    ));
     tracing::info!(url = %url, kubeconfig = %kubeconfig_path.display(), "serving the Kubernetes API");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -275,7 +285,9 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
+                    // Out of descriptors, say: wait a moment rather than spin.
                     tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },

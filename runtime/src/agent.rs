@@ -109,6 +109,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         let identity = loop {
             match endpoint::request_identity(&client, &names).await {
                 Ok(identity) => break identity,
+                Err(e) if endpoint::refused(&e) => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "no serving certificate yet; retrying");
                     tokio::time::sleep(delay).await;

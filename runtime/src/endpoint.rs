@@ -3,9 +3,9 @@
 //! API server names the pod's UID and the run (`uid`, `run`) beside `kubectl logs`'s own
 //! parameters (`follow`, `timestamps`, `tailLines`, `sinceTime`, `limitBytes`).
 //!
-//! It serves with a certificate the cluster CA signed for the node's name and address, asked
-//! for on every start, and answers only clients whose certificate the same CA signed for the
-//! group `system:masters`: the API server's kubelet client and administrators. Anyone else
+//! It serves with a certificate the server's node-serving CA signed for the node's name and
+//! address, asked for on every start, and answers only clients whose certificate the cluster CA
+//! signed for the group `system:masters`: the API server's kubelet client and administrators. Anyone else
 //! fails the handshake (no certificate, or one of another CA) or gets 403.
 
 use std::net::SocketAddr;
@@ -34,6 +34,7 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// The node's serving certificate and the CA its clients' certificates must chain to.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The cluster CA, which clients' certificates chain to.
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
@@ -64,6 +65,15 @@ pub async fn request_identity(
         cert_pem: field("certificate")?,
         key_pem: field("key")?,
     })
+}
+
+/// Whether a failed certificate request was refused outright (not a node's credential, a
+/// server without the route, names it will not sign), so that asking again is pointless.
+pub fn refused(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<kube::Error>(),
+        Some(kube::Error::Api(e)) if (400..500).contains(&e.code) && e.code != 429
+    )
 }
 
 /// What the endpoint serves from.
@@ -122,7 +132,9 @@ pub async fn serve(
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
+                // Out of descriptors, say: wait a moment rather than spin.
                 tracing::warn!(error = %e, "accepting a connection to the node endpoint failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -243,7 +255,10 @@ async fn container_log(
             .transpose()
     };
     let uid = get("uid").ok_or_else(|| bad("uid: Required value".into()))?;
-    let run = number("run")?.ok_or_else(|| bad("run: Required value".into()))?;
+    let run = get("run")
+        .ok_or_else(|| bad("run: Required value".into()))?
+        .parse::<u32>()
+        .map_err(|_| bad("run: Invalid value: must be a restart count".into()))?;
     let since = get("sinceTime")
         .map(|t| {
             chrono::DateTime::parse_from_rfc3339(t)
@@ -263,7 +278,7 @@ async fn container_log(
         return Err(bad("invalid pod or container name".into()));
     }
     let dir = crate::pods::pod_dir(&served.pods_dir, namespace, pod, uid).join(container);
-    let path = crate::logs::run_log(&dir, run as u32);
+    let path = crate::logs::run_log(&dir, run);
     let follow = flag("follow").then(|| served.live_logs.clone());
     let opened =
         tokio::task::spawn_blocking(move || crate::logs::open(&path, &options, follow.as_ref()))

@@ -51,7 +51,7 @@ impl Bucket {
 
     /// Takes a token, and answers how long to wait until it is there.
     fn reserve(&mut self) -> Duration {
-        if self.rate.qps <= 0.0 {
+        if self.rate.qps.is_nan() || self.rate.qps <= 0.0 {
             return Duration::ZERO;
         }
         let now = Instant::now();
@@ -59,7 +59,8 @@ impl Bucket {
         let refill = now.duration_since(self.last).as_secs_f64() * self.rate.qps;
         self.tokens = (self.tokens + refill).min(capacity) - 1.0;
         self.last = now;
-        Duration::from_secs_f64((-self.tokens).max(0.0) / self.rate.qps)
+        Duration::try_from_secs_f64((-self.tokens).max(0.0) / self.rate.qps)
+            .unwrap_or(Duration::ZERO)
     }
 }
 

@@ -404,10 +404,15 @@ impl Tail {
     /// The messages written since the last read: the rest of the file being read, then, when
     /// it was rotated aside, the files written after it, the current one last.
     fn read_new(&mut self) -> std::io::Result<Vec<Message>> {
-        let rotated = std::fs::metadata(&self.path).is_ok_and(|m| m.ino() != self.inode);
+        let rotated =
+            |tail: &Tail| std::fs::metadata(&tail.path).is_ok_and(|m| m.ino() != tail.inode);
         let mut fresh = Vec::new();
+        let mut again = rotated(self);
         self.drain(&mut fresh)?;
-        if rotated {
+        // A rotation while the successors are read moves the file just opened aside: go on
+        // from it until the file read is the current one.
+        while again {
+            let before = self.inode;
             for next in self.successors()? {
                 let Ok(file) = std::fs::File::open(&next) else {
                     continue;
@@ -416,6 +421,7 @@ impl Tail {
                 self.file = file;
                 self.drain(&mut fresh)?;
             }
+            again = self.inode != before && rotated(self);
         }
         keep_since(&mut fresh, self.options.since);
         Ok(fresh)

@@ -260,8 +260,9 @@ impl Worker {
         let _ = self.written.subscribe().wait_for(|n| *n >= wanted).await;
     }
 
-    /// Writes the pod's status as it is now. Fails when the API did not take it; a pod that
-    /// is gone (or replaced by another of its name) counts as written.
+    /// Writes the pod's status as it is now. Fails when the API could not take it for now; a
+    /// pod that is gone (or replaced by another of its name) counts as written, and so does a
+    /// status the API refuses outright.
     async fn write_status(&self) -> Result<(), kube::Error> {
         let status = self.report.lock().unwrap_or_else(|p| p.into_inner()).json();
         let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
@@ -272,6 +273,12 @@ impl Worker {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            // A refusal that a second try would get again (the status is invalid, say) is
+            // given up on; a busy or unreachable API is tried again.
+            Err(kube::Error::Api(e)) if (400..500).contains(&e.code) && e.code != 429 => {
+                tracing::warn!(pod = %self.name(), error = %e, "the API refused the pod's status");
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

@@ -404,7 +404,11 @@ spec:
     let uid = server.kubectl_ok(&["get", "pod", "slow", "-o", "jsonpath={.metadata.uid}"]);
     let path = format!("/containerLogs/default/slow/hello?uid={uid}&run=0&tailLines=1");
     let admin = server.kubeconfig();
-    let ca = kubeconfig_pem(&admin, "certificate-authority-data");
+    // The node's certificate comes from the nodes' serving CA, which kubectl never trusts: a
+    // client trusting the cluster CA alone refuses the node.
+    let cluster_ca = kubeconfig_pem(&admin, "certificate-authority-data");
+    let ca = std::fs::read_to_string(server.data_dir().join("tls/node-serving/ca.crt")).unwrap();
+    assert_ne!(ca, cluster_ca);
     let own = node.dir.path().join("node/edge-3.kubeconfig");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let as_user = |kubeconfig: &std::path::Path| {
@@ -420,7 +424,17 @@ spec:
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("\"reason\":\"Forbidden\""), "{body}");
     let anonymous = rt.block_on(node_get(port, &ca, None, &path));
-    assert!(anonymous.is_err(), "{anonymous:?}");
+    assert!(
+        anonymous.as_ref().is_err_and(|e| !e.contains("refused")),
+        "{anonymous:?}"
+    );
+    let cert = kubeconfig_pem(&admin, "client-certificate-data");
+    let key = kubeconfig_pem(&admin, "client-key-data");
+    let impostor = rt.block_on(node_get(port, &cluster_ca, Some((&cert, &key)), &path));
+    assert!(
+        impostor.as_ref().is_err_and(|e| e.contains("certificate")),
+        "{impostor:?}"
+    );
 
     // A node that is gone: kubectl says why its logs cannot be had.
     drop(node);

@@ -171,7 +171,7 @@ pub struct AgentFlags {
     #[arg(long, env = "SKIFF_MAX_PODS", default_value_t = 1000)]
     max_pods: u32,
     /// Events the node writes a second at most, as the kubelet's eventRecordQPS; 0 for no limit.
-    #[arg(long, env = "SKIFF_EVENT_QPS", default_value_t = 50.0)]
+    #[arg(long, env = "SKIFF_EVENT_QPS", default_value_t = 50.0, value_parser = event_qps)]
     event_qps: f64,
     /// Events the node may write at once before --event-qps paces it (the kubelet's eventBurst).
     #[arg(long, env = "SKIFF_EVENT_BURST", default_value_t = 100)]
@@ -204,6 +204,15 @@ impl AgentFlags {
             endpoint: None,
         }
     }
+}
+
+/// An event rate: a number of events a second, 0 or more.
+fn event_qps(value: &str) -> Result<f64, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|q| q.is_finite() && *q >= 0.0)
+        .ok_or_else(|| format!("{value:?} is not a rate (events a second, 0 for no limit)"))
 }
 
 /// A log size: a byte count or a quantity (`10Mi`, `512Ki`).

@@ -1,7 +1,7 @@
 //! The API server's client for node endpoints (what a kube-apiserver's kubelet client is): it
 //! reaches a node at its InternalIP and `status.daemonEndpoints.kubeletEndpoint.Port`, trusts
-//! only a serving certificate the cluster CA signed for that address, and presents its own
-//! certificate, `kube-apiserver-kubelet-client` in `system:masters`.
+//! only a serving certificate the nodes' serving CA signed for that address, and presents its
+//! own certificate from the cluster CA, `kube-apiserver-kubelet-client` in `system:masters`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 
 use super::ApiError;
-use crate::auth::MASTERS;
+use crate::auth::{MASTERS, UserInfo};
 use crate::pki::{Authority, PkiError};
 
 /// How long reaching a node may take before the request fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node may take to start its answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The name the API server's client certificate gives it, as upstream names it.
 pub const KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
@@ -45,13 +47,14 @@ fn endpoint_of(node: &Value) -> Option<(String, u16)> {
 }
 
 impl NodeClient {
-    /// A client with a fresh certificate from `authority`.
-    pub fn new(authority: &Authority) -> Result<NodeClient, PkiError> {
+    /// A client with a fresh certificate from `authority`, trusting nodes whose serving
+    /// certificates `node_serving` signed.
+    pub fn new(authority: &Authority, node_serving: &Authority) -> Result<NodeClient, PkiError> {
         let credential = authority.client(KUBELET_CLIENT, &[MASTERS])?;
         let tls = |e: &dyn std::fmt::Display| PkiError::Tls(e.to_string());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        let ca = CertificateDer::from_pem_slice(authority.ca.cert_pem.as_bytes())
+        let ca = CertificateDer::from_pem_slice(node_serving.ca.cert_pem.as_bytes())
             .map_err(|e| tls(&e))?;
         roots.add(ca).map_err(|e| tls(&e))?;
         let chain: Vec<CertificateDer<'static>> =
@@ -105,6 +108,22 @@ impl NodeClient {
         let tls = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| failed(&format!("dial tcp {host}:{port}: i/o timeout")))??;
+        // The address is what the Node's status says; the certificate must also be the one
+        // issued to that node, so that no node answers for another.
+        let presented = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|cert| UserInfo::from_certificate(cert))
+            .map(|user| user.name);
+        let expected = format!("system:node:{name}");
+        if presented.as_deref() != Some(expected.as_str()) {
+            return Err(failed(&format!(
+                "the endpoint at {host}:{port} is not node {name}'s (its certificate names {})",
+                presented.as_deref().unwrap_or("no one")
+            )));
+        }
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
@@ -118,7 +137,11 @@ impl NodeClient {
             .header(http::header::HOST, format!("{host}:{port}"))
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .map_err(|e| failed(&e))?;
-        sender.send_request(request).await.map_err(|e| failed(&e))
+        // The body may stream for as long as a followed log lasts; the answer itself must come.
+        tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| failed(&"net/http: timeout awaiting response headers"))?
+            .map_err(|e| failed(&e))
     }
 }
 
