@@ -114,6 +114,10 @@ fn credential_path(node_dir: &Path, name: &str) -> PathBuf {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let ip: std::net::IpAddr = args
+        .address
+        .parse()
+        .with_context(|| format!("--address {}: not an IP address", args.address))?;
     let data_dir = super::server::data_dir(args.data_dir)?;
     let node_dir = super::server::node_dir(&data_dir);
     skiff_control::pki::private_dir(&node_dir)
@@ -139,10 +143,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let client = client_from(&kubeconfig).await?;
     tracing::info!(node = %name, server = %server, "node agent starting");
-    let ip: std::net::IpAddr = args
-        .address
-        .parse()
-        .with_context(|| format!("--address {}: not an IP address", args.address))?;
     let mut config = args.agent.config(name, node_dir, args.address);
     config.endpoint = Some(std::net::SocketAddr::new(ip, args.kubelet_port));
     tokio::select! {
