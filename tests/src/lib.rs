@@ -58,6 +58,15 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// A Pod manifest named `name` for the server's own node ([`Server::apply_on_node`] fills in
+/// `NODE_NAME`), its spec going on with `spec`: YAML lines indented by two spaces.
+pub fn pod_on_node(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: NODE_NAME\n{}",
+        spec.trim_start_matches('\n')
+    )
+}
+
 /// A cargo command with the variables cargo set for this test process removed: build scripts
 /// that watch them (ring's) would otherwise rerun and rebuild half the tree.
 fn clean_cargo() -> Command {

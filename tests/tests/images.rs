@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use skiff_tests::{Registry, Server, eventually, sample, skiff_binary, text, wkg_binary};
+use skiff_tests::{
+    Registry, Server, eventually, pod_on_node, sample, skiff_binary, text, wkg_binary,
+};
 
 /// `skiff ARGS` with `DOCKER_CONFIG` pointing at `docker_config` (when given).
 fn skiff(args: &[&str], docker_config: Option<&std::path::Path>) -> std::process::Output {
@@ -24,13 +26,10 @@ fn hello() -> String {
 
 /// A pod running `image` on the server's node, printing its args.
 fn pod(name: &str, image: &str, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: NODE_NAME
+    pod_on_node(
+        name,
+        &format!(
+            r#"
   restartPolicy: Never
   {extra}
   containers:
@@ -38,6 +37,7 @@ spec:
     image: {image}
     args: ["{name}"]
 "#
+        ),
     )
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use skiff_tests::{Server, eventually, free_port, sample, text};
+use skiff_tests::{Server, eventually, free_port, pod_on_node, sample, text};
 
 fn node_name(server: &Server) -> String {
     server.node_name()
@@ -343,13 +343,10 @@ fn deleting_an_http_pod_runs_its_pre_stop_hook_and_honours_the_grace_period() {
     let server = Server::start().unwrap();
     server.import_samples();
     let pod = |name: &str, port: u16, grace: u32, pre_stop: &str| {
-        format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: NODE_NAME
+        pod_on_node(
+            name,
+            &format!(
+                r#"
   terminationGracePeriodSeconds: {grace}
   containers:
   - name: web
@@ -357,6 +354,7 @@ spec:
     ports: [{{containerPort: {port}}}]
     lifecycle: {{preStop: {pre_stop}}}
 "#
+            ),
         )
     };
     let (draining, failing, stuck) = (free_port(), free_port(), free_port());
@@ -516,13 +514,10 @@ fn a_cpu_limit_holds_a_busy_container_to_its_share() {
     let server = Server::start().unwrap();
     import_hello(&server);
     let pod = |name: &str, resources: &str| {
-        format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: NODE_NAME
+        pod_on_node(
+            name,
+            &format!(
+                r#"
   restartPolicy: Never
   containers:
   - name: hello
@@ -530,6 +525,7 @@ spec:
     env: [{{name: SPIN_MS, value: "2000"}}]
     resources: {resources}
 "#
+            ),
         )
     };
     // Both spin for the same two seconds; the limited one gets a tenth of a CPU.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use skiff_tests::{Server, eventually, text};
+use skiff_tests::{Server, eventually, pod_on_node, text};
 
 /// Starts a server with the sample images and applies the pattern manifests to its node.
 fn with_patterns() -> Server {
@@ -92,13 +92,10 @@ fn sidecar_adapter_and_init_containers_share_their_pods_volumes() {
 
 /// A pod whose init container exits 1, under `policy`.
 fn failing_init(name: &str, policy: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: NODE_NAME
+    pod_on_node(
+        name,
+        &format!(
+            r#"
   restartPolicy: {policy}
   initContainers:
   - name: setup
@@ -108,6 +105,7 @@ spec:
   - name: app
     image: samples.skiff.local/hello:0.1.0
 "#
+        ),
     )
 }
 
@@ -254,13 +252,10 @@ fn a_claim_is_provisioned_on_its_node_and_outlives_its_pods() {
     let classes = server.kubectl_ok(&["get", "storageclass"]);
     assert!(classes.contains("local-path (default)"), "{classes}");
     let pod = |name: &str, image: &str, env: &str, claim: &str| {
-        format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: NODE_NAME
+        pod_on_node(
+            name,
+            &format!(
+                r#"
   restartPolicy: Never
   volumes: [{{name: data, persistentVolumeClaim: {{claimName: {claim}}}}}]
   containers:
@@ -269,6 +264,7 @@ spec:
     env: {env}
     volumeMounts: [{{name: data, mountPath: /data}}]
 "#
+            ),
         )
     };
     server.apply_on_node(

@@ -2,23 +2,21 @@
 //! drives the Ready condition, a failing liveness probe restarts the container, a failing
 //! startup probe does too, and probes a Wasm container cannot run are refused.
 
-use skiff_tests::{Server, free_port};
+use skiff_tests::{Server, free_port, pod_on_node};
 
 /// A pod serving the HTTP hello on `port`, with `probes` (YAML lines under the container).
 fn web(name: &str, port: u16, probes: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: NODE_NAME
+    pod_on_node(
+        name,
+        &format!(
+            r#"
   containers:
   - name: web
     image: samples.skiff.local/http-hello:0.1.0
     ports: [{{name: http, containerPort: {port}}}]
 {probes}
 "#
+        ),
     )
 }
 
