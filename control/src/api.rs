@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod errors;
 pub mod fieldmanager;
 pub mod logs;
+pub mod metrics;
 pub mod namespaces;
 pub mod node_client;
 pub mod objects;
@@ -37,11 +38,13 @@ use crate::store::Store;
 /// The largest request body accepted, as upstream's apiserver.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// The node agent running in the API server's process: its pods' logs are read from its files.
+/// The node agent running in the API server's process: its pods' logs are read from its files,
+/// and its usage from its counters.
 #[derive(Clone)]
 pub struct LocalNode {
     pub name: String,
     pub logs: std::sync::Arc<dyn logs::PodLogs>,
+    pub summary: std::sync::Arc<dyn metrics::NodeSummary>,
 }
 
 impl std::fmt::Debug for LocalNode {
@@ -365,6 +368,9 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
         return Err(ApiError::BadRequest(format!(
             "dryRun: Unsupported value: \"{bad}\": supported values: \"All\""
         )));
+    }
+    if resource.group == registry::METRICS_GROUP {
+        return metrics::serve(&state, &request).await;
     }
     // A namespaced kind's cluster-wide path only lists and watches (upstream answers 405).
     let cluster_wide = resource.namespaced && request.target.namespace.is_none();

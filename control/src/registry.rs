@@ -67,6 +67,12 @@ impl Resource {
             "" => "core",
             g => g.split('.').next().unwrap_or(g),
         };
+        if self.group == METRICS_GROUP {
+            return format!(
+                "io.k8s.metrics.pkg.apis.metrics.{}.{}",
+                self.version, self.kind
+            );
+        }
         if self.group == "apiextensions.k8s.io" {
             return format!(
                 "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{}.{}",
@@ -103,6 +109,10 @@ const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 const CREATE_ONLY: &[&str] = &["create"];
+const READ_ONLY: &[&str] = &["get", "list"];
+
+/// The group whose objects are measured on the nodes, never stored (see [`crate::api::metrics`]).
+pub const METRICS_GROUP: &str = "metrics.k8s.io";
 
 macro_rules! resource {
     ($ty:ty, $group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
@@ -194,6 +204,9 @@ pub static RESOURCES: &[Resource] = &[
     resource!(apiextensions::CustomResourceDefinition, "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", namespaced: false, short: ["crd", "crds"], categories: ["api-extensions"], status: true, scale: false),
     // scheduling.k8s.io/v1
     resource!(scheduling::PriorityClass, "scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", namespaced: false, short: ["pc"], categories: [], status: false, scale: false),
+    // metrics.k8s.io/v1beta1: measured on the nodes when asked for
+    resource!(crate::api::metrics::NodeMetrics, "metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "", namespaced: false, short: [], categories: [], status: false, scale: false, verbs: READ_ONLY),
+    resource!(crate::api::metrics::PodMetrics, "metrics.k8s.io", "v1beta1", "PodMetrics", "pods", "", namespaced: true, short: [], categories: [], status: false, scale: false, verbs: READ_ONLY),
 ];
 
 /// The resource served at `group/version` under `plural`.
@@ -221,9 +234,10 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     out
 }
 
-/// Whether objects of this resource are kept in the store (reviews are answered, not stored).
+/// Whether objects of this resource are kept in the store (reviews are answered and metrics
+/// measured, never stored).
 pub fn is_stored(r: &Resource) -> bool {
-    r.verbs.contains(&"get")
+    r.verbs.contains(&"create") && r.verbs.contains(&"get")
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub log_rotation: crate::logs::Rotation,
     /// The container logs being written now.
     pub live_logs: crate::logs::LiveLogs,
+    /// What the node and its running containers use.
+    pub usage: crate::usage::Usage,
     /// How fast the node writes events.
     pub event_rate: crate::events::EventRate,
     /// Where the node serves the API server (logs), if it does: a node in the server's own
@@ -118,8 +120,10 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
             }
         };
         let served = endpoint::Served {
+            node: config.name.clone(),
             pods_dir: config.pods_dir(),
             live_logs: config.live_logs.clone(),
+            usage: config.usage.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = endpoint::serve(listener, identity, served).await {
@@ -136,6 +140,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
     }
     tracing::info!(node = %info.name, "node registered");
     tokio::spawn(node::heartbeat(client.clone(), info.clone()));
+    tokio::spawn(config.usage.clone().sample_forever());
     let ctx = Arc::new(Context {
         client: client.clone(),
         runtime,
@@ -146,6 +151,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         pods_dir: config.pods_dir(),
         log_rotation: config.log_rotation,
         live_logs: config.live_logs.clone(),
+        usage: config.usage.clone(),
         volumes_dir: config.data_dir.join("volumes"),
         address: config.address.clone(),
         node: config.name.clone(),

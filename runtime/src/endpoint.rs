@@ -1,6 +1,7 @@
-//! The node's HTTPS endpoint, which the API server reaches for what only the node holds: a
-//! container's log at `GET /containerLogs/NAMESPACE/POD/CONTAINER`, the kubelet's path. The
-//! API server names the pod's UID and the run (`uid`, `run`) beside `kubectl logs`'s own
+//! The node's HTTPS endpoint, which the API server reaches for what only the node holds, at the
+//! kubelet's paths: a container's log at `GET /containerLogs/NAMESPACE/POD/CONTAINER`, and what
+//! the node and its containers use at `GET /stats/summary` (see [`crate::usage`]). For a log,
+//! the API server names the pod's UID and the run (`uid`, `run`) beside `kubectl logs`'s own
 //! parameters (`follow`, `timestamps`, `tailLines`, `sinceTime`, `limitBytes`).
 //!
 //! It serves with a certificate the server's node-serving CA signed for the node's name and
@@ -79,9 +80,12 @@ pub fn refused(error: &anyhow::Error) -> bool {
 /// What the endpoint serves from.
 #[derive(Debug, Clone)]
 pub struct Served {
+    /// The node's name.
+    pub node: String,
     /// Where pods keep their logs (see [`crate::pods::pod_dir`]).
     pub pods_dir: PathBuf,
     pub live_logs: LiveLogs,
+    pub usage: crate::usage::Usage,
 }
 
 fn tls_config(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
@@ -182,8 +186,13 @@ fn failure(code: StatusCode, reason: &str, message: &str) -> hyper::Response<Bod
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code.as_u16(),
     });
+    json_response(code, status.to_string().into_bytes())
+}
+
+/// A JSON answer.
+fn json_response(code: StatusCode, body: Vec<u8>) -> hyper::Response<Body> {
     let mut response = hyper::Response::new(
-        Full::new(Bytes::from(status.to_string()))
+        Full::new(Bytes::from(body))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
@@ -214,6 +223,13 @@ async fn answer(
             container_log(served, namespace, pod, container, query)
                 .await
                 .unwrap_or_else(|(code, reason, message)| failure(code, reason, &message))
+        }
+        (&Method::GET, ["stats", "summary"]) => {
+            let summary = served.usage.summary(&served.node);
+            json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&summary).unwrap_or_default(),
+            )
         }
         _ => failure(
             StatusCode::NOT_FOUND,

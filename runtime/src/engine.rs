@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{CallHook, Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{
+    CallHook, Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
+    UpdateDeadline,
+};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -17,6 +20,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::cpu::{CpuLimit, CpuMeter};
 use crate::image::{Image, ImageError, ImageStore};
 use crate::logs::StreamWriter;
+use crate::usage::{ContainerUsage, metered};
 
 /// How often the engine's epoch advances: the granularity of stopping a running guest and of
 /// sharing the CPU between guests.
@@ -49,7 +53,7 @@ pub struct Host {
     ctx: WasiCtx,
     http: wasmtime_wasi_http::WasiHttpCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limits,
     /// The CPU meter of a guest with a CPU limit.
     cpu: Option<CpuMeter>,
 }
@@ -73,6 +77,72 @@ impl WasiView for Host {
     }
 }
 
+/// An instance's memory limits, which also count the memory it holds into its container's
+/// usage, and take it out again when the instance goes.
+struct Limits {
+    limits: StoreLimits,
+    usage: Arc<ContainerUsage>,
+    /// Linear memory the instance holds, in bytes.
+    held: u64,
+    /// The growth last allowed, taken back if it failed.
+    last_growth: u64,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed && maximum.is_none_or(|m| desired <= m) {
+            self.last_growth = desired.saturating_sub(current) as u64;
+            self.held += self.last_growth;
+            self.usage.grew(self.last_growth);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        let failed = std::mem::take(&mut self.last_growth);
+        self.held = self.held.saturating_sub(failed);
+        self.usage.released(failed);
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+impl Drop for Limits {
+    fn drop(&mut self) {
+        self.usage.released(self.held);
+    }
+}
+
 /// One container run: what it gets and where its output goes.
 pub struct RunSpec {
     pub argv: Vec<String>,
@@ -85,6 +155,8 @@ pub struct RunSpec {
     pub cpu: Option<CpuLimit>,
     /// Volumes, at their mount paths.
     pub preopens: Vec<Preopen>,
+    /// Where the CPU time and memory the run uses are counted.
+    pub usage: Arc<ContainerUsage>,
 }
 
 /// A host directory the guest sees at `guest`.
@@ -273,7 +345,12 @@ impl Runtime {
                 ctx: wasi.build(),
                 http: wasmtime_wasi_http::WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                limits: limits.build(),
+                limits: Limits {
+                    limits: limits.build(),
+                    usage: spec.usage.clone(),
+                    held: 0,
+                    last_growth: 0,
+                },
                 cpu: None,
             },
         );
@@ -411,11 +488,12 @@ impl Runtime {
                 };
             }
         };
-        let outcome = async {
+        let outcome = metered(&spec.usage, async {
             let command = pre.instantiate_async(&mut store).await?;
             command.wasi_cli_run().call_run(&mut store).await
-        }
+        })
         .await;
+        drop(store);
         let _ = spec.stdout.finish();
         let _ = spec.stderr.finish();
         match outcome {
@@ -542,14 +620,17 @@ impl HttpServer {
             .http()
             .new_response_outparam(sender)
             .map_err(|e| format!("{e:#}"))?;
-        let pre = self.pre.clone();
+        let (pre, usage) = (self.pre.clone(), self.spec.usage.clone());
         // The guest may keep writing the body after it sent the head: run it on its own task.
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(store, request, out)
-                .await
+            metered(&usage, async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(store, request, out)
+                    .await
+            })
+            .await
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),

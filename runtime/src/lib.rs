@@ -11,6 +11,7 @@
 //! - [`pods`]: one pod's lifecycle;
 //! - [`probes`]: startup, liveness and readiness probes;
 //! - [`storage`]: persistent volumes provisioned from the node's disk;
+//! - [`usage`]: CPU and memory the node and its containers use, for `kubectl top`;
 //! - [`volumes`]: a pod's volumes as preopened directories;
 //! - [`agent`]: all of it together.
 
@@ -25,4 +26,5 @@ pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod storage;
+pub mod usage;
 pub mod volumes;

@@ -28,16 +28,17 @@ pub struct NodeInfo {
     pub endpoint_port: Option<u16>,
 }
 
+/// A field of /proc/meminfo (`MemTotal`, `MemAvailable`), in KiB.
+pub(crate) fn meminfo_kib(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 fn host_memory_kib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    meminfo_kib("MemTotal").unwrap_or(0)
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -73,12 +74,7 @@ impl Pressure {
     /// Reads the host: MemAvailable from /proc/meminfo, free space of the filesystem holding
     /// `data_dir`.
     pub fn read(data_dir: &std::path::Path) -> Pressure {
-        let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        });
+        let available_kib = meminfo_kib("MemAvailable");
         let disk = rustix::fs::statvfs(data_dir).ok().is_some_and(|fs| {
             fs.f_blocks > 0 && fs.f_bavail * 100 / fs.f_blocks < DISK_AVAILABLE_MIN_PERCENT
         });

@@ -42,6 +42,8 @@ pub struct Context {
     pub log_rotation: Rotation,
     /// The container logs being written now.
     pub live_logs: LiveLogs,
+    /// What the running containers use.
+    pub usage: crate::usage::Usage,
     /// Where pods keep their volumes: `DIR/UID/NAME`.
     pub volumes_dir: PathBuf,
     /// The node's address: HTTP containers are served on it.
@@ -1205,6 +1207,14 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         &format!("Started container {name}"),
         Some(name),
     );
+    let tracked = ctx.usage.track(
+        &crate::usage::PodRef {
+            name: worker.name().to_string(),
+            namespace: worker.namespace().to_string(),
+            uid: worker.uid().to_string(),
+        },
+        name,
+    );
     let spec = RunSpec {
         argv,
         env,
@@ -1213,6 +1223,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         memory_limit,
         cpu: cpu_millicores.map(|m| crate::cpu::CpuLimit::new(m, std::time::Instant::now())),
         preopens,
+        usage: tracked.usage().clone(),
     };
     // Told to stop (the pod is being deleted), a container first runs its preStop hook. An
     // HTTP container then drains its requests and ends. A command cannot catch a signal, so
@@ -1242,6 +1253,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
             Exit { code: 137, reason: "Error", message: None }
         }
     };
+    drop(tracked);
     let finished_at = now();
     worker.container(init, index, |c| {
         let mut terminated = json!({

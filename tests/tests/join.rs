@@ -446,3 +446,67 @@ spec:
         text(&gone)
     );
 }
+
+#[test]
+fn kubectl_top_reads_a_joined_nodes_usage_from_its_endpoint() {
+    let (server, _, node) = server_with_node("edge-4");
+    node.import_hello();
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: spinner, labels: {app: spin}}
+spec:
+  nodeName: edge-4
+  restartPolicy: Never
+  containers:
+  - name: hello
+    image: registry.local/hello:1
+    env: [{name: SPIN_MS, value: "600000"}]
+"#;
+    let out = server.kubectl_stdin(&["apply", "-f", "-"], pod);
+    assert!(out.status.success(), "{}", text(&out));
+    server.wait_for("spinner", "{.status.phase}", "Running");
+    // The pod's metrics come from edge-4's endpoint, selected by label as kubectl top -l asks.
+    let top = eventually(Duration::from_secs(30), || {
+        let out = server.kubectl(&["top", "pod", "-l", "app=spin", "--no-headers"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .expect("kubectl top pod answers");
+    let row: Vec<&str> = top.split_whitespace().collect();
+    assert_eq!(row.len(), 3, "{top}");
+    assert_eq!(row[0], "spinner");
+    assert!(row[1].ends_with('m') && row[2].ends_with("Mi"), "{top}");
+    let none = server.kubectl_ok(&["top", "pod", "-l", "app=other"]);
+    assert_eq!(none, "");
+    // Both nodes answer for themselves.
+    let nodes = server.kubectl_ok(&["top", "node", "--no-headers"]);
+    let names: Vec<&str> = nodes
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names.len(), 2, "{nodes}");
+    assert!(names.contains(&"edge-4"), "{nodes}");
+    let raw = server.kubectl_ok(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/edge-4"]);
+    let metrics: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(metrics["kind"], "NodeMetrics");
+    assert!(
+        metrics["usage"]["memory"]
+            .as_str()
+            .is_some_and(|m| m != "0"),
+        "{raw}"
+    );
+    // Once the node is gone, its pods and itself have no metrics, and the rest still answer.
+    drop(node);
+    let gone = server.kubectl(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/edge-4"]);
+    assert!(!gone.status.success());
+    assert!(
+        text(&gone).contains("nodemetrics.metrics.k8s.io \"edge-4\" not found"),
+        "{}",
+        text(&gone)
+    );
+    let nodes = server.kubectl_ok(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"]);
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+    assert_eq!(nodes["items"].as_array().map(Vec::len), Some(1), "{nodes}");
+}

@@ -509,28 +509,30 @@ spec:
     assert!(files[1].starts_with("0.log."), "{files:?}");
 }
 
-#[test]
-fn a_cpu_limit_holds_a_busy_container_to_its_share() {
-    let server = Server::start().unwrap();
-    import_hello(&server);
-    let pod = |name: &str, resources: &str| {
-        pod_on_node(
-            name,
-            &format!(
-                r#"
+/// A pod whose one container spins for `spin_ms`, then prints how many rounds it ran.
+fn spinner(name: &str, spin_ms: u64, resources: &str) -> String {
+    pod_on_node(
+        name,
+        &format!(
+            r#"
   restartPolicy: Never
   containers:
   - name: hello
     image: registry.local/hello:1
-    env: [{{name: SPIN_MS, value: "2000"}}]
+    env: [{{name: SPIN_MS, value: "{spin_ms}"}}]
     resources: {resources}
 "#
-            ),
-        )
-    };
+        ),
+    )
+}
+
+#[test]
+fn a_cpu_limit_holds_a_busy_container_to_its_share() {
+    let server = Server::start().unwrap();
+    import_hello(&server);
     // Both spin for the same two seconds; the limited one gets a tenth of a CPU.
-    server.apply_on_node(&pod("free", "{}"));
-    server.apply_on_node(&pod("limited", "{limits: {cpu: 100m}}"));
+    server.apply_on_node(&spinner("free", 2000, "{}"));
+    server.apply_on_node(&spinner("limited", 2000, "{limits: {cpu: 100m}}"));
     let rounds = |name: &str| -> u64 {
         server.wait_for(name, "{.status.phase}", "Succeeded");
         let logs = server.kubectl_ok(&["logs", name]);
@@ -550,4 +552,123 @@ fn a_cpu_limit_holds_a_busy_container_to_its_share() {
         limited * 3 < free,
         "limited {limited} rounds, unlimited {free}"
     );
+}
+
+/// Thousandths of a CPU in a quantity as the metrics API writes it (`1234567n`, `5m`, `1`).
+fn millicores(quantity: &str) -> f64 {
+    let (number, scale) = match quantity.char_indices().last() {
+        Some((i, 'n')) => (&quantity[..i], 1e-6),
+        Some((i, 'u')) => (&quantity[..i], 1e-3),
+        Some((i, 'm')) => (&quantity[..i], 1.0),
+        _ => (quantity, 1e3),
+    };
+    number
+        .parse::<f64>()
+        .unwrap_or_else(|_| panic!("{quantity}"))
+        * scale
+}
+
+/// Whether a Go duration (`10.2s`, `1m0.5s`, `500ms`) is a second or more.
+fn a_second_or_more(window: &str) -> bool {
+    if window.ends_with("ms") || window.ends_with("µs") || window.ends_with("ns") {
+        return false;
+    }
+    window.contains(['h', 'm'])
+        || window
+            .trim_end_matches('s')
+            .parse::<f64>()
+            .is_ok_and(|s| s >= 1.0)
+}
+
+#[test]
+fn kubectl_top_shows_what_pods_and_the_node_use() {
+    let server = Server::start().unwrap();
+    import_hello(&server);
+    server.apply_on_node(&spinner("busy", 600_000, "{}"));
+    server.apply_on_node(&spinner("capped", 600_000, "{limits: {cpu: 100m}}"));
+    server.wait_for("busy", "{.status.phase}", "Running");
+    server.wait_for("capped", "{.status.phase}", "Running");
+    let metrics = |pod: &str| -> serde_json::Value {
+        let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/{pod}");
+        serde_json::from_str(&server.kubectl_ok(&["get", "--raw", &path])).unwrap()
+    };
+    // Measured over at least a second, the busy container uses a good part of a CPU, the
+    // capped one no more than its limit allows (with room for the slices' granularity), and
+    // each holds its instance's memory.
+    let measured = |pod: &str| {
+        eventually(Duration::from_secs(30), || {
+            let m = metrics(pod);
+            a_second_or_more(m["window"].as_str()?).then_some(m)
+        })
+        .unwrap_or_else(|| panic!("no metrics over a second for {pod}"))
+    };
+    let busy = measured("busy");
+    assert_eq!(busy["kind"], "PodMetrics");
+    assert_eq!(busy["apiVersion"], "metrics.k8s.io/v1beta1");
+    assert_eq!(busy["metadata"]["name"], "busy");
+    assert_eq!(busy["containers"][0]["name"], "hello");
+    let busy_cpu = millicores(busy["containers"][0]["usage"]["cpu"].as_str().unwrap());
+    assert!(busy_cpu >= 50.0, "{busy}");
+    let memory = busy["containers"][0]["usage"]["memory"].as_str().unwrap();
+    assert!(memory.ends_with("Ki") || memory.ends_with("Mi"), "{busy}");
+    let capped = measured("capped");
+    let capped_cpu = millicores(capped["containers"][0]["usage"]["cpu"].as_str().unwrap());
+    assert!(capped_cpu <= 300.0, "{capped}");
+
+    // kubectl top reads the same.
+    let top = server.kubectl_ok(&["top", "pod"]);
+    let mut lines = top.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CPU(cores)", "MEMORY(bytes)"], "{top}");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["busy", "capped"], "{top}");
+    assert!(
+        rows.iter()
+            .all(|r| r[1].ends_with('m') && r[2].ends_with("Mi")),
+        "{top}"
+    );
+    let containers = server.kubectl_ok(&["top", "pod", "busy", "--containers"]);
+    assert!(
+        containers
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("busy") && l.split_whitespace().nth(1) == Some("hello")),
+        "{containers}"
+    );
+    let nodes = server.kubectl_ok(&["top", "node"]);
+    let row: Vec<&str> = nodes
+        .lines()
+        .find(|l| l.starts_with(&node_name(&server)))
+        .unwrap_or_else(|| panic!("{nodes}"))
+        .split_whitespace()
+        .collect();
+    assert!(
+        row.len() == 5 && row[2].ends_with('%') && row[3].ends_with("Mi") && row[4].ends_with('%'),
+        "{nodes}"
+    );
+    // A pod that is not there is an error from the server, as upstream's.
+    let missing = server.kubectl(&["top", "pod", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("pods \"nope\" not found"),
+        "{}",
+        text(&missing)
+    );
+    // A deleted pod's containers are gone, and so are its metrics.
+    server.kubectl_ok(&["delete", "pod", "capped", "--wait=true"]);
+    let listed = server.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+    ]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["kind"], "PodMetricsList");
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["busy"]);
 }

@@ -197,6 +197,7 @@ impl AgentFlags {
                 max_files: self.container_log_max_files as usize,
             },
             live_logs: skiff_runtime::logs::LiveLogs::default(),
+            usage: skiff_runtime::usage::Usage::default(),
             event_rate: skiff_runtime::events::EventRate {
                 qps: self.event_qps,
                 burst: self.event_burst,

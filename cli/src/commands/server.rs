@@ -70,6 +70,18 @@ impl skiff_control::api::logs::PodLogs for NodeLogs {
     }
 }
 
+/// Serves the usage of the embedded node.
+struct NodeSummary {
+    name: String,
+    usage: skiff_runtime::usage::Usage,
+}
+
+impl skiff_control::api::metrics::NodeSummary for NodeSummary {
+    fn summary(&self) -> serde_json::Value {
+        serde_json::to_value(self.usage.summary(&self.name)).unwrap_or_default()
+    }
+}
+
 /// The data directory: the flag, else `~/.local/share/skiff`.
 pub fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = flag {
@@ -104,6 +116,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             logs: std::sync::Arc::new(NodeLogs {
                 pods_dir: a.pods_dir(),
                 live: a.live_logs.clone(),
+            }),
+            summary: std::sync::Arc::new(NodeSummary {
+                name: a.name.clone(),
+                usage: a.usage.clone(),
             }),
         }),
     };

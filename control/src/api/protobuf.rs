@@ -1684,9 +1684,11 @@ mod tests {
         let walk = Walk {
             definitions: &schemas.definitions,
         };
+        // Metrics are only ever read, so no body of theirs is decoded.
         let mut roots: Vec<(&'static Message, &Value)> = RESOURCES
             .iter()
             .zip(&schemas.resources)
+            .filter(|(r, _)| r.verbs.contains(&"create"))
             .map(|(r, schema)| (message(&message_name(r)).unwrap(), schema))
             .collect();
         for (api_version, kind) in [

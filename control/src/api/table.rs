@@ -375,6 +375,25 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
             col("Endpoints", "string", ENDPOINT_SLICE_ENDPOINTS),
             age,
         ],
+        // metrics-server's: the pod's usage summed over its containers.
+        Printer::Metrics => vec![
+            Column {
+                description: "Name of the resource",
+                ..name
+            },
+            Column {
+                format: "quantity",
+                ..col("cpu", "string", "")
+            },
+            Column {
+                format: "quantity",
+                ..col("memory", "string", "")
+            },
+            Column {
+                format: "duration",
+                ..col("Window", "string", "")
+            },
+        ],
         Printer::Default => vec![
             name,
             col("Created At", "date", OBJECT_META_CREATION_TIMESTAMP),
@@ -654,6 +673,15 @@ pub fn cells(resource: &Resource, object: &Value, now: DateTime<Utc>) -> Vec<Val
             endpoint_slice_endpoints(list(o, "/endpoints")).into(),
             age(o, now),
         ],
+        Printer::Metrics => {
+            let (cpu, memory) = super::metrics::total_usage(o);
+            vec![
+                name(o),
+                cpu.into(),
+                memory.into(),
+                text(o, "/window").into(),
+            ]
+        }
         Printer::Default => {
             // Upstream formats Go's zero time when the timestamp is missing.
             let created = at(o, "/metadata/creationTimestamp")
@@ -834,6 +862,7 @@ enum Printer {
     EndpointSlice,
     /// Upstream's default convertor: Name and Created At. LimitRange, Role, ClusterRole and the
     /// review kinds have no printer upstream and get this.
+    Metrics,
     Default,
 }
 
@@ -872,6 +901,7 @@ fn printer(resource: &Resource) -> Printer {
         ("", "ResourceQuota") => Printer::ResourceQuota,
         ("scheduling.k8s.io", "PriorityClass") => Printer::PriorityClass,
         ("discovery.k8s.io", "EndpointSlice") => Printer::EndpointSlice,
+        ("metrics.k8s.io", _) => Printer::Metrics,
         _ => Printer::Default,
     }
 }
