@@ -132,15 +132,19 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    /// Creates (truncating) the log of one run, rotated by `rotation` and known to `live`
-    /// until its last writer is dropped. The logs of the runs before the previous one are
-    /// removed.
+    /// Starts the log of one run (removing what a run of the same number left), rotated by
+    /// `rotation` and known to `live` until its last writer is dropped. The logs of the runs
+    /// before the previous one are removed. The file and its directory are made at the run's
+    /// first line: a container that writes nothing costs the node no file.
     pub fn create(path: &Path, rotation: Rotation, live: &LiveLogs) -> std::io::Result<LogFile> {
+        let absent = |result: std::io::Result<()>| match result {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-            prune_runs(dir, path)?;
+            absent(prune_runs(dir, path))?;
         }
-        std::fs::File::create(path)?;
+        absent(std::fs::remove_file(path))?;
         live.set(path, true);
         Ok(LogFile {
             file: Arc::new(Mutex::new(Current {
@@ -176,8 +180,12 @@ impl LogFile {
         let file = match &mut current.file {
             Some(file) => file,
             None => {
+                if let Some(dir) = current.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
                 let opened = std::fs::OpenOptions::new()
                     .append(true)
+                    .create(true)
                     .open(&current.path)?;
                 current.file.insert(opened)
             }
@@ -391,8 +399,9 @@ pub type LogStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 /// file just rotated aside are still read), and what was not sent yet.
 struct Tail {
     path: PathBuf,
-    file: std::fs::File,
-    inode: u64,
+    /// The file being read and its inode; none while the run has written nothing.
+    file: Option<std::fs::File>,
+    inode: Option<u64>,
     messages: Messages,
     options: LogOptions,
     /// Bytes still allowed by `limit_bytes`.
@@ -404,8 +413,9 @@ impl Tail {
     /// The messages written since the last read: the rest of the file being read, then, when
     /// it was rotated aside, the files written after it, the current one last.
     fn read_new(&mut self) -> std::io::Result<Vec<Message>> {
+        // Rotated aside, or there at last.
         let rotated =
-            |tail: &Tail| std::fs::metadata(&tail.path).is_ok_and(|m| m.ino() != tail.inode);
+            |tail: &Tail| std::fs::metadata(&tail.path).is_ok_and(|m| Some(m.ino()) != tail.inode);
         let mut fresh = Vec::new();
         let mut again = rotated(self);
         self.drain(&mut fresh)?;
@@ -417,8 +427,8 @@ impl Tail {
                 let Ok(file) = std::fs::File::open(&next) else {
                     continue;
                 };
-                self.inode = file.metadata()?.ino();
-                self.file = file;
+                self.inode = Some(file.metadata()?.ino());
+                self.file = Some(file);
                 self.drain(&mut fresh)?;
             }
             again = self.inode != before && rotated(self);
@@ -429,7 +439,7 @@ impl Tail {
 
     /// The files written after the one being read: its successors among the files rotated
     /// aside (their names sort by time), then the current file. When the file being read is
-    /// gone from the directory, only the current one.
+    /// gone from the directory, only the current one; when none was read yet, all of them.
     fn successors(&self) -> std::io::Result<Vec<PathBuf>> {
         let name = self
             .path
@@ -447,18 +457,24 @@ impl Tail {
             })
             .collect();
         aside.sort();
-        let after = aside
-            .iter()
-            .position(|(_, inode, _)| *inode == self.inode)
-            .map_or(aside.len(), |i| i + 1);
+        let after = match self.inode {
+            None => 0,
+            Some(read) => aside
+                .iter()
+                .position(|(_, inode, _)| *inode == read)
+                .map_or(aside.len(), |i| i + 1),
+        };
         let mut files: Vec<PathBuf> = aside.drain(after..).map(|(_, _, path)| path).collect();
         files.push(self.path.clone());
         Ok(files)
     }
 
     fn drain(&mut self, out: &mut Vec<Message>) -> std::io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
         let mut bytes = Vec::new();
-        self.file.read_to_end(&mut bytes)?;
+        file.read_to_end(&mut bytes)?;
         self.messages.feed(&bytes, out);
         Ok(())
     }
@@ -483,11 +499,18 @@ pub fn open(
 ) -> std::io::Result<LogStream> {
     // Asked before the read: a run that ended before it has all its lines in.
     let follow = follow.filter(|live| live.contains(path));
-    let mut file = std::fs::File::open(path)?;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => Some(file),
+        // A run that has written nothing has no file yet: followed, it is read once it has.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && follow.is_some() => None,
+        Err(e) => return Err(e),
+    };
     let mut messages = Messages::default();
     let mut so_far = Vec::new();
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    if let Some(file) = file.as_mut() {
+        file.read_to_end(&mut bytes)?;
+    }
     messages.feed(&bytes, &mut so_far);
     let first = first_chunk(so_far, options);
     let Some(live) = follow else {
@@ -495,7 +518,10 @@ pub fn open(
     };
     let mut tail = Tail {
         path: path.to_path_buf(),
-        inode: file.metadata()?.ino(),
+        inode: file
+            .as_ref()
+            .map(|f| f.metadata().map(|m| m.ino()))
+            .transpose()?,
         file,
         messages,
         options: options.clone(),
@@ -602,12 +628,12 @@ mod tests {
     }
 
     #[test]
-    fn a_run_holds_its_log_open_only_once_it_writes() {
+    fn a_run_makes_and_holds_its_log_only_once_it_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = run_log(dir.path(), 0);
+        let container = dir.path().join("web");
+        let path = run_log(&container, 0);
         let log = LogFile::create(&path, Rotation::default(), &LiveLogs::default()).unwrap();
-        assert!(path.exists());
-        assert_eq!(open_on(&path), 0, "an idle run holds no descriptor");
+        assert!(!container.exists(), "an idle run makes no file");
         log.stream("stdout").write(b"first\n").unwrap();
         assert_eq!(open_on(&path), 1);
         log.stream("stderr").write(b"second\n").unwrap();
@@ -616,6 +642,48 @@ mod tests {
         assert_eq!(open_on(&path), 0);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(render(&text, &LogOptions::default()), "first\nsecond\n");
+    }
+
+    #[tokio::test]
+    async fn a_followed_run_that_wrote_nothing_yet_is_read_once_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = run_log(&dir.path().join("web"), 1);
+        let live = LiveLogs::default();
+        let log = LogFile::create(&path, Rotation::default(), &live).unwrap();
+        // Not followed, a quiet run's log is not there; followed, it is waited for.
+        let quiet = open(&path, &LogOptions::default(), None);
+        assert_eq!(
+            quiet.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        let followed = open(&path, &LogOptions::default(), Some(&live)).unwrap();
+        log.stream("stdout").write(b"at last\n").unwrap();
+        drop(log);
+        let text = tokio::time::timeout(Duration::from_secs(10), collect(followed))
+            .await
+            .expect("the follow ends with the run");
+        assert_eq!(text, "at last\n");
+    }
+
+    #[test]
+    fn a_new_run_starts_afresh_and_prunes_all_but_the_previous_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = LiveLogs::default();
+        for run in 0..3 {
+            let log = LogFile::create(&run_log(dir.path(), run), Rotation::default(), &live);
+            log.unwrap().stream("stdout").write(b"line\n").unwrap();
+        }
+        // Run 2 again (a node that lost its record of it): what it left is gone.
+        let again = LogFile::create(&run_log(dir.path(), 2), Rotation::default(), &live).unwrap();
+        again.stream("stdout").write(b"again\n").unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["1.log", "2.log"]);
+        let text = std::fs::read_to_string(run_log(dir.path(), 2)).unwrap();
+        assert_eq!(render(&text, &LogOptions::default()), "again\n");
     }
 
     /// Collects a stream's text until it ends.
@@ -709,7 +777,8 @@ mod tests {
         }
         let path = run_log(dir.path(), 3);
         let log = LogFile::create(&path, rotation, &LiveLogs::default()).unwrap();
-        // Runs 0 and 1 are gone; run 2 stays as the previous one.
+        // Runs 0 and 1 are gone; run 2 stays as the previous one; run 3 has no file until
+        // its first line.
         let names = |dir: &Path| {
             let mut names: Vec<String> = std::fs::read_dir(dir)
                 .unwrap()
@@ -718,7 +787,7 @@ mod tests {
             names.sort();
             names
         };
-        assert_eq!(names(dir.path()), ["2.log", "3.log"]);
+        assert_eq!(names(dir.path()), ["2.log"]);
         let out = log.stream("stdout");
         for n in 0..40 {
             out.write(format!("line {n}\n").as_bytes()).unwrap();

@@ -506,6 +506,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// How long a new pod's Pending status waits for its containers to start before it is
+/// written on its own.
+const FIRST_STATUS_HOLD: Duration = Duration::from_millis(100);
+
 /// The longest wait before a status write the API did not take is made again.
 const STATUS_RETRY_MAX: Duration = Duration::from_secs(10);
 
@@ -513,6 +517,9 @@ const STATUS_RETRY_MAX: Duration = Duration::from_secs(10);
 /// order and a burst of changes costs one write.
 async fn write_statuses(worker: Arc<Worker>) {
     let mut changes = worker.changes.subscribe();
+    // The pod's first status (Pending) waits a moment for the next change: a pod whose
+    // containers start at once is reported Running in one write instead of two.
+    let _ = tokio::time::timeout(FIRST_STATUS_HOLD, changes.wait_for(|n| *n > 1)).await;
     loop {
         let change = *changes.borrow_and_update();
         if change > *worker.written.borrow() {

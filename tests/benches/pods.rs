@@ -28,6 +28,25 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time a process has used (user and system), from /proc.
+fn cpu_time(pid: &str) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The fields after the command name, which is in parentheses.
+            let fields: Vec<u64> = s
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // utime and stime are the stat file's 14th and 15th fields.
+            Some(fields.get(10)? + fields.get(11)?)
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / 100.0)
+}
+
 fn pod(name: &str, node: &str, port: u16) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": {"bench": "pods"}},
@@ -100,6 +119,7 @@ async fn main() {
     let issued: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let created: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let started = Instant::now();
+    let (server_cpu, own_cpu) = (cpu_time(&pid.to_string()), cpu_time("self"));
     let creators: usize = std::env::var("SKIFF_BENCH_CREATORS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -131,6 +151,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all_running = started.elapsed();
+    let per_pod = |spent: Duration| (spent.as_secs_f64() * 1e6 / count as f64).round() / 1e3;
+    let server_cpu = per_pod(cpu_time(&pid.to_string()).saturating_sub(server_cpu));
+    let own_cpu = per_pod(cpu_time("self").saturating_sub(own_cpu));
     // Let the node settle (status writes, events) before reading its memory.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = rss_kib(pid);
@@ -164,6 +187,8 @@ async fn main() {
         "creators": creators,
         "create_request_ms_p50": (percentile(&creates, 0.5) * 100.0).round() / 100.0,
         "create_request_ms_p99": (percentile(&creates, 0.99) * 100.0).round() / 100.0,
+        "server_cpu_ms_per_pod": server_cpu,
+        "client_cpu_ms_per_pod": own_cpu,
         "server_rss_kib_before": rss_before,
         "server_rss_kib_after": rss_after,
         "rss_kib_per_idle_http_pod": ((rss_after.saturating_sub(rss_before)) as f64 / count as f64 * 10.0).round() / 10.0,
