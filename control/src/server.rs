@@ -292,6 +292,10 @@ pub async fn run(
                 }
             },
         };
+        // Watch events are small writes that must go out at once, not wait for the client's
+        // acknowledgement of the one before (Nagle's algorithm, which a delayed ACK turns into
+        // milliseconds), as Go's net package sets for every TCP connection.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let watcher = graceful.watcher();

@@ -142,6 +142,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // A followed log's lines go out as they come, not held for the last one's ACK.
+        let _ = tcp.set_nodelay(true);
         let (acceptor, served) = (acceptor.clone(), served.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
