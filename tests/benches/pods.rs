@@ -2,8 +2,10 @@
 //! already compiled and cached) over a burst of pods, and the resident memory the server (with
 //! its node) adds per idle HTTP pod. Prints JSON.
 //!
-//! `cargo bench -p skiff-tests --bench pods` (set `SKIFF_BENCH_PODS` to change the burst size,
-//! `SKIFF_BENCH_CREATORS` the number of clients creating them at once, 16 by default).
+//! Each burst is `SKIFF_BENCH_PODS` pods (1,000 by default), created by a number of clients at
+//! once, each creating its share one after another: one burst per entry of
+//! `SKIFF_BENCH_CREATORS` (`1,16` by default: one client, as `kubectl apply -f` of a file of
+//! pods, then sixteen). `cargo bench -p skiff-tests --bench pods`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -67,6 +69,113 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1000.0
 }
 
+/// What one burst measured.
+struct Burst {
+    creators: usize,
+    latencies: Vec<Duration>,
+    creates: Vec<Duration>,
+    all_running: Duration,
+    server_cpu: Duration,
+    own_cpu: Duration,
+    missing: Vec<serde_json::Value>,
+}
+
+impl Burst {
+    fn report(&self, count: usize) -> serde_json::Value {
+        let ms = |v: f64| (v * 100.0).round() / 100.0;
+        let per_pod = |spent: Duration| (spent.as_secs_f64() * 1e6 / count as f64).round() / 1e3;
+        serde_json::json!({
+            "creators": self.creators,
+            "pods_running": self.latencies.len(),
+            "pod_start_ms_p50": ms(percentile(&self.latencies, 0.5)),
+            "pod_start_ms_p99": ms(percentile(&self.latencies, 0.99)),
+            "burst_seconds": ms(self.all_running.as_secs_f64()),
+            "create_request_ms_p50": ms(percentile(&self.creates, 0.5)),
+            "create_request_ms_p99": ms(percentile(&self.creates, 0.99)),
+            "server_cpu_ms_per_pod": per_pod(self.server_cpu),
+            "client_cpu_ms_per_pod": per_pod(self.own_cpu),
+            "not_running": self.missing,
+        })
+    }
+}
+
+/// Creates `count` pods named `{prefix}{i}` from `creators` clients at once, each creating its
+/// share one after another, and measures each from its create request to Running seen by the
+/// watch that fills `running`.
+async fn burst(
+    pods: &Api<Pod>,
+    node: &str,
+    pid: u32,
+    running: &Arc<Mutex<HashMap<String, Instant>>>,
+    (prefix, ports, count, creators): (&str, u16, usize, usize),
+) -> Burst {
+    let issued: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let created: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let started = Instant::now();
+    let (server_cpu, own_cpu) = (cpu_time(&pid.to_string()), cpu_time("self"));
+    let mut tasks = Vec::new();
+    for c in 0..creators {
+        let (pods, node, issued, created, prefix) = (
+            pods.clone(),
+            node.to_string(),
+            issued.clone(),
+            created.clone(),
+            prefix.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in (c..count).step_by(creators) {
+                let name = format!("{prefix}{i}");
+                let at = Instant::now();
+                issued.lock().unwrap().insert(name.clone(), at);
+                pods.create(&PostParams::default(), &pod(&name, &node, ports + i as u16))
+                    .await
+                    .expect("create");
+                created.lock().unwrap().push(at.elapsed());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("creator");
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let seen = |running: &HashMap<String, Instant>| {
+        running.keys().filter(|n| n.starts_with(prefix)).count()
+    };
+    while seen(&running.lock().unwrap()) < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_running = started.elapsed();
+    let server_cpu = cpu_time(&pid.to_string()).saturating_sub(server_cpu);
+    let own_cpu = cpu_time("self").saturating_sub(own_cpu);
+    let issued = issued.lock().unwrap().clone();
+    let running = running.lock().unwrap().clone();
+    let mut latencies: Vec<Duration> = issued
+        .iter()
+        .filter_map(|(name, at)| running.get(name).map(|seen| seen.duration_since(*at)))
+        .collect();
+    latencies.sort();
+    // What the pods never seen Running show, for a few of them.
+    let mut missing = Vec::new();
+    for name in issued.keys().filter(|n| !running.contains_key(*n)).take(5) {
+        let shown = match pods.get(name).await {
+            Ok(pod) => serde_json::to_value(pod.status).unwrap_or_default(),
+            Err(e) => serde_json::json!(e.to_string()),
+        };
+        missing.push(serde_json::json!({"pod": name, "status": shown}));
+    }
+    let mut creates = created.lock().unwrap().clone();
+    creates.sort();
+    Burst {
+        creators,
+        latencies,
+        creates,
+        all_running,
+        server_cpu,
+        own_cpu,
+        missing,
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -76,7 +185,13 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let max_pods = (count + 10).max(1000).to_string();
+    let creator_counts: Vec<usize> = std::env::var("SKIFF_BENCH_CREATORS")
+        .unwrap_or_else(|_| "1,16".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .filter(|c| *c > 0)
+        .collect();
+    let max_pods = (count * creator_counts.len() + 10).max(1000).to_string();
     let server = Server::start_with(&["--max-pods", &max_pods]).expect("start skiff server");
     let pid = server.pid().expect("the server runs");
     let node = server.node_name();
@@ -107,7 +222,7 @@ async fn main() {
             }
         })
     };
-    // The first pod compiles the component; the burst starts from the cache.
+    // The first pod compiles the component; the bursts start from the cache.
     pods.create(&PostParams::default(), &pod("warm", &node, base_port))
         .await
         .expect("create");
@@ -116,83 +231,33 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib(pid);
-    let issued: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let created: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let started = Instant::now();
-    let (server_cpu, own_cpu) = (cpu_time(&pid.to_string()), cpu_time("self"));
-    let creators: usize = std::env::var("SKIFF_BENCH_CREATORS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
-    let mut tasks = Vec::new();
-    for c in 0..creators {
-        let (pods, node, issued, created) =
-            (pods.clone(), node.clone(), issued.clone(), created.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (c..count).step_by(creators) {
-                let name = format!("p{i}");
-                let at = Instant::now();
-                issued.lock().unwrap().insert(name.clone(), at);
-                pods.create(
-                    &PostParams::default(),
-                    &pod(&name, &node, base_port + 1 + i as u16),
-                )
-                .await
-                .expect("create");
-                created.lock().unwrap().push(at.elapsed());
-            }
-        }));
+    let mut bursts = Vec::new();
+    for (n, creators) in creator_counts.iter().enumerate() {
+        let ports = base_port + 1 + (n * count) as u16;
+        let prefix = format!("b{n}-");
+        let measured = burst(
+            &pods,
+            &node,
+            pid,
+            &running,
+            (&prefix, ports, count, *creators),
+        )
+        .await;
+        bursts.push(measured.report(count));
+        // The node settles (status writes, events) before the next burst.
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    for t in tasks {
-        t.await.expect("creator");
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while running.lock().unwrap().len() < count + 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let all_running = started.elapsed();
-    let per_pod = |spent: Duration| (spent.as_secs_f64() * 1e6 / count as f64).round() / 1e3;
-    let server_cpu = per_pod(cpu_time(&pid.to_string()).saturating_sub(server_cpu));
-    let own_cpu = per_pod(cpu_time("self").saturating_sub(own_cpu));
-    // Let the node settle (status writes, events) before reading its memory.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = rss_kib(pid);
     watch.abort();
-    let issued = issued.lock().unwrap().clone();
-    let running = running.lock().unwrap().clone();
-    let mut latencies: Vec<Duration> = issued
-        .iter()
-        .filter_map(|(name, at)| running.get(name).map(|seen| seen.duration_since(*at)))
-        .collect();
-    latencies.sort();
-    let started_pods = latencies.len();
-    // What the pods never seen Running show, for a few of them.
-    let mut missing = Vec::new();
-    for name in issued.keys().filter(|n| !running.contains_key(*n)).take(5) {
-        let shown = match pods.get(name).await {
-            Ok(pod) => serde_json::to_value(pod.status).unwrap_or_default(),
-            Err(e) => serde_json::json!(e.to_string()),
-        };
-        missing.push(serde_json::json!({"pod": name, "status": shown}));
-    }
-    let mut creates = created.lock().unwrap().clone();
-    creates.sort();
+    let idle_pods = (count * creator_counts.len()).max(1);
     let report = serde_json::json!({
         "benchmark": "pods",
-        "pods": count,
-        "pods_running": started_pods,
-        "pod_start_ms_p50": (percentile(&latencies, 0.5) * 100.0).round() / 100.0,
-        "pod_start_ms_p99": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
-        "burst_seconds": (all_running.as_secs_f64() * 100.0).round() / 100.0,
-        "creators": creators,
-        "create_request_ms_p50": (percentile(&creates, 0.5) * 100.0).round() / 100.0,
-        "create_request_ms_p99": (percentile(&creates, 0.99) * 100.0).round() / 100.0,
-        "server_cpu_ms_per_pod": server_cpu,
-        "client_cpu_ms_per_pod": own_cpu,
+        "pods_per_burst": count,
+        "bursts": bursts,
         "server_rss_kib_before": rss_before,
         "server_rss_kib_after": rss_after,
-        "rss_kib_per_idle_http_pod": ((rss_after.saturating_sub(rss_before)) as f64 / count as f64 * 10.0).round() / 10.0,
-        "not_running": missing,
+        "idle_http_pods": idle_pods,
+        "rss_kib_per_idle_http_pod": ((rss_after.saturating_sub(rss_before)) as f64 / idle_pods as f64 * 10.0).round() / 10.0,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     println!("{}", serde_json::to_string_pretty(&report).expect("json"));
