@@ -82,10 +82,10 @@ impl WasiView for Host {
 struct Limits {
     limits: StoreLimits,
     usage: Arc<ContainerUsage>,
-    /// Linear memory the instance holds, in bytes.
+    /// Linear memory the instance holds, in bytes. A growth allowed that then failed (the
+    /// host out of memory) stays counted until the instance goes: wasmtime does not say which
+    /// growth failed.
     held: u64,
-    /// The growth last allowed, taken back if it failed.
-    last_growth: u64,
 }
 
 impl ResourceLimiter for Limits {
@@ -97,17 +97,14 @@ impl ResourceLimiter for Limits {
     ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         if allowed && maximum.is_none_or(|m| desired <= m) {
-            self.last_growth = desired.saturating_sub(current) as u64;
-            self.held += self.last_growth;
-            self.usage.grew(self.last_growth);
+            let growth = desired.saturating_sub(current) as u64;
+            self.held += growth;
+            self.usage.grew(growth);
         }
         Ok(allowed)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        let failed = std::mem::take(&mut self.last_growth);
-        self.held = self.held.saturating_sub(failed);
-        self.usage.released(failed);
         self.limits.memory_grow_failed(error)
     }
 
@@ -349,7 +346,6 @@ impl Runtime {
                     limits: limits.build(),
                     usage: spec.usage.clone(),
                     held: 0,
-                    last_growth: 0,
                 },
                 cpu: None,
             },

@@ -144,7 +144,6 @@ impl LogFile {
         if let Some(dir) = path.parent() {
             absent(prune_runs(dir, path))?;
         }
-        absent(std::fs::remove_file(path))?;
         live.set(path, true);
         Ok(LogFile {
             file: Arc::new(Mutex::new(Current {
@@ -262,13 +261,14 @@ fn run_of(file_name: &str) -> Option<u32> {
     file_name.split_once(".log")?.0.parse().ok()
 }
 
-/// Removes the files of the runs before the one previous to `new` (a run log path).
+/// Removes the files of the runs before the one previous to `new` (a run log path), and what
+/// an earlier run of the same number left.
 fn prune_runs(dir: &Path, new: &Path) -> std::io::Result<()> {
     let Some(run) = new.file_name().and_then(|n| run_of(&n.to_string_lossy())) else {
         return Ok(());
     };
     for entry in std::fs::read_dir(dir)?.flatten() {
-        if run_of(&entry.file_name().to_string_lossy()).is_some_and(|r| r + 1 < run) {
+        if run_of(&entry.file_name().to_string_lossy()).is_some_and(|r| r + 1 < run || r == run) {
             std::fs::remove_file(entry.path())?;
         }
     }

@@ -28,9 +28,13 @@ pub struct NodeInfo {
     pub endpoint_port: Option<u16>,
 }
 
-/// A field of /proc/meminfo (`MemTotal`, `MemAvailable`), in KiB.
-pub(crate) fn meminfo_kib(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+/// The text of /proc/meminfo (empty if it cannot be read).
+pub(crate) fn meminfo() -> String {
+    std::fs::read_to_string("/proc/meminfo").unwrap_or_default()
+}
+
+/// A field of /proc/meminfo's text (`MemTotal`, `MemAvailable`), in KiB.
+pub(crate) fn meminfo_kib(text: &str, field: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|l| l.split_whitespace().next())
@@ -38,7 +42,7 @@ pub(crate) fn meminfo_kib(field: &str) -> Option<u64> {
 }
 
 fn host_memory_kib() -> u64 {
-    meminfo_kib("MemTotal").unwrap_or(0)
+    meminfo_kib(&meminfo(), "MemTotal").unwrap_or(0)
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -74,7 +78,7 @@ impl Pressure {
     /// Reads the host: MemAvailable from /proc/meminfo, free space of the filesystem holding
     /// `data_dir`.
     pub fn read(data_dir: &std::path::Path) -> Pressure {
-        let available_kib = meminfo_kib("MemAvailable");
+        let available_kib = meminfo_kib(&meminfo(), "MemAvailable");
         let disk = rustix::fs::statvfs(data_dir).ok().is_some_and(|fs| {
             fs.f_blocks > 0 && fs.f_bavail * 100 / fs.f_blocks < DISK_AVAILABLE_MIN_PERCENT
         });

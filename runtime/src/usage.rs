@@ -136,14 +136,14 @@ impl Marks {
     }
 
     /// The usage, in nanocores, from the newest mark at least [`MIN_WINDOW`] before `now` (the
-    /// oldest known when none is) to `now`, with that window.
+    /// start, `origin`, when none is) to `now`, with that window.
     fn rate(&self, origin: Mark, now: Mark) -> (u64, Duration) {
         let known = [self.latest, self.previous, Some(origin)];
         let base = known
             .into_iter()
             .flatten()
             .find(|m| now.at.saturating_duration_since(m.at) >= MIN_WINDOW)
-            .unwrap_or(self.previous.or(self.latest).unwrap_or(origin));
+            .unwrap_or(origin);
         let window = now.at.saturating_duration_since(base.at);
         let used = now.cpu_nanos.saturating_sub(base.cpu_nanos) as f64;
         let rate = if window.is_zero() {
@@ -278,11 +278,16 @@ impl Usage {
 
     /// The node's summary, in the shape of the kubelet's `/stats/summary`.
     pub fn summary(&self, node_name: &str) -> Summary {
+        // The host is read before the registry is locked: pods starting and ending wait on it.
+        let host = host_busy_nanos();
+        let meminfo = crate::node::meminfo();
+        let total_kib = crate::node::meminfo_kib(&meminfo, "MemTotal").unwrap_or(0);
+        let available_kib = crate::node::meminfo_kib(&meminfo, "MemAvailable").unwrap_or(0);
         let now = Instant::now();
         let time = rfc3339(SystemTime::now());
         let (node_rate, containers) = {
             let registry = self.lock();
-            let node_rate = host_busy_nanos().map(|cpu_nanos| {
+            let node_rate = host.map(|cpu_nanos| {
                 let now = Mark { at: now, cpu_nanos };
                 let (rate, window) = registry.node.rate(registry.node_started, now);
                 (rate, window, cpu_nanos)
@@ -292,13 +297,20 @@ impl Usage {
                 .iter()
                 .map(|((_, name), e)| (e.pod.clone(), name.clone(), e.usage.clone()))
                 .collect();
+            // By pod, UID included: a deleted pod and its successor of the same name stay apart.
             containers.sort_by(|a, b| {
-                (&a.0.namespace, &a.0.name, &a.1).cmp(&(&b.0.namespace, &b.0.name, &b.1))
+                let key = |c: &(PodRef, String, Arc<ContainerUsage>)| {
+                    (
+                        c.0.namespace.clone(),
+                        c.0.name.clone(),
+                        c.0.uid.clone(),
+                        c.1.clone(),
+                    )
+                };
+                key(a).cmp(&key(b))
             });
             (node_rate, containers)
         };
-        let total_kib = crate::node::meminfo_kib("MemTotal").unwrap_or(0);
-        let available_kib = crate::node::meminfo_kib("MemAvailable").unwrap_or(0);
         let in_use = total_kib.saturating_sub(available_kib) * 1024;
         let node = NodeStats {
             node_name: node_name.to_string(),
@@ -377,7 +389,8 @@ fn busy_nanos(stat: &str, ticks_per_second: u64) -> Option<u64> {
         .filter(|(i, _)| !matches!(i, 3 | 4))
         .map(|(_, v)| v)
         .sum();
-    Some(busy.saturating_mul(1_000_000_000) / ticks_per_second.max(1))
+    let nanos = u128::from(busy) * 1_000_000_000 / u128::from(ticks_per_second.max(1));
+    Some(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// The kubelet's summary (`/stats/summary`), as far as Skiff fills it in. Each CPU figure also
@@ -535,5 +548,22 @@ mod tests {
         drop(second);
         drop(sidecar);
         assert!(usage.summary("edge").pods.is_empty());
+        // A pod deleted and made again under its name: two pods, each with its containers.
+        let old = PodRef {
+            uid: "u0".into(),
+            ..pod.clone()
+        };
+        let _runs = [
+            usage.track(&old, "app"),
+            usage.track(&pod, "app"),
+            usage.track(&old, "shipper"),
+        ];
+        let summary = usage.summary("edge");
+        let pods: Vec<(&str, usize)> = summary
+            .pods
+            .iter()
+            .map(|p| (p.pod_ref.uid.as_str(), p.containers.len()))
+            .collect();
+        assert_eq!(pods, [("u0", 2), ("u1", 1)]);
     }
 }

@@ -35,17 +35,14 @@ fn cpu_time(pid: &str) -> Duration {
     let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
-            // The fields after the command name, which is in parentheses.
-            let fields: Vec<u64> = s
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            // utime and stime are the stat file's 14th and 15th fields.
-            Some(fields.get(10)? + fields.get(11)?)
+            // The fields after the command name, which is in parentheses, from the state
+            // (the stat file's 3rd field) on: utime and stime are its 14th and 15th.
+            let fields: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+            let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+            Some(field(14)? + field(15)?)
         })
         .unwrap_or(0);
+    // USER_HZ, which Linux fixes at 100 on the architectures it runs on here.
     Duration::from_secs_f64(ticks as f64 / 100.0)
 }
 

@@ -477,7 +477,9 @@ spec:
     let row: Vec<&str> = top.split_whitespace().collect();
     assert_eq!(row.len(), 3, "{top}");
     assert_eq!(row[0], "spinner");
-    assert!(row[1].ends_with('m') && row[2].ends_with("Mi"), "{top}");
+    let millicores = row[1].strip_suffix('m').and_then(|m| m.parse::<u64>().ok());
+    assert!(millicores.is_some_and(|m| m > 0), "{top}");
+    assert!(row[2].ends_with("Mi"), "{top}");
     let none = server.kubectl_ok(&["top", "pod", "-l", "app=other"]);
     assert_eq!(none, "");
     // Both nodes answer for themselves.

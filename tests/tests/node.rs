@@ -623,11 +623,16 @@ fn kubectl_top_shows_what_pods_and_the_node_use() {
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
     let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(names, ["busy", "capped"], "{top}");
+    // kubectl prints millicores and MiB; the busy container's CPU shows.
+    let busy_row = &rows[0];
     assert!(
-        rows.iter()
-            .all(|r| r[1].ends_with('m') && r[2].ends_with("Mi")),
+        busy_row[1]
+            .strip_suffix('m')
+            .and_then(|m| m.parse::<u64>().ok())
+            .is_some_and(|m| m > 0),
         "{top}"
     );
+    assert!(rows.iter().all(|r| r[2].ends_with("Mi")), "{top}");
     let containers = server.kubectl_ok(&["top", "pod", "busy", "--containers"]);
     assert!(
         containers
@@ -643,8 +648,13 @@ fn kubectl_top_shows_what_pods_and_the_node_use() {
         .unwrap_or_else(|| panic!("{nodes}"))
         .split_whitespace()
         .collect();
+    // The host's memory in use is never nothing, and its share is of the node's allocatable.
+    let number = |cell: &str, suffix: &str| cell.strip_suffix(suffix)?.parse::<u64>().ok();
+    assert_eq!(row.len(), 5, "{nodes}");
+    assert!(number(row[2], "%").is_some(), "{nodes}");
+    assert!(number(row[3], "Mi").is_some_and(|m| m > 0), "{nodes}");
     assert!(
-        row.len() == 5 && row[2].ends_with('%') && row[3].ends_with("Mi") && row[4].ends_with('%'),
+        number(row[4], "%").is_some_and(|p| p > 0 && p <= 100),
         "{nodes}"
     );
     // A pod that is not there is an error from the server, as upstream's.
@@ -655,7 +665,7 @@ fn kubectl_top_shows_what_pods_and_the_node_use() {
         "{}",
         text(&missing)
     );
-    // A deleted pod's containers are gone, and so are its metrics.
+    // A deleted pod is no longer listed.
     server.kubectl_ok(&["delete", "pod", "capped", "--wait=true"]);
     let listed = server.kubectl_ok(&[
         "get",

@@ -860,9 +860,10 @@ enum Printer {
     ResourceQuota,
     PriorityClass,
     EndpointSlice,
+    /// metrics-server's: Name, cpu, memory and Window.
+    Metrics,
     /// Upstream's default convertor: Name and Created At. LimitRange, Role, ClusterRole and the
     /// review kinds have no printer upstream and get this.
-    Metrics,
     Default,
 }
 
