@@ -5,6 +5,7 @@ mod defaults;
 mod validation;
 
 pub use defaults::apply_defaults;
+pub(crate) use validation::Quantity as ParsedQuantity;
 pub use validation::{ErrorType, FieldError, validate};
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::objects::list_objects;
 use super::selectors::Selectors;
 use super::{ApiError, ApiRequest, ApiState, Output, json as json_response, node_client};
-use crate::registry::{self, Resource};
+use crate::registry::{self, ParsedQuantity, Resource};
 use crate::store::Key;
 
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
@@ -401,95 +401,28 @@ pub fn total_usage(metrics: &Value) -> (String, String) {
         Some(containers) => containers.iter().map(|c| &c["usage"]).collect(),
         None => vec![&metrics["usage"]],
     };
-    let (mut nano_cores, mut bytes) = (0u64, 0u64);
-    for usage in usages {
-        nano_cores += usage["cpu"]
+    let amount = |usage: &Value, resource: &str| {
+        usage[resource]
             .as_str()
-            .and_then(parse_nano_cores)
-            .unwrap_or(0);
-        bytes += usage["memory"].as_str().and_then(parse_bytes).unwrap_or(0);
-    }
-    (cpu_quantity(nano_cores), memory_quantity(bytes))
-}
-
-/// Nanocores in a CPU quantity as written here (`5m`, `1234567n`, `2`).
-fn parse_nano_cores(quantity: &str) -> Option<u64> {
-    let (number, scale) = match quantity.char_indices().last()? {
-        (i, 'n') => (&quantity[..i], 1),
-        (i, 'u') => (&quantity[..i], 1_000),
-        (i, 'm') => (&quantity[..i], 1_000_000),
-        _ => (quantity, 1_000_000_000),
+            .and_then(ParsedQuantity::parse)
+            .map_or(0, |q| q.nanos())
     };
-    number.parse::<u64>().ok()?.checked_mul(scale)
-}
-
-/// Bytes in a memory quantity as written here (`2Mi`, `1500Ki`, `1k`, `512`).
-fn parse_bytes(quantity: &str) -> Option<u64> {
-    const SUFFIXES: [(&str, u64); 8] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("Pi", 1 << 50),
-        ("Ei", 1 << 60),
-        ("k", 1_000),
-        ("M", 1_000_000),
-    ];
-    let (number, scale) = SUFFIXES
-        .iter()
-        .find_map(|(suffix, scale)| Some((quantity.strip_suffix(suffix)?, *scale)))
-        .unwrap_or((quantity, 1));
-    number.parse::<u64>().ok()?.checked_mul(scale)
+    let cpu: i128 = usages.iter().map(|u| amount(u, "cpu")).sum();
+    let memory: i128 = usages.iter().map(|u| amount(u, "memory")).sum();
+    (
+        ParsedQuantity::from_nanos(cpu).to_string(),
+        ParsedQuantity::binary(memory / 1_000_000_000).to_string(),
+    )
 }
 
 /// CPU in nanocores as a canonical quantity, as metrics-server writes it: `5m`, `1234567n`.
 pub fn cpu_quantity(nano_cores: u64) -> String {
-    decimal(nano_cores as u128, -9)
+    ParsedQuantity::from_nanos(i128::from(nano_cores)).to_string()
 }
 
 /// Bytes as a canonical binary quantity: `2Mi`, `1500Ki`; under 1024 bytes, decimal.
 pub fn memory_quantity(bytes: u64) -> String {
-    if bytes < 1024 {
-        return decimal(bytes as u128, 0);
-    }
-    const SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-    let (mut number, mut exponent) = (bytes, 0);
-    while exponent < SUFFIXES.len() - 1 && number % 1024 == 0 {
-        number /= 1024;
-        exponent += 1;
-    }
-    format!("{number}{}", SUFFIXES[exponent])
-}
-
-/// `value` × 10^`exponent` in Go's canonical decimal SI form: the largest exponent, a multiple
-/// of three, that keeps the number whole.
-fn decimal(value: u128, exponent: i32) -> String {
-    if value == 0 {
-        return "0".into();
-    }
-    let (mut number, mut exponent) = (value, exponent);
-    // Down to a multiple of three first (never needed for the exponents used here).
-    while exponent.rem_euclid(3) != 0 {
-        number *= 10;
-        exponent -= 1;
-    }
-    while exponent < 18 && number % 1000 == 0 {
-        number /= 1000;
-        exponent += 3;
-    }
-    let suffix = match exponent {
-        -9 => "n",
-        -6 => "u",
-        -3 => "m",
-        0 => "",
-        3 => "k",
-        6 => "M",
-        9 => "G",
-        12 => "T",
-        15 => "P",
-        _ => "E",
-    };
-    format!("{number}{suffix}")
+    ParsedQuantity::binary(i128::from(bytes)).to_string()
 }
 
 /// A duration as Go prints a `time.Duration`: `10.227s`, `500ms`, `1m0.5s`.

@@ -1325,6 +1325,27 @@ impl Quantity {
         })
     }
 
+    /// `nanos` thousand-millionths of a unit (nanocores of CPU), written in decimal SI.
+    pub(crate) fn from_nanos(nanos: i128) -> Quantity {
+        Quantity {
+            nanos,
+            format: QuantityFormat::DecimalSI,
+        }
+    }
+
+    /// `units` whole units (bytes of memory), written in binary SI.
+    pub(crate) fn binary(units: i128) -> Quantity {
+        Quantity {
+            nanos: units.saturating_mul(NANO),
+            format: QuantityFormat::BinarySI,
+        }
+    }
+
+    /// The amount in thousand-millionths of a unit.
+    pub(crate) fn nanos(&self) -> i128 {
+        self.nanos
+    }
+
     /// Rounds away from zero to milli precision (upstream `SetDefaults_ResourceList`).
     pub(crate) fn round_up_milli(self) -> Quantity {
         let unit = 1_000_000i128;
