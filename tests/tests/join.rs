@@ -346,26 +346,34 @@ fn kubeconfig_pem(path: &std::path::Path, key: &str) -> String {
     String::from_utf8(der).unwrap()
 }
 
+/// Runs on `node` a pod `name` with `labels` (flow YAML) whose container prints, spins for
+/// `spin_ms`, prints how many rounds it ran and ends; returns once it is Running.
+fn run_spinner(server: &Server, node: &str, name: &str, labels: &str, spin_ms: u64) {
+    let pod = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {labels}}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  containers:
+  - name: hello
+    image: registry.local/hello:1
+    env: [{{name: SPIN_MS, value: "{spin_ms}"}}]
+"#
+    );
+    let out = server.kubectl_stdin(&["apply", "-f", "-"], &pod);
+    assert!(out.status.success(), "{}", text(&out));
+    server.wait_for(name, "{.status.phase}", "Running");
+}
+
 #[test]
 fn the_api_server_serves_a_joined_nodes_logs_which_only_it_may_read() {
     let (server, _, node) = server_with_node("edge-3");
     node.import_hello();
     // A container that prints, works for a while, then prints again and ends.
-    let pod = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: slow}
-spec:
-  nodeName: edge-3
-  restartPolicy: Never
-  containers:
-  - name: hello
-    image: registry.local/hello:1
-    env: [{name: SPIN_MS, value: "1500"}]
-"#;
-    let out = server.kubectl_stdin(&["apply", "-f", "-"], pod);
-    assert!(out.status.success(), "{}", text(&out));
-    server.wait_for("slow", "{.status.phase}", "Running");
+    run_spinner(&server, "edge-3", "slow", "{}", 1500);
     // Followed, the log goes on to the container's last line and ends when the container does.
     let followed = server.kubectl_ok(&["logs", "-f", "slow", "--request-timeout=60s"]);
     assert!(followed.starts_with("hello, world\n"), "{followed}");
@@ -451,21 +459,7 @@ spec:
 fn kubectl_top_reads_a_joined_nodes_usage_from_its_endpoint() {
     let (server, _, node) = server_with_node("edge-4");
     node.import_hello();
-    let pod = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: spinner, labels: {app: spin}}
-spec:
-  nodeName: edge-4
-  restartPolicy: Never
-  containers:
-  - name: hello
-    image: registry.local/hello:1
-    env: [{name: SPIN_MS, value: "600000"}]
-"#;
-    let out = server.kubectl_stdin(&["apply", "-f", "-"], pod);
-    assert!(out.status.success(), "{}", text(&out));
-    server.wait_for("spinner", "{.status.phase}", "Running");
+    run_spinner(&server, "edge-4", "spinner", "{app: spin}", 600_000);
     // The pod's metrics come from edge-4's endpoint, selected by label as kubectl top -l asks.
     let top = eventually(Duration::from_secs(30), || {
         let out = server.kubectl(&["top", "pod", "-l", "app=spin", "--no-headers"]);
