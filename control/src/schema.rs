@@ -8,6 +8,8 @@ mod strategic;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use rustc_hash::FxHashMap;
+
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -18,7 +20,8 @@ pub use strategic::StrategicMergeError;
 
 /// The served OpenAPI documents and the definitions behind them.
 pub struct Schemas {
-    definitions: Map<String, Value>,
+    /// Looked up on every `$ref` every write follows: hashed with Fx, not SipHash.
+    definitions: FxHashMap<String, Value>,
     index: Value,
     documents: HashMap<String, Document>,
 }
@@ -62,7 +65,7 @@ impl Schemas {
             documents.insert(key, Document { bytes, hash });
         }
         Schemas {
-            definitions,
+            definitions: definitions.into_iter().collect(),
             index: json!({ "paths": index }),
             documents,
         }
@@ -134,15 +137,14 @@ impl Schemas {
         // Wrapper chains are short; the bound only guards against a reference cycle.
         for _ in 0..16 {
             let obj = schema.as_object()?;
-            if let Some(reference) = obj.get("$ref").and_then(Value::as_str) {
+            if let Some(reference) = get(obj, "$ref").and_then(Value::as_str) {
                 let target = reference.strip_prefix(openapi::REF_PREFIX)?;
                 let (key, def) = self.definitions.get_key_value(target)?;
                 name = Some(key.as_str());
                 schema = def;
                 continue;
             }
-            if let Some([inner]) = obj
-                .get("allOf")
+            if let Some([inner]) = get(obj, "allOf")
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
             {
@@ -179,9 +181,9 @@ impl Schemas {
                         path.push('.');
                     }
                     path.push_str(key);
-                    match properties.and_then(|p| p.get(key)).or(additional) {
+                    match properties.and_then(|p| get(p, key)).or(additional) {
                         Some(schema) => self.walk_unknown(self.resolve(schema), child, path, found),
-                        None if node.schema.get("additionalProperties")
+                        None if get(node.schema, "additionalProperties")
                             == Some(&Value::Bool(true)) => {}
                         None => found.push(path.clone()),
                     }
@@ -189,7 +191,7 @@ impl Schemas {
                 }
             }
             Value::Array(items) => {
-                let Some(item_schema) = node.schema.get("items") else {
+                let Some(item_schema) = get(node.schema, "items") else {
                     return;
                 };
                 let item = self.resolve(item_schema);
@@ -214,18 +216,16 @@ struct Resolved<'a> {
 
 impl<'a> Resolved<'a> {
     fn properties(&self) -> Option<&'a Map<String, Value>> {
-        self.schema.get("properties").and_then(Value::as_object)
+        get(self.schema, "properties").and_then(Value::as_object)
     }
 
     /// The schema of a map's values.
     fn additional(&self) -> Option<&'a Value> {
-        self.schema
-            .get("additionalProperties")
-            .filter(|v| v.is_object())
+        get(self.schema, "additionalProperties").filter(|v| v.is_object())
     }
 
     fn preserves_unknown(&self) -> bool {
-        self.schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        get(self.schema, "x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
     }
 
     /// The Go type name upstream errors use: `PodSpec` for `io.k8s.api.core.v1.PodSpec`.
@@ -235,6 +235,20 @@ impl<'a> Resolved<'a> {
             .unwrap_or("object")
     }
 }
+
+/// `map.get(key)`, scanning small maps rather than hashing the key: a schema object holds a
+/// handful of keywords, an object's metadata a handful of fields, and comparing a few short
+/// strings costs less than SipHash (serde_json's maps keep insertion order with std's hasher).
+pub(crate) fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() <= SCAN_BELOW {
+        map.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        map.get(key)
+    }
+}
+
+/// Maps up to this size are scanned by [`get`].
+const SCAN_BELOW: usize = 8;
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde_json::{Map, Value, json};
 
 use crate::registry::Resource;
-use crate::schema::{Schemas, schemas};
+use crate::schema::{Schemas, get, schemas};
 
 /// One field owned by another manager that an apply would change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -888,26 +888,26 @@ impl Ty {
     }
 
     fn properties(self) -> Option<&'static Map<String, Value>> {
-        self.node?.get("properties")?.as_object()
+        get(self.node?, "properties")?.as_object()
     }
 
     /// Whether `key` is a declared field of a struct (rather than a key of a map).
     fn has_field(self, key: &str) -> bool {
-        self.properties().is_some_and(|p| p.contains_key(key))
+        self.properties().is_some_and(|p| get(p, key).is_some())
     }
 
     fn field(self, key: &str) -> Ty {
-        if let Some(property) = self.properties().and_then(|p| p.get(key)) {
+        if let Some(property) = self.properties().and_then(|p| get(p, key)) {
             return self.at(property);
         }
-        match self.node.and_then(|n| n.get("additionalProperties")) {
+        match self.node.and_then(|n| get(n, "additionalProperties")) {
             Some(values) if values.is_object() => self.at(values),
             _ => Ty::untyped(self.schemas),
         }
     }
 
     fn items(self) -> Ty {
-        match self.node.and_then(|n| n.get("items")) {
+        match self.node.and_then(|n| get(n, "items")) {
             Some(items) => self.at(items),
             None => Ty::untyped(self.schemas),
         }
@@ -915,8 +915,8 @@ impl Ty {
 
     fn marker(self, name: &str) -> Option<&'static Value> {
         self.site
-            .and_then(|s| s.get(name))
-            .or_else(|| self.node.and_then(|n| n.get(name)))
+            .and_then(|s| get(s, name))
+            .or_else(|| self.node.and_then(|n| get(n, name)))
     }
 
     /// Upstream's reading of the markers: `x-kubernetes-list-type` first; else a list merged by
@@ -1218,10 +1218,10 @@ fn compare(
             let empty = Map::new();
             let l = lhs.and_then(Value::as_object).unwrap_or(&empty);
             let r = rhs.and_then(Value::as_object).unwrap_or(&empty);
-            let keys = l.keys().chain(r.keys().filter(|k| !l.contains_key(*k)));
+            let keys = l.keys().chain(r.keys().filter(|k| get(l, k).is_none()));
             for key in keys {
                 path.push(Element::Field(key.clone()));
-                compare(l.get(key), r.get(key), ty.field(key), path, out);
+                compare(get(l, key), get(r, key), ty.field(key), path, out);
                 path.pop();
             }
             false
