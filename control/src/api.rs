@@ -437,12 +437,23 @@ pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.
 
 /// The current time as Kubernetes writes timestamps.
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // Written directly rather than through a format string, which is parsed on every call.
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_whole_seconds_in_utc_with_a_z() {
+        let now = now_rfc3339();
+        assert_eq!(now.len(), "2026-11-22T15:30:00Z".len(), "{now}");
+        assert!(now.ends_with('Z'), "{now}");
+        let parsed = chrono::DateTime::parse_from_rfc3339(&now).unwrap();
+        assert_eq!(parsed.timestamp_subsec_nanos(), 0);
+        assert_eq!(parsed.offset().local_minus_utc(), 0);
+    }
 
     #[test]
     fn namespaced_paths_name_resource_namespace_name_and_subresource() {

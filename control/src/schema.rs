@@ -54,8 +54,10 @@ impl Schemas {
                 .filter(|r| r.group == group && r.version == version)
                 .collect();
             let document = openapi::document(&members, &definitions);
-            // Display of a Value cannot fail, unlike the fallible serializer entry points.
-            let bytes = Bytes::from(document.to_string());
+            // A Value always encodes (its keys are strings); the fallback is never taken.
+            let bytes = Bytes::from(
+                serde_json::to_vec(&document).unwrap_or_else(|_| document.to_string().into_bytes()),
+            );
             let hash = hex(&Sha256::digest(&bytes));
             let key = openapi::group_version_key(group, version);
             index.insert(

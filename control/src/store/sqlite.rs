@@ -202,7 +202,7 @@ fn apply(
         }
     };
     set_resource_version(&mut value, revision);
-    let text = value.to_string();
+    let text = encode(&value);
     if event_type == EventType::Deleted {
         tx.prepare_cached(
             "DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
@@ -253,6 +253,13 @@ fn compact(conn: &mut Connection, revision: i64) -> Result<(), StoreError> {
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// The JSON text of `value`. serde_json's writer into a buffer, not `Display`, which passes each
+/// token through a `fmt::Formatter` and costs several times as much.
+fn encode(value: &Value) -> String {
+    // A Value always encodes (its keys are strings); the fallback is never taken.
+    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 fn parse(text: &str) -> Value {
