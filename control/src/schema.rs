@@ -8,9 +8,8 @@ mod strategic;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use rustc_hash::FxHashMap;
-
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -242,7 +241,7 @@ impl<'a> Resolved<'a> {
 /// handful of keywords, an object's metadata a handful of fields, and comparing a few short
 /// strings costs less than SipHash (serde_json's maps keep insertion order with std's hasher).
 pub(crate) fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    if map.len() <= SCAN_BELOW {
+    if map.len() <= SCAN_UP_TO {
         map.iter().find_map(|(k, v)| (k == key).then_some(v))
     } else {
         map.get(key)
@@ -250,7 +249,7 @@ pub(crate) fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Valu
 }
 
 /// Maps up to this size are scanned by [`get`].
-const SCAN_BELOW: usize = 8;
+const SCAN_UP_TO: usize = 8;
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

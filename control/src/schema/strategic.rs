@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Resolved, Schemas};
+use super::{Resolved, Schemas, get};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -110,7 +110,7 @@ impl<'s> Merger<'s> {
         let Some(node) = node else {
             return Ok(Field::default());
         };
-        if let Some(property) = node.properties().and_then(|p| p.get(key)) {
+        if let Some(property) = node.properties().and_then(|p| get(p, key)) {
             return Ok(field_of(property));
         }
         if let Some(values) = node.additional() {
@@ -121,7 +121,7 @@ impl<'s> Merger<'s> {
         }
         if node.properties().is_some()
             && !node.preserves_unknown()
-            && node.schema.get("additionalProperties") != Some(&Value::Bool(true))
+            && get(node.schema, "additionalProperties") != Some(&Value::Bool(true))
         {
             return Err(StrategicMergeError::UnknownField {
                 type_name: node.type_name().to_string(),
@@ -137,7 +137,7 @@ impl<'s> Merger<'s> {
 
     /// The schema of the elements of a list field.
     fn items(&self, field: &Field<'s>) -> Option<&'s Value> {
-        self.resolve(field.schema)?.schema.get("items")
+        get(self.resolve(field.schema)?.schema, "items")
     }
 
     /// Merges `patch` into `original`; `None` when the patch deletes the map (`$patch: delete`).
@@ -432,8 +432,8 @@ impl<'s> Merger<'s> {
 }
 
 fn field_of(property: &Value) -> Field<'_> {
-    let strategies = property
-        .get("x-kubernetes-patch-strategy")
+    let marker = |name| property.as_object().and_then(|p| get(p, name));
+    let strategies = marker("x-kubernetes-patch-strategy")
         .and_then(Value::as_str)
         .unwrap_or("");
     let strategy = strategies
@@ -448,9 +448,7 @@ fn field_of(property: &Value) -> Field<'_> {
     Field {
         schema: Some(property),
         strategy,
-        merge_key: property
-            .get("x-kubernetes-patch-merge-key")
-            .and_then(Value::as_str),
+        merge_key: marker("x-kubernetes-patch-merge-key").and_then(Value::as_str),
     }
 }
 

@@ -1,4 +1,4 @@
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::registry::find;
@@ -546,5 +546,17 @@ fn schemas_build_for_every_resource() {
                 .expect("label patch")["metadata"]["labels"]["a"],
             "b"
         );
+    }
+}
+
+#[test]
+fn get_finds_what_the_map_holds_whether_it_scans_or_hashes() {
+    for size in [0, 1, SCAN_UP_TO, SCAN_UP_TO + 1, 40] {
+        let map: Map<String, Value> = (0..size).map(|i| (format!("k{i}"), json!(i))).collect();
+        for i in 0..size {
+            assert_eq!(get(&map, &format!("k{i}")), Some(&json!(i)), "size {size}");
+        }
+        assert_eq!(get(&map, "absent"), None, "size {size}");
+        assert_eq!(get(&map, "k"), None, "a prefix is not a key (size {size})");
     }
 }
