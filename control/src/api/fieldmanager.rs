@@ -1765,7 +1765,7 @@ fn strip_server_fields(set: &mut Set) {
 
 /// Compares `old` with `new` and takes what changed from every manager but `workflow`: fields
 /// changed or added leave their owners (conflicts unless `force`), removed fields leave
-/// everyone. Entries left empty are dropped.
+/// everyone. Entries left empty are dropped. Returns what changed or was added.
 fn take_changes(
     old: &Value,
     new: &Value,
@@ -1774,7 +1774,7 @@ fn take_changes(
     workflow: &str,
     force: bool,
     scope: Scope,
-) -> Result<Comparison, Vec<(Conflict, Path)>> {
+) -> Result<Set, Vec<(Conflict, Path)>> {
     let comparison = Comparison::of(old, new, root).scoped(scope);
     let changed = comparison.modified.union(&comparison.added);
     let mut taken: Vec<(String, Set)> = Vec::new();
@@ -1813,7 +1813,7 @@ fn take_changes(
     // `before-first-apply` and rewrite the object.
     managers
         .retain(|id, e| !e.set.is_empty() || (id == workflow && e.operation == Operation::Apply));
-    Ok(comparison)
+    Ok(changed)
 }
 
 /// Records a write from `old` to `new` by `updater`: what changed becomes its own (merged into
@@ -1827,17 +1827,20 @@ fn record(
     scope: Scope,
     now: &str,
 ) {
-    let Ok(comparison) = take_changes(old, new, root, managers, CURRENT_OPERATION, true, scope)
-    else {
+    let Ok(changed) = take_changes(old, new, root, managers, CURRENT_OPERATION, true, scope) else {
         return;
     };
-    let mut set = scope.filter(comparison.modified.union(&comparison.added));
+    let mut set = scope.filter(changed);
     strip_server_fields(&mut set);
     if set.is_empty() {
         return;
     }
     let entry = managers.entry(updater.id()).or_insert(updater);
-    entry.set = entry.set.union(&set);
+    entry.set = if entry.set.is_empty() {
+        set
+    } else {
+        entry.set.union(&set)
+    };
     entry.time = Some(now.to_string());
 }
 
