@@ -255,20 +255,30 @@ impl Path {
         Path(name.to_string())
     }
 
+    // Built by pushing rather than `format!`: every validation makes paths for the fields it
+    // visits, long before any of them names an error.
     fn child(&self, name: &str) -> Path {
         if self.0.is_empty() {
-            Path(name.to_string())
-        } else {
-            Path(format!("{}.{}", self.0, name))
+            return Path(name.to_string());
         }
+        self.joined(".", name, "")
     }
 
     fn index(&self, i: usize) -> Path {
-        Path(format!("{}[{}]", self.0, i))
+        self.joined("[", &i.to_string(), "]")
     }
 
     fn key(&self, k: &str) -> Path {
-        Path(format!("{}[{}]", self.0, k))
+        self.joined("[", k, "]")
+    }
+
+    fn joined(&self, open: &str, part: &str, close: &str) -> Path {
+        let mut path = String::with_capacity(self.0.len() + open.len() + part.len() + close.len());
+        path.push_str(&self.0);
+        path.push_str(open);
+        path.push_str(part);
+        path.push_str(close);
+        Path(path)
     }
 }
 
