@@ -1,5 +1,6 @@
 //! Upstream semantics clients rely on: graceful pod deletion, server-side dry runs, paging at
-//! one revision, the cluster-wide path's verbs, and garbage collection with several owners.
+//! one revision, the cluster-wide path's verbs, and garbage collection: with several owners,
+//! and for each propagation policy kubectl's `--cascade` asks for.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use skiff_tests::{Server, text};
+use skiff_tests::{Server, eventually, text};
 
 fn pod_on_a_node(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -198,6 +199,116 @@ async fn a_dependent_with_a_live_owner_survives_and_loses_only_the_dead_referenc
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(pruned[0].name, "owner-b");
+}
+
+/// A ConfigMap manifest, owned by the ConfigMap `owner` when given.
+fn config_map(server: &Server, name: &str, owner: Option<&str>, finalizer: Option<&str>) -> String {
+    let mut metadata = serde_json::json!({"name": name});
+    if let Some(owner) = owner {
+        let uid = server.kubectl_ok(&["get", "cm", owner, "-o", "jsonpath={.metadata.uid}"]);
+        metadata["ownerReferences"] = serde_json::json!([{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid,
+            "blockOwnerDeletion": true,
+        }]);
+    }
+    if let Some(finalizer) = finalizer {
+        metadata["finalizers"] = serde_json::json!([finalizer]);
+    }
+    serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}).to_string()
+}
+
+#[test]
+fn each_cascade_policy_treats_dependents_as_upstream() {
+    let server = Server::start().unwrap();
+    for policy in ["background", "orphan", "foreground"] {
+        let out = server.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &config_map(&server, policy, None, None),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let hold = (policy == "foreground").then_some("example.com/hold");
+        let dependent = format!("{policy}-dependent");
+        let out = server.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &config_map(&server, &dependent, Some(policy), hold),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let exists = |name: &str| server.kubectl(&["get", "cm", name]).status.success();
+
+    // Background: the owner goes at once, its dependent after it.
+    server.kubectl_ok(&["delete", "cm", "background", "--cascade=background"]);
+    assert!(
+        eventually(Duration::from_secs(30), || (!exists(
+            "background-dependent"
+        ))
+        .then_some(()))
+        .is_some(),
+        "the dependent of a background deletion stayed
+{}",
+        server.log()
+    );
+
+    // Orphan: the dependent stays, without the reference to its deleted owner.
+    server.kubectl_ok(&["delete", "cm", "orphan", "--cascade=orphan"]);
+    assert!(!exists("orphan"));
+    let refs = server.kubectl_ok(&[
+        "get",
+        "cm",
+        "orphan-dependent",
+        "-o",
+        "jsonpath={.metadata.ownerReferences}",
+    ]);
+    assert_eq!(refs, "", "the orphan kept its owner reference");
+
+    // Foreground: the owner waits, marked, until its blocking dependent is gone.
+    server.kubectl_ok(&[
+        "delete",
+        "cm",
+        "foreground",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let marked = eventually(Duration::from_secs(30), || {
+        let dependent = server.kubectl_ok(&[
+            "get",
+            "cm",
+            "foreground-dependent",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ]);
+        (!dependent.is_empty()).then_some(())
+    });
+    assert!(
+        marked.is_some(),
+        "the dependent was not deleted
+{}",
+        server.log()
+    );
+    let owner = server.kubectl_ok(&[
+        "get",
+        "cm",
+        "foreground",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ]);
+    assert_eq!(owner, r#"["foregroundDeletion"]"#);
+    server.kubectl_ok(&[
+        "patch",
+        "cm",
+        "foreground-dependent",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    assert!(
+        eventually(Duration::from_secs(30), || (!exists("foreground"))
+            .then_some(()))
+        .is_some(),
+        "the owner outlived its last dependent\n{}",
+        server.log()
+    );
+    assert!(!exists("foreground-dependent"));
 }
 
 #[test]

@@ -4,17 +4,24 @@
 //! reference from the dependents of an owner deleted with `Orphan` before releasing `orphan`.
 //! It decides nothing until every kind has been listed once: a partial graph would make owners
 //! look absent.
+//!
+//! It watches whole objects, not `PartialObjectMetadata`: a JSON watch passes on the text the
+//! store holds, where a metadata watch re-encodes each object, and [`Owned`] decodes only the
+//! metadata the collector reads, skipping the rest (spec, status, managedFields) unallocated.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, DynamicObject, PartialObjectMeta, PostParams, Preconditions};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams, Preconditions};
+use kube::core::{ApiResource, DynamicResourceScope};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
+use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 
@@ -74,6 +81,67 @@ impl Graph {
 
 type Shared = Arc<Mutex<Graph>>;
 
+/// An object as the collector reads it: the metadata ownership turns on, nothing else.
+#[derive(Debug, Clone, Deserialize)]
+struct Owned {
+    #[serde(deserialize_with = "ownership_metadata")]
+    metadata: ObjectMeta,
+}
+
+/// The metadata fields [`Owned`] keeps; serde skips the others without building them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnershipMetadata {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    owner_references: Option<Vec<OwnerReference>>,
+    finalizers: Option<Vec<String>>,
+    deletion_timestamp: Option<Time>,
+}
+
+fn ownership_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    let m = OwnershipMetadata::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        owner_references: m.owner_references,
+        finalizers: m.finalizers,
+        deletion_timestamp: m.deletion_timestamp,
+        ..ObjectMeta::default()
+    })
+}
+
+impl kube::Resource for Owned {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 fn lock(graph: &Shared) -> std::sync::MutexGuard<'_, Graph> {
     graph.lock().expect("garbage collector graph lock")
 }
@@ -128,7 +196,7 @@ async fn follow(
     dirty: mpsc::UnboundedSender<String>,
     synced: Arc<Semaphore>,
 ) {
-    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &api_resource(r));
+    let api: Api<Owned> = Api::all_with(client, &api_resource(r));
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
