@@ -11,9 +11,10 @@
 //! whose fields Go inlines into the parent. A few apimachinery messages have their own JSON form.
 //!
 //! Zero values follow what Go's encoder does: it writes every non-pointer field even when zero, and
-//! a pointer set to zero looks the same on the wire. Numbers and booleans are therefore kept
-//! (dropping them would lose `replicas: 0`), while empty strings and zero times, which upstream
-//! treats as unset anyway, are dropped or null.
+//! a pointer set to zero looks the same on the wire. A zero number or boolean is dropped where the
+//! Go field is a non-pointer tagged `omitempty` (the table in `omitempty.rs`, read from the Go
+//! types), as upstream's JSON would drop it, and kept elsewhere (`replicas: 0`). Empty strings and
+//! zero times, which upstream treats as unset anyway, are dropped or null.
 
 use std::sync::OnceLock;
 
@@ -21,6 +22,8 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::registry::{self, RESOURCES};
+
+mod omitempty;
 
 /// Why a protobuf body could not be turned into JSON.
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +370,14 @@ impl From<String> for Failure {
     }
 }
 
+/// Whether upstream's JSON leaves out `field` of `message` when it is zero: a non-pointer Go
+/// number or boolean tagged `omitempty`.
+fn omits_zero(message: &str, field: &str) -> bool {
+    omitempty::OMITTED_ZEROS
+        .binary_search_by_key(&message, |(m, _)| m)
+        .is_ok_and(|i| omitempty::OMITTED_ZEROS[i].1.contains(&field))
+}
+
 /// The schema-driven walk over one object.
 struct Walk<'s> {
     definitions: &'s Map<String, Value>,
@@ -412,6 +423,12 @@ impl<'s> Walk<'s> {
             };
             self.field(field, wire, property, depth, &name, out)
                 .map_err(|f| f.at(&name))?;
+            // Go writes non-pointer numbers and booleans even when zero; JSON omits those
+            // tagged omitempty.
+            let zero = |v: &Value| *v == Value::Bool(false) || v.as_f64() == Some(0.0);
+            if out.get(&name).is_some_and(zero) && omits_zero(message.name, &name) {
+                out.remove(&name);
+            }
         }
         Ok(())
     }
@@ -955,39 +972,6 @@ mod tests {
         })
     }
 
-    /// kubectl's JSON plus the zero numbers and booleans of non-pointer fields, which the
-    /// protobuf body carries and its JSON (`omitempty`) does not; objects merge key by key and
-    /// arrays element by element.
-    fn with_go_zeros(mut kubectl: Value, zeros: Value) -> Value {
-        fn merge(into: &mut Value, from: Value) {
-            match (into, from) {
-                (Value::Object(into), Value::Object(from)) => {
-                    for (key, value) in from {
-                        merge(into.entry(key).or_insert(Value::Null), value);
-                    }
-                }
-                (Value::Array(into), Value::Array(from)) => {
-                    for (into, from) in into.iter_mut().zip(from) {
-                        merge(into, from);
-                    }
-                }
-                (into, from) => *into = from,
-            }
-        }
-        merge(&mut kubectl, zeros);
-        kubectl
-    }
-
-    fn pod_template_zeros() -> Value {
-        json!({
-            "metadata": {"generation": 0},
-            "spec": {
-                "containers": [{"stdin": false, "stdinOnce": false, "tty": false}],
-                "hostNetwork": false, "hostPID": false, "hostIPC": false,
-            },
-        })
-    }
-
     #[test]
     fn create_deployment_decodes_to_kubectl_json_and_keeps_replicas_zero() {
         let deployment = apps::Deployment {
@@ -1038,15 +1022,7 @@ mod tests {
             },
             "status": {}
         });
-        let zeros = json!({
-            "metadata": {"generation": 0},
-            "spec": {"template": pod_template_zeros(), "minReadySeconds": 0, "paused": false},
-            "status": {
-                "observedGeneration": 0, "replicas": 0, "updatedReplicas": 0, "readyReplicas": 0,
-                "availableReplicas": 0, "unavailableReplicas": 0
-            }
-        });
-        assert_eq!(decoded, with_go_zeros(kubectl, zeros));
+        assert_eq!(decoded, kubectl);
         assert!(
             decoded["metadata"].get("generateName").is_none(),
             "empty strings are dropped"
@@ -1068,10 +1044,7 @@ mod tests {
             "metadata": {"name": "cfg", "creationTimestamp": null},
             "data": {"a": "1", "b": ""}
         });
-        assert_eq!(
-            decoded,
-            with_go_zeros(kubectl, json!({"metadata": {"generation": 0}}))
-        );
+        assert_eq!(decoded, kubectl);
     }
 
     #[test]
@@ -1088,10 +1061,34 @@ mod tests {
         let expected = json!({
             "kind": "ConfigMap",
             "apiVersion": "v1",
-            "metadata": {"name": "cfg", "creationTimestamp": null, "generation": 0},
+            "metadata": {"name": "cfg", "creationTimestamp": null},
             "data": {"a": "1", "b": ""}
         });
         assert_eq!(decode(body).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_omitted_zeros_table_is_sorted_and_names_fields_the_messages_have() {
+        let table = omitempty::OMITTED_ZEROS;
+        assert!(table.windows(2).all(|w| w[0].0 < w[1].0), "messages sorted");
+        assert!(table.iter().all(|(_, f)| f.windows(2).all(|w| w[0] < w[1])));
+        assert!(omits_zero("k8s.io.api.apps.v1.DeploymentSpec", "paused"));
+        assert!(omits_zero(
+            "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            "generation"
+        ));
+        // Pointers: a zero sent for them was set on purpose.
+        assert!(!omits_zero("k8s.io.api.apps.v1.DeploymentSpec", "replicas"));
+        assert!(!omits_zero(
+            "k8s.io.api.core.v1.PodSpec",
+            "terminationGracePeriodSeconds"
+        ));
+        // Not tagged omitempty: JSON keeps the zero too.
+        assert!(!omits_zero(
+            "k8s.io.api.apps.v1.ReplicaSetStatus",
+            "replicas"
+        ));
+        assert!(!omits_zero("k8s.io.api.core.v1.ServicePort", "port"));
     }
 
     #[test]
@@ -1114,10 +1111,7 @@ mod tests {
             "metadata": {"name": "s", "creationTimestamp": null},
             "data": {"empty": "", "password": "aHVudGVyMg=="}
         });
-        assert_eq!(
-            decoded,
-            with_go_zeros(kubectl, json!({"metadata": {"generation": 0}}))
-        );
+        assert_eq!(decoded, kubectl);
     }
 
     #[test]
@@ -1139,10 +1133,7 @@ mod tests {
             "spec": {},
             "status": {}
         });
-        assert_eq!(
-            decoded,
-            with_go_zeros(kubectl, json!({"metadata": {"generation": 0}}))
-        );
+        assert_eq!(decoded, kubectl);
     }
 
     fn go_service_port(name: &str, port: i32, target: IntOrString) -> core::ServicePort {
@@ -1213,15 +1204,7 @@ mod tests {
             },
             "status": {"loadBalancer": {}}
         });
-        let zeros = json!({
-            "metadata": {"generation": 0},
-            "spec": {
-                "ports": [{"nodePort": 0}, {"nodePort": 0}],
-                "healthCheckNodePort": 0,
-                "publishNotReadyAddresses": false
-            }
-        });
-        assert_eq!(decoded, with_go_zeros(kubectl, zeros));
+        assert_eq!(decoded, kubectl);
     }
 
     fn go_job_spec(name: &str, command: &[&str], restart_policy: &str) -> Option<batch::JobSpec> {
@@ -1261,12 +1244,7 @@ mod tests {
             },
             "status": {}
         });
-        let zeros = json!({
-            "metadata": {"generation": 0},
-            "spec": {"template": pod_template_zeros()},
-            "status": {"active": 0, "succeeded": 0, "failed": 0}
-        });
-        assert_eq!(decoded, with_go_zeros(kubectl, zeros));
+        assert_eq!(decoded, kubectl);
     }
 
     #[test]
@@ -1307,11 +1285,7 @@ mod tests {
             },
             "status": {}
         });
-        let zeros = json!({
-            "metadata": {"generation": 0},
-            "spec": {"jobTemplate": {"metadata": {"generation": 0}, "spec": {"template": pod_template_zeros()}}}
-        });
-        assert_eq!(decoded, with_go_zeros(kubectl, zeros));
+        assert_eq!(decoded, kubectl);
     }
 
     #[test]
@@ -1333,10 +1307,7 @@ mod tests {
             "metadata": {"name": "r", "creationTimestamp": null},
             "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]
         });
-        assert_eq!(
-            decoded,
-            with_go_zeros(kubectl, json!({"metadata": {"generation": 0}}))
-        );
+        assert_eq!(decoded, kubectl);
     }
 
     #[test]
@@ -1364,10 +1335,7 @@ mod tests {
             "spec": {"hard": {"cpu": "1", "memory": "1Gi", "pods": "2"}},
             "status": {}
         });
-        assert_eq!(
-            decoded,
-            with_go_zeros(kubectl, json!({"metadata": {"generation": 0}}))
-        );
+        assert_eq!(decoded, kubectl);
     }
 
     #[test]
@@ -1408,8 +1376,7 @@ mod tests {
             "spec": {"resourceAttributes": {"namespace": "default", "verb": "get", "resource": "pods"}},
             "status": {"allowed": false}
         });
-        let zeros = json!({"metadata": {"generation": 0}, "status": {"denied": false}});
-        assert_eq!(decoded, with_go_zeros(kubectl, zeros));
+        assert_eq!(decoded, kubectl);
     }
 
     #[test]
@@ -1430,8 +1397,7 @@ mod tests {
             "value": -5,
             "preemptionPolicy": "PreemptLowerPriority"
         });
-        let zeros = json!({"metadata": {"generation": 0}, "globalDefault": false});
-        assert_eq!(decoded, with_go_zeros(kubectl, zeros));
+        assert_eq!(decoded, kubectl);
     }
 
     fn delete_options() -> meta::DeleteOptions {
