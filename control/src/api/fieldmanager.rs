@@ -4,11 +4,14 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
 use crate::registry::Resource;
 use crate::schema::{Schemas, get, schemas};
+
+mod zero_objects;
 
 /// One field owned by another manager that an apply would change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,9 +426,13 @@ fn remove_managed_fields(object: &mut Value) {
     }
 }
 
-/// What a freshly created object is compared with: the kind's top-level structs, empty, as
-/// upstream's zero-valued object has them.
+/// What a freshly created object is compared with: its kind's zero value as upstream's JSON has
+/// it (non-pointer structs present, so that only what they hold is owned; see `zero_objects.rs`),
+/// or for a kind without one, the top-level structs, empty.
 fn skeleton(object: &Value, root: Ty) -> Value {
+    if let Some(zero) = root.name.and_then(zero_object) {
+        return zero.clone();
+    }
     let mut out = Map::new();
     if let Some(map) = object.as_object() {
         for (key, value) in map {
@@ -435,6 +442,20 @@ fn skeleton(object: &Value, root: Ty) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// The zero value of the kind with OpenAPI definition `name`.
+fn zero_object(name: &str) -> Option<&'static Value> {
+    static PARSED: OnceLock<Vec<Value>> = OnceLock::new();
+    let table = zero_objects::ZERO_OBJECTS;
+    let index = table.binary_search_by_key(&name, |(n, _)| n).ok()?;
+    let parsed = PARSED.get_or_init(|| {
+        table
+            .iter()
+            .map(|(_, text)| serde_json::from_str(text).expect("generated zero objects are JSON"))
+            .collect()
+    });
+    parsed.get(index)
 }
 
 /// Drops null members of objects: merging keeps an applied `null` until the end, where the
@@ -2353,6 +2374,94 @@ mod tests {
     }
 
     #[test]
+    fn zero_objects_are_sorted_and_every_stored_kind_has_one() {
+        let table = zero_objects::ZERO_OBJECTS;
+        assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
+        for r in crate::registry::RESOURCES.iter().filter(|r| {
+            crate::registry::is_stored(r) && r.definition_name().starts_with("io.k8s.api.")
+        }) {
+            assert!(zero_object(&r.definition_name()).is_some(), "{}", r.kind);
+        }
+    }
+
+    #[test]
+    fn a_create_owns_what_the_kinds_zero_value_lacks_as_upstream_records_it() {
+        // `kubectl create deployment web --image=nginx` as stored, defaults applied.
+        let mut created = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {
+                "progressDeadlineSeconds": 600, "replicas": 1, "revisionHistoryLimit": 10,
+                "selector": {"matchLabels": {"app": "web"}},
+                "strategy": {
+                    "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+                    "type": "RollingUpdate"
+                },
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [{
+                            "image": "nginx", "imagePullPolicy": "Always", "name": "nginx",
+                            "resources": {}, "terminationMessagePath": "/dev/termination-log",
+                            "terminationMessagePolicy": "File"
+                        }],
+                        "dnsPolicy": "ClusterFirst", "restartPolicy": "Always",
+                        "schedulerName": "default-scheduler", "securityContext": {},
+                        "terminationGracePeriodSeconds": 30
+                    }
+                }
+            },
+            "status": {}
+        });
+        record_update(
+            deployments(),
+            None,
+            &mut created,
+            "kubectl-create",
+            None,
+            T0,
+        );
+        // What kube-apiserver 1.33 records for the same create: structs of the zero value
+        // (strategy, template and its metadata and spec) are not owned themselves.
+        let upstream = json!({
+            "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+            "f:spec": {
+                "f:progressDeadlineSeconds": {}, "f:replicas": {}, "f:revisionHistoryLimit": {},
+                "f:selector": {},
+                "f:strategy": {
+                    "f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}},
+                    "f:type": {}
+                },
+                "f:template": {
+                    "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                    "f:spec": {
+                        "f:containers": {"k:{\"name\":\"nginx\"}": {
+                            ".": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:name": {},
+                            "f:resources": {}, "f:terminationMessagePath": {},
+                            "f:terminationMessagePolicy": {}
+                        }},
+                        "f:dnsPolicy": {}, "f:restartPolicy": {}, "f:schedulerName": {},
+                        "f:securityContext": {}, "f:terminationGracePeriodSeconds": {}
+                    }
+                }
+            }
+        });
+        assert_eq!(
+            entry(&created, "kubectl-create").unwrap()["fieldsV1"],
+            upstream
+        );
+
+        // A ConfigMap's data is a map, absent from the zero value: the create owns it too.
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "sport"}, "data": {"sport": "football"}});
+        record_update(config_maps(), None, &mut cm, "kubectl-create", None, T0);
+        assert_eq!(
+            entry(&cm, "kubectl-create").unwrap()["fieldsV1"],
+            json!({"f:data": {".": {}, "f:sport": {}}})
+        );
+    }
+
+    #[test]
     fn updates_by_one_manager_share_an_entry_and_emptied_entries_disappear() {
         let r = config_maps();
         let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
@@ -2360,14 +2469,13 @@ mod tests {
         let mut changed = cm.clone();
         changed["data"]["a"] = json!("2");
         record_update(r, Some(&cm), &mut changed, "editor", None, T1);
-        assert!(
-            entry(&changed, "creator").is_none(),
-            "its only field was taken"
-        );
+        // As upstream, the creator keeps the map it created; only the changed field moves.
+        let creator = owned(&changed, "creator");
+        assert!(creator.has(&path(&["data"])) && !creator.has(&path(&["data", "a"])));
         let mut more = changed.clone();
         more["data"]["b"] = json!("3");
         record_update(r, Some(&changed), &mut more, "editor", None, T2);
-        assert_eq!(entries(&more).len(), 1);
+        assert_eq!(entries(&more).len(), 2);
         let editor = owned(&more, "editor");
         assert!(editor.has(&path(&["data", "a"])) && editor.has(&path(&["data", "b"])));
         assert_eq!(entry(&more, "editor").unwrap()["time"], T2);
@@ -2387,7 +2495,22 @@ mod tests {
             Some("scale"),
             T2,
         );
-        assert_eq!(entries(&status_write).len(), 2);
+        assert_eq!(entries(&status_write).len(), 3);
+
+        // A removed field leaves every owner; the creator, left with nothing, disappears.
+        let mut cleared = more.clone();
+        cleared["data"] = json!({"b": "3"});
+        record_update(r, Some(&more), &mut cleared, "editor", None, T2);
+        assert!(entry(&cleared, "creator").is_some(), "still owns the map");
+        let mut dropped = cleared.clone();
+        dropped.as_object_mut().unwrap().remove("data");
+        dropped["metadata"]["labels"] = json!({"x": "y"});
+        record_update(r, Some(&cleared), &mut dropped, "editor", None, T2);
+        assert!(
+            entry(&dropped, "creator").is_none(),
+            "its only field was removed"
+        );
+        assert!(owned(&dropped, "editor").has(&path(&["metadata", "labels", "x"])));
     }
 
     #[test]
