@@ -671,3 +671,50 @@ fn imperative_writes_are_recorded_as_update_managers() {
         "{out}"
     );
 }
+
+#[test]
+fn created_objects_read_back_as_upstream_stores_them() {
+    let server = Server::start().unwrap();
+    // kubectl sends these as protobuf, which carries every Go zero; upstream's JSON omits the
+    // omitempty ones and resets the status to its type's zero value.
+    let out = server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+        "-o",
+        "json",
+    ]);
+    let deployment: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(deployment["status"], serde_json::json!({}), "{out}");
+    let spec = &deployment["spec"];
+    assert!(
+        spec.get("paused").is_none()
+            && spec.get("minReadySeconds").is_none()
+            && spec["template"]["metadata"].get("generation").is_none()
+            && spec["template"]["spec"].get("hostNetwork").is_none()
+            && spec["template"]["spec"]["containers"][0]
+                .get("tty")
+                .is_none(),
+        "{out}"
+    );
+    let out = server.kubectl_ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "--tcp=80:8080",
+        "-o",
+        "json",
+    ]);
+    let service: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        service["status"],
+        serde_json::json!({"loadBalancer": {}}),
+        "{out}"
+    );
+    assert!(
+        service["spec"]["ports"][0].get("nodePort").is_none(),
+        "{out}"
+    );
+}

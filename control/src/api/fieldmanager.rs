@@ -444,8 +444,8 @@ fn skeleton(object: &Value, root: Ty) -> Value {
     Value::Object(out)
 }
 
-/// The zero value of the kind with OpenAPI definition `name`.
-fn zero_object(name: &str) -> Option<&'static Value> {
+/// The zero value of the kind with OpenAPI definition `name`, as upstream's JSON has it.
+pub(crate) fn zero_object(name: &str) -> Option<&'static Value> {
     static PARSED: OnceLock<Vec<Value>> = OnceLock::new();
     let table = zero_objects::ZERO_OBJECTS;
     let index = table.binary_search_by_key(&name, |(n, _)| n).ok()?;

@@ -578,7 +578,12 @@ pub async fn create_value(
         && r.kind != "Node"
         && let Some(o) = object.as_object_mut()
     {
-        o.remove("status");
+        // Upstream resets the status to its type's zero value: `{}` where Go's status is a
+        // struct (a Service's holds `loadBalancer: {}`), nothing where it is a pointer.
+        match fieldmanager::zero_object(&r.definition_name()).and_then(|z| z.get("status")) {
+            Some(zero) => o.insert("status".into(), zero.clone()),
+            None => o.remove("status"),
+        };
     }
     if r.kind == "Pod" && r.group.is_empty() {
         object["status"] = json!({"phase": "Pending", "qosClass": qos_class(&object)});
