@@ -13,16 +13,34 @@ use serde_json::Value;
 
 use super::{Backend, Event, EventType, Key, Object, Page, StoreError, Write};
 
+/// An object's body is stored once, in the log row of the revision that wrote it: `objects` maps
+/// each key to that revision. Compaction deletes log rows that no object points at any more, so
+/// the rows at or below the compacted revision are exactly the live objects' current ones.
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS objects (
         resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-        revision INTEGER NOT NULL, value TEXT NOT NULL,
+        revision INTEGER NOT NULL,
         PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS log (
         revision INTEGER PRIMARY KEY, resource TEXT NOT NULL, namespace TEXT NOT NULL,
         name TEXT NOT NULL, type INTEGER NOT NULL, prev_revision INTEGER, value TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS log_by_resource ON log (resource, revision);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+/// Databases written before bodies were stored once kept a copy in `objects.value`. Their
+/// objects move over in one transaction: a body whose log row was compacted away goes back into
+/// the log at its revision (below the compacted one, so no watch replays it).
+const MIGRATE_OBJECT_BODIES: &str = "
+    INSERT OR IGNORE INTO log (revision, resource, namespace, name, type, prev_revision, value)
+        SELECT revision, resource, namespace, name, 1, NULL, value FROM objects;
+    CREATE TABLE objects_by_revision (
+        resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID;
+    INSERT INTO objects_by_revision SELECT resource, namespace, name, revision FROM objects;
+    DROP TABLE objects;
+    ALTER TABLE objects_by_revision RENAME TO objects;
 ";
 
 impl From<rusqlite::Error> for StoreError {
@@ -104,13 +122,14 @@ impl SqliteBackend {
         let (conn, revisions) = tokio::task::spawn_blocking({
             let path = path.clone();
             move || -> Result<(Connection, Revisions), StoreError> {
-                let conn = Connection::open(&path)?;
+                let mut conn = Connection::open(&path)?;
                 conn.busy_timeout(std::time::Duration::from_secs(30))?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
                 // Checkpoint often enough that the WAL never grows without bound.
                 conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
                 conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
+                migrate(&mut conn)?;
                 conn.execute_batch(SCHEMA)?;
                 let compacted: i64 = conn
                     .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| {
@@ -150,16 +169,30 @@ impl SqliteBackend {
     }
 }
 
+/// Brings a database of an older layout up to [`SCHEMA`].
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let bodies_in_objects = conn
+        .prepare("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'value'")?
+        .exists([])?;
+    if bodies_in_objects {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(MIGRATE_OBJECT_BODIES)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 fn write_batch(
     conn: &mut Connection,
     writes: Vec<Write>,
     start: i64,
+    compacted: i64,
 ) -> Result<(Vec<Result<Event, StoreError>>, i64), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut revision = start;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        let result = apply(&tx, write, revision + 1)?;
+        let result = apply(&tx, write, revision + 1, compacted)?;
         if result.is_ok() {
             revision += 1;
         }
@@ -169,17 +202,21 @@ fn write_batch(
     Ok((results, revision))
 }
 
+/// The current revision and body of an object.
+const SELECT_OBJECT: &str = "SELECT o.revision, l.value FROM objects o
+     JOIN log l ON l.revision = o.revision
+     WHERE o.resource = ?1 AND o.namespace = ?2 AND o.name = ?3";
+
 /// Applies one write inside the batch's transaction; a failed condition leaves no trace.
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     write: Write,
     revision: i64,
+    compacted: i64,
 ) -> Result<Result<Event, StoreError>, StoreError> {
     let key = write.key().clone();
     let current: Option<(i64, String)> = tx
-        .prepare_cached(
-            "SELECT revision, value FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
-        )?
+        .prepare_cached(SELECT_OBJECT)?
         .query_row(params![key.resource, key.namespace, key.name], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
@@ -210,16 +247,18 @@ fn apply(
         .execute(params![key.resource, key.namespace, key.name])?;
     } else {
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO objects (resource, namespace, name, revision, value)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR REPLACE INTO objects (resource, namespace, name, revision)
+             VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![
-            key.resource,
-            key.namespace,
-            key.name,
-            revision,
-            text
-        ])?;
+        .execute(params![key.resource, key.namespace, key.name, revision])?;
+    }
+    // The body this write replaces is history now; below the compacted revision no watch can
+    // ask for it, and compaction has already passed it by.
+    if let Some((replaced, _)) = &previous
+        && *replaced <= compacted
+    {
+        tx.prepare_cached("DELETE FROM log WHERE revision = ?1")?
+            .execute(params![replaced])?;
     }
     tx.prepare_cached(
         "INSERT INTO log (revision, resource, namespace, name, type, prev_revision, value)
@@ -244,9 +283,18 @@ fn apply(
     }))
 }
 
-fn compact(conn: &mut Connection, revision: i64) -> Result<(), StoreError> {
+/// Deletes the history after `from` up to `revision`, but for the rows that hold live objects'
+/// bodies. (Rows at or below `from` hold only those: [`apply`] deletes one when its object
+/// changes.)
+fn compact(conn: &mut Connection, from: i64, revision: i64) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute("DELETE FROM log WHERE revision <= ?1", params![revision])?;
+    tx.execute(
+        "DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND NOT EXISTS (
+             SELECT 1 FROM objects o WHERE o.resource = log.resource
+                 AND o.namespace = log.namespace AND o.name = log.name
+                 AND o.revision = log.revision)",
+        params![from, revision],
+    )?;
     tx.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?1)",
         params![revision],
@@ -284,10 +332,7 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             readers.inline(|conn| {
                 let row = conn
-                    .prepare_cached(
-                        "SELECT revision, value FROM objects
-                     WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
-                    )?
+                    .prepare_cached(SELECT_OBJECT)?
                     .query_row(params![key.resource, key.namespace, key.name], |r| {
                         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                     })
@@ -312,19 +357,22 @@ impl Backend for SqliteBackend {
         let after = after.map(|(n, m)| (n.to_string(), m.to_string()));
         let compacted = self.revisions.compacted.load(Ordering::Acquire);
         Box::pin(self.readers.with(move |conn| {
-            let mut sql = String::from("SELECT revision, value FROM objects WHERE resource = ?");
+            let mut sql = String::from(
+                "SELECT o.revision, l.value FROM objects o JOIN log l ON l.revision = o.revision
+                 WHERE o.resource = ?",
+            );
             let mut args: Vec<rusqlite::types::Value> = vec![resource.into()];
             if let Some(ns) = namespace {
-                sql.push_str(" AND namespace = ?");
+                sql.push_str(" AND o.namespace = ?");
                 args.push(ns.into());
             }
             if let Some((ns, name)) = after {
-                sql.push_str(" AND (namespace, name) > (?, ?)");
+                sql.push_str(" AND (o.namespace, o.name) > (?, ?)");
                 args.push(ns.into());
                 args.push(name.into());
             }
             // One more than asked tells whether another page follows.
-            sql.push_str(" ORDER BY namespace, name LIMIT ?");
+            sql.push_str(" ORDER BY o.namespace, o.name LIMIT ?");
             let fetch = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1));
             args.push(fetch.unwrap_or(-1).into());
             // One read transaction: the items and the revision come from the same snapshot.
@@ -432,7 +480,8 @@ impl Backend for SqliteBackend {
         let count = writes.len();
         let mut conn = self.writer();
         let start = self.revisions.newest.load(Ordering::Acquire);
-        match write_batch(&mut conn, writes, start) {
+        let compacted = self.revisions.compacted.load(Ordering::Acquire);
+        match write_batch(&mut conn, writes, start, compacted) {
             Ok((results, newest)) => {
                 self.revisions.newest.store(newest, Ordering::Release);
                 results
@@ -452,7 +501,8 @@ impl Backend for SqliteBackend {
     }
 
     fn compact(&self, revision: i64) -> Result<(), StoreError> {
-        compact(&mut self.writer(), revision)?;
+        let from = self.revisions.compacted.load(Ordering::Acquire);
+        compact(&mut self.writer(), from, revision)?;
         self.revisions.compacted.store(revision, Ordering::Release);
         Ok(())
     }
@@ -683,6 +733,141 @@ mod tests {
         assert!(matches!(err, StoreError::Expired { requested: 1, .. }));
         let newest = store.revision();
         assert!(store.watch(None, newest - 5).await.is_ok());
+    }
+
+    /// Log rows at or below the compacted revision: each must be a live object's body.
+    fn rows_below_compaction(dir: &tempfile::TempDir, compacted: i64) -> (i64, i64) {
+        let conn = Connection::open(dir.path().join("db.sqlite")).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [compacted], |r| r.get(0)).unwrap() };
+        (
+            count("SELECT COUNT(*) FROM log WHERE revision <= ?1"),
+            count("SELECT COUNT(*) FROM objects WHERE revision <= ?1"),
+        )
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_live_bodies_and_drops_replaced_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 10).await;
+        let kept = create(&store, "kept").await;
+        let replaced = create(&store, "replaced").await;
+        let deleted = create(&store, "deleted").await;
+        for i in 0..40 {
+            create(&store, &format!("c{i}")).await;
+        }
+        let compacted = store.compacted();
+        assert!(compacted > deleted.revision, "history was compacted");
+        assert_eq!(
+            rows_below_compaction(&dir, compacted),
+            (compacted, compacted)
+        );
+
+        let key = |name: &str| Key::new("configmaps", "default", name);
+        let got = store.get(&key("kept")).await.unwrap().unwrap();
+        assert_eq!(got.revision, kept.revision);
+        assert_eq!(got.value["metadata"]["name"], "kept");
+        let page = store.list("configmaps", None, None, None).await.unwrap();
+        assert_eq!(page.items.len(), 43);
+        assert!(
+            page.items
+                .iter()
+                .all(|o| o.value["metadata"]["name"].is_string())
+        );
+
+        let mut changed = cm("replaced");
+        changed["data"] = json!({"k": "v"});
+        let updated = store
+            .write(Write::Update {
+                key: key("replaced"),
+                value: changed,
+                expected: replaced.revision,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            updated.previous.as_ref().unwrap()["metadata"]["name"],
+            "replaced"
+        );
+        let gone = store
+            .write(Write::Delete {
+                key: key("deleted"),
+                expected: deleted.revision,
+            })
+            .await
+            .unwrap();
+        assert_eq!(gone.object["metadata"]["name"], "deleted");
+        let (log, live) = rows_below_compaction(&dir, compacted);
+        assert_eq!((log, live), (compacted - 2, compacted - 2));
+        let got = store.get(&key("replaced")).await.unwrap().unwrap();
+        assert_eq!(got.value["data"]["k"], "v");
+        assert!(store.get(&key("deleted")).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_database_with_bodies_in_objects_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = |name: &str, revision: i64| {
+            let mut value = cm(name);
+            set_resource_version(&mut value, revision);
+            encode(&value)
+        };
+        {
+            let conn = Connection::open(dir.path().join("db.sqlite")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE objects (
+                     resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+                     revision INTEGER NOT NULL, value TEXT NOT NULL,
+                     PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID;
+                 CREATE TABLE log (
+                     revision INTEGER PRIMARY KEY, resource TEXT NOT NULL,
+                     namespace TEXT NOT NULL, name TEXT NOT NULL, type INTEGER NOT NULL,
+                     prev_revision INTEGER, value TEXT NOT NULL);
+                 CREATE INDEX log_by_resource ON log (resource, revision);
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO meta VALUES ('compacted', 5);",
+            )
+            .unwrap();
+            // "old" was written at 3, whose log row compaction removed; "new" at 7.
+            for (name, revision) in [("old", 3), ("new", 7)] {
+                conn.execute(
+                    "INSERT INTO objects VALUES ('configmaps', 'default', ?1, ?2, ?3)",
+                    params![name, revision, body(name, revision)],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO log VALUES (7, 'configmaps', 'default', 'new', 0, NULL, ?1)",
+                params![body("new", 7)],
+            )
+            .unwrap();
+        }
+        let store = store(&dir, 1000).await;
+        assert_eq!((store.revision(), store.compacted()), (7, 5));
+        for (name, revision) in [("old", 3), ("new", 7)] {
+            let got = store
+                .get(&Key::new("configmaps", "default", name))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.revision, revision);
+            assert_eq!(
+                got.value["metadata"]["resourceVersion"],
+                revision.to_string()
+            );
+        }
+        let page = store.list("configmaps", None, None, None).await.unwrap();
+        assert_eq!(page.items.len(), 2);
+        // History still starts after the compacted revision: the moved body is not replayed.
+        let mut watch = store.watch(Some("configmaps".into()), 5).await.unwrap();
+        let first = watch.events.recv().await.unwrap().unwrap();
+        assert_eq!(first.revision, 7);
+        let conn = Connection::open(dir.path().join("db.sqlite")).unwrap();
+        let has_value: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'value'")
+            .unwrap()
+            .exists([])
+            .unwrap();
+        assert!(!has_value, "bodies live in the log alone");
     }
 
     #[tokio::test]
