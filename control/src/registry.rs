@@ -3,6 +3,7 @@
 
 mod defaults;
 mod validation;
+mod zero_objects;
 
 pub use defaults::apply_defaults;
 pub(crate) use validation::Quantity as ParsedQuantity;
@@ -241,9 +242,35 @@ pub fn is_stored(r: &Resource) -> bool {
     r.verbs.contains(&"create") && r.verbs.contains(&"get")
 }
 
+/// The zero value of the kind with OpenAPI definition `name`, as upstream's JSON has it.
+pub fn zero_object(name: &str) -> Option<&'static Value> {
+    static PARSED: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    let table = zero_objects::ZERO_OBJECTS;
+    let index = table.binary_search_by_key(&name, |(n, _)| n).ok()?;
+    let parsed = PARSED.get_or_init(|| {
+        table
+            .iter()
+            .map(|(_, text)| serde_json::from_str(text).expect("generated zero objects are JSON"))
+            .collect()
+    });
+    parsed.get(index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_objects_are_sorted_and_every_stored_kind_has_one() {
+        let table = zero_objects::ZERO_OBJECTS;
+        assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
+        for r in RESOURCES
+            .iter()
+            .filter(|r| is_stored(r) && r.definition_name().starts_with("io.k8s.api."))
+        {
+            assert!(zero_object(&r.definition_name()).is_some(), "{}", r.kind);
+        }
+    }
 
     #[test]
     fn storage_names_are_unique() {

@@ -4,14 +4,11 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
 use crate::registry::Resource;
 use crate::schema::{Schemas, get, schemas};
-
-mod zero_objects;
 
 /// One field owned by another manager that an apply would change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,10 +424,10 @@ fn remove_managed_fields(object: &mut Value) {
 }
 
 /// What a freshly created object is compared with: its kind's zero value as upstream's JSON has
-/// it (non-pointer structs present, so that only what they hold is owned; see `zero_objects.rs`),
-/// or for a kind without one, the top-level structs, empty.
+/// it (non-pointer structs present, so that only what they hold is owned; see
+/// `registry/zero_objects.rs`), or for a kind without one, the top-level structs, empty.
 fn skeleton(object: &Value, root: Ty) -> Value {
-    if let Some(zero) = root.name.and_then(zero_object) {
+    if let Some(zero) = root.name.and_then(crate::registry::zero_object) {
         return zero.clone();
     }
     let mut out = Map::new();
@@ -442,20 +439,6 @@ fn skeleton(object: &Value, root: Ty) -> Value {
         }
     }
     Value::Object(out)
-}
-
-/// The zero value of the kind with OpenAPI definition `name`, as upstream's JSON has it.
-pub(crate) fn zero_object(name: &str) -> Option<&'static Value> {
-    static PARSED: OnceLock<Vec<Value>> = OnceLock::new();
-    let table = zero_objects::ZERO_OBJECTS;
-    let index = table.binary_search_by_key(&name, |(n, _)| n).ok()?;
-    let parsed = PARSED.get_or_init(|| {
-        table
-            .iter()
-            .map(|(_, text)| serde_json::from_str(text).expect("generated zero objects are JSON"))
-            .collect()
-    });
-    parsed.get(index)
 }
 
 /// Drops null members of objects: merging keeps an applied `null` until the end, where the
@@ -2371,17 +2354,6 @@ mod tests {
         assert!(owned(&scaled, "kubectl-create").has(&path(&["spec", "selector"])));
         assert_eq!(entry(&scaled, "kubectl-edit").unwrap()["time"], T1);
         assert_eq!(entry(&scaled, "kubectl-create").unwrap()["time"], T0);
-    }
-
-    #[test]
-    fn zero_objects_are_sorted_and_every_stored_kind_has_one() {
-        let table = zero_objects::ZERO_OBJECTS;
-        assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
-        for r in crate::registry::RESOURCES.iter().filter(|r| {
-            crate::registry::is_stored(r) && r.definition_name().starts_with("io.k8s.api.")
-        }) {
-            assert!(zero_object(&r.definition_name()).is_some(), "{}", r.kind);
-        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 """Derives facts that only the Go type definitions of Kubernetes hold, as Rust tables.
 
     gotypes.py omitempty API_DIR APIMACHINERY_DIR > protobuf/omitempty.rs
-    gotypes.py zero-objects API_DIR APIMACHINERY_DIR > fieldmanager/zero_objects.rs
+    gotypes.py zero-objects API_DIR APIMACHINERY_DIR > ../registry/zero_objects.rs
 
 API_DIR is a checkout of k8s.io/api and APIMACHINERY_DIR of k8s.io/apimachinery, both at the
 release whose types the server serves (v0.33).

@@ -591,7 +591,7 @@ pub async fn create_value(
     {
         // Upstream resets the status to its type's zero value: `{}` where Go's status is a
         // struct (a Service's holds `loadBalancer: {}`), nothing where it is a pointer.
-        match fieldmanager::zero_object(&r.definition_name()).and_then(|z| z.get("status")) {
+        match crate::registry::zero_object(&r.definition_name()).and_then(|z| z.get("status")) {
             Some(zero) => o.insert("status".into(), zero.clone()),
             None => o.remove("status"),
         };
