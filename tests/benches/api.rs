@@ -44,6 +44,16 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// A `key: value` figure of a /proc file of the server: `write_bytes` of `io` (bytes the process
+/// caused to be written to disk), `VmHWM` of `status` (peak resident memory, in KiB).
+fn proc_figure(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).expect("/proc/PID file");
+    text.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in /proc/PID/{file}"))
+}
+
 /// Writes per second and the server's CPU microseconds per write.
 struct Throughput {
     writes_per_second: f64,
@@ -325,6 +335,9 @@ async fn main() {
     let kube_single = kube_writes(&api, pid, "kone", 1, total / 8).await;
     let kube_concurrent = kube_writes(&api, pid, "kmany", 64, total / 2).await;
     let (p50, p99) = watch_latency(&api, 500).await;
+    // Read last: the watch probe lists every config map written, the run's largest response.
+    let disk_bytes = proc_figure(pid, "io", "write_bytes");
+    let peak_kib = proc_figure(pid, "status", "VmHWM");
     let report = serde_json::json!({
         "benchmark": "api",
         "durable": true,
@@ -335,6 +348,8 @@ async fn main() {
         "http2": {"1_client": single.json(), "64_clients": concurrent.json()},
         "kube_rs_http1": {"1_client": kube_single.json(), "64_clients": kube_concurrent.json()},
         "writes": {"1_client": total / 4, "64_clients": total, "watch_probes": 500},
+        "server_disk_mb_written": (disk_bytes as f64 / 1e6).round(),
+        "server_peak_memory_mb": (peak_kib as f64 / 1024.0).round(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     println!("{}", serde_json::to_string_pretty(&report).expect("json"));
