@@ -699,7 +699,14 @@ impl Set {
             [last] => {
                 self.members.insert(last.clone());
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            [first, rest @ ..] => match self.children.get_mut(first) {
+                Some(child) => child.insert(rest),
+                None => {
+                    let mut child = Set::default();
+                    child.insert(rest);
+                    self.children.insert(first.clone(), child);
+                }
+            },
         }
     }
 
@@ -713,15 +720,25 @@ impl Set {
 
     fn union(&self, other: &Set) -> Set {
         let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
-        for (pe, child) in &other.children {
-            let merged = match out.children.get(pe) {
-                Some(mine) => mine.union(child),
-                None => child.clone(),
-            };
-            out.children.insert(pe.clone(), merged);
-        }
+        out.absorb(other.clone());
         out
+    }
+
+    /// Adds every path of `other`, taking its elements rather than copying them.
+    fn absorb(&mut self, other: Set) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        self.members.extend(other.members);
+        for (pe, child) in other.children {
+            match self.children.get_mut(&pe) {
+                Some(mine) => mine.absorb(child),
+                None => {
+                    self.children.insert(pe, child);
+                }
+            }
+        }
     }
 
     /// Paths of `self` not in `other`; a member of `other` does not remove paths below it.
@@ -784,11 +801,29 @@ impl Set {
         if include_self && !self.is_empty() {
             out.insert(".".into(), json!({}));
         }
-        let keys: BTreeSet<&Element> = self.members.iter().chain(self.children.keys()).collect();
-        for pe in keys {
-            let value = match self.children.get(pe) {
-                Some(child) => Value::Object(child.emit(self.members.contains(pe))),
-                None => json!({}),
+        // Members and children are both sorted: merge them rather than collect and look up.
+        let mut members = self.members.iter().peekable();
+        let mut children = self.children.iter().peekable();
+        loop {
+            let (pe, value) = match (members.peek(), children.peek()) {
+                (None, None) => break,
+                (Some(&member), Some(&(pe, child))) if member == pe => {
+                    members.next();
+                    children.next();
+                    (pe, Value::Object(child.emit(true)))
+                }
+                (Some(&member), Some(&(pe, _))) if member < pe => {
+                    members.next();
+                    (member, Value::Object(Map::new()))
+                }
+                (_, Some(&(pe, child))) => {
+                    children.next();
+                    (pe, Value::Object(child.emit(false)))
+                }
+                (Some(&member), None) => {
+                    members.next();
+                    (member, Value::Object(Map::new()))
+                }
             };
             out.insert(pe.encode(), value);
         }
@@ -1189,11 +1224,11 @@ enum Shape {
 
 /// Maps and lists meet their own kind or null (an empty container); anything else is a leaf.
 fn shape(lhs: Option<&Value>, rhs: Option<&Value>) -> Shape {
-    let present: Vec<&Value> = lhs.into_iter().chain(rhs).collect();
-    let all = |f: fn(&Value) -> bool| present.iter().all(|v| f(v) || v.is_null());
-    if present.iter().any(|v| v.is_object()) && all(Value::is_object) {
+    let present = || lhs.into_iter().chain(rhs);
+    let all = |f: fn(&Value) -> bool| present().all(|v| f(v) || v.is_null());
+    if present().any(Value::is_object) && all(Value::is_object) {
         Shape::Map
-    } else if present.iter().any(|v| v.is_array()) && all(Value::is_array) {
+    } else if present().any(Value::is_array) && all(Value::is_array) {
         Shape::List
     } else {
         Shape::Leaf
@@ -1753,14 +1788,12 @@ impl Scope {
 
 /// Drops what nobody owns: type and server-set metadata.
 fn strip_server_fields(set: &mut Set) {
-    for field in ["apiVersion", "kind", "metadata"] {
-        set.members.remove(&Element::Field(field.into()));
-    }
+    let named = |pe: &Element, names: &[&str]| matches!(pe, Element::Field(f) if names.contains(&f.as_str()));
+    set.members
+        .retain(|pe| !named(pe, &["apiVersion", "kind", "metadata"]));
     let metadata = Element::Field("metadata".into());
     if let Some(meta) = set.children.get_mut(&metadata) {
-        for field in SERVER_METADATA {
-            meta.members.remove(&Element::Field((*field).into()));
-        }
+        meta.members.retain(|pe| !named(pe, SERVER_METADATA));
         if meta.is_empty() {
             set.children.remove(&metadata);
         }
@@ -1780,7 +1813,13 @@ fn take_changes(
     scope: Scope,
 ) -> Result<Set, Vec<(Conflict, Path)>> {
     let comparison = Comparison::of(old, new, root).scoped(scope);
-    let changed = comparison.modified.union(&comparison.added);
+    let Comparison {
+        removed,
+        mut modified,
+        added,
+    } = comparison;
+    modified.absorb(added);
+    let changed = modified;
     let mut taken: Vec<(String, Set)> = Vec::new();
     for (id, entry) in managers.iter() {
         if id == workflow {
@@ -1805,10 +1844,10 @@ fn take_changes(
             entry.set = entry.set.difference(&set);
         }
     }
-    if !comparison.removed.is_empty() {
+    if !removed.is_empty() {
         for (id, entry) in managers.iter_mut() {
             if id != workflow {
-                entry.set = entry.set.difference(&comparison.removed);
+                entry.set = entry.set.difference(&removed);
             }
         }
     }
@@ -1840,11 +1879,7 @@ fn record(
         return;
     }
     let entry = managers.entry(updater.id()).or_insert(updater);
-    entry.set = if entry.set.is_empty() {
-        set
-    } else {
-        entry.set.union(&set)
-    };
+    entry.set.absorb(set);
     entry.time = Some(now.to_string());
 }
 
