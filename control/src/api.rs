@@ -375,6 +375,7 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
     // A namespaced kind's cluster-wide path only lists and watches (upstream answers 405).
     let cluster_wide = resource.namespaced && request.target.namespace.is_none();
     let is_namespace = resource.group.is_empty() && resource.kind == "Namespace";
+    let is_pod = resource.group.is_empty() && resource.kind == "Pod";
     match (method, has_name, sub.as_deref()) {
         (Method::POST | Method::DELETE, false, None) if cluster_wide => {
             Err(ApiError::MethodNotAllowed)
@@ -397,9 +398,10 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
         (Method::PATCH, true, None | Some("status")) => patch::patch(&state, &request).await,
         (Method::DELETE, true, None) => objects::delete(&state, &request).await,
         (_, true, Some("scale")) if resource.scale => subresources::scale(&state, &request).await,
-        (Method::GET, true, Some("log")) if resource.group.is_empty() && resource.kind == "Pod" => {
-            logs::pod_log(&state, &request).await
+        (Method::POST, true, Some("binding")) if is_pod => {
+            subresources::bind(&state, &request).await
         }
+        (Method::GET, true, Some("log")) if is_pod => logs::pod_log(&state, &request).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

@@ -1,4 +1,4 @@
-//! The control loops, each in its own file, all started from [`start`]. They are clients of the
+//! The control loops, each in its own file, all started from [`start`] (with the scheduler). They are clients of the
 //! API like any operator (a kube `Client` over the in-process router), so each is also correct
 //! against a real cluster. `skiff server --disable NAME` skips one.
 
@@ -12,7 +12,7 @@ use kube::core::ApiResource;
 use crate::registry::Resource;
 
 /// Every controller's name, as `--disable` takes it.
-pub const NAMES: &[&str] = &["namespace", "garbage-collector", "node-ipam"];
+pub const NAMES: &[&str] = &["namespace", "garbage-collector", "node-ipam", "scheduler"];
 
 /// Starts every controller not in `disabled`; they run until the process ends.
 pub fn start(client: Client, disabled: &[String]) {
@@ -22,6 +22,9 @@ pub fn start(client: Client, disabled: &[String]) {
     }
     if enabled("node-ipam") {
         tokio::spawn(node_ipam::run(client.clone()));
+    }
+    if enabled("scheduler") {
+        tokio::spawn(crate::scheduler::run(client.clone()));
     }
     if enabled("garbage-collector") {
         tokio::spawn(garbage_collector::run(client));

@@ -1,6 +1,7 @@
 //! Skiff's control plane: the Kubernetes-compatible API server ([`api`]) over an embedded,
 //! revisioned store ([`store`]), with the cluster's certificates ([`pki`]), authentication
-//! ([`auth`]) and the served kinds ([`registry`], [`schema`]). [`server::run`] ties them together.
+//! ([`auth`]), the served kinds ([`registry`], [`schema`]), the [`scheduler`] and the
+//! [`controllers`]. [`server::run`] ties them together.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ pub mod controllers;
 pub mod join;
 pub mod pki;
 pub mod registry;
+pub mod scheduler;
 pub mod schema;
 pub mod server;
 pub mod store;

@@ -192,9 +192,7 @@ impl Server {
 
     /// Applies `yaml` with every `NODE_NAME` replaced by the server's own node.
     pub fn apply_on_node(&self, yaml: &str) {
-        let yaml = yaml.replace("NODE_NAME", &self.node_name());
-        let out = self.kubectl_stdin(&["apply", "-f", "-"], &yaml);
-        assert!(out.status.success(), "{}", text(&out));
+        self.apply(&yaml.replace("NODE_NAME", &self.node_name()));
     }
 
     /// Waits (up to a minute) until the pod's `jsonpath` reads `want`; panics with the pod's
@@ -258,15 +256,25 @@ impl Server {
     /// Imports every sample component as `samples.skiff.local/NAME:0.1.0`.
     pub fn import_samples(&self) {
         for name in SAMPLES {
-            let wasm = sample(name);
-            let reference = format!("samples.skiff.local/{name}:0.1.0");
-            self.image(&[
-                "import",
-                wasm.to_str().expect("UTF-8 path"),
-                "--name",
-                &reference,
-            ]);
+            self.import_sample(name, &format!("samples.skiff.local/{name}:0.1.0"));
         }
+    }
+
+    /// Imports the sample component `name` as `reference`; `skiff image import`'s output.
+    pub fn import_sample(&self, name: &str, reference: &str) -> String {
+        let wasm = sample(name);
+        self.image(&[
+            "import",
+            wasm.to_str().expect("UTF-8 path"),
+            "--name",
+            reference,
+        ])
+    }
+
+    /// `kubectl apply -f -` of `yaml`; panics when it fails.
+    pub fn apply(&self, yaml: &str) {
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], yaml);
+        assert!(out.status.success(), "{}", text(&out));
     }
 
     /// The data directory.

@@ -3,26 +3,15 @@
 
 use std::time::Duration;
 
-use skiff_tests::{Server, eventually, free_port, pod_on_node, sample, text};
+use skiff_tests::{Server, eventually, free_port, pod_on_node, text};
 
 fn node_name(server: &Server) -> String {
     server.node_name()
 }
 
 fn import_hello(server: &Server) {
-    let wasm = sample("hello");
-    let out = server.image(&[
-        "import",
-        wasm.to_str().unwrap(),
-        "--name",
-        "registry.local/hello:1",
-    ]);
+    let out = server.import_sample("hello", "registry.local/hello:1");
     assert!(out.starts_with("registry.local/hello:1 sha256:"), "{out}");
-}
-
-fn apply(server: &Server, yaml: &str) {
-    let out = server.kubectl_stdin(&["apply", "-f", "-"], yaml);
-    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
@@ -255,7 +244,7 @@ spec:
 "#
         )
     };
-    apply(&server, &pod("web"));
+    server.apply(&pod("web"));
     server.wait_for("web", "{.status.containerStatuses[0].ready}", "true");
     let response = eventually(Duration::from_secs(30), || get(port, "/hi?x=1").ok())
         .expect("the component answers");
@@ -270,7 +259,7 @@ spec:
     let logs = server.kubectl_ok(&["logs", "web"]);
     assert_eq!(logs, "GET /hi?x=1\nGET /again\n");
     // A second pod on the same port cannot be served beside it, and says why.
-    apply(&server, &pod("web2"));
+    server.apply(&pod("web2"));
     let message = server.wait_for_nonempty(
         "web2",
         "{.status.containerStatuses[0].state.waiting.message}",

@@ -127,6 +127,10 @@ fn subresources(
     if r.scale {
         out.push(("scale", "autoscaling", "v1", "Scale", GPU));
     }
+    if r.kind == "Pod" && r.group.is_empty() {
+        out.push(("binding", "", "v1", "Binding", &["create"][..]));
+        out.push(("log", "", "v1", "Pod", &["get"][..]));
+    }
     if r.kind == "Namespace" && r.group.is_empty() {
         out.push(("finalize", "", "v1", "Namespace", &["update"][..]));
     }

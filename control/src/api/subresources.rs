@@ -1,5 +1,5 @@
-//! Subresources beyond status: `scale` (an `autoscaling/v1 Scale` over spec.replicas) and the
-//! review kinds that are answered rather than stored (SelfSubjectAccessReview, SelfSubjectReview,
+//! Subresources beyond status: `scale` (an `autoscaling/v1 Scale` over spec.replicas),
+//! `pods/binding` (how a scheduler assigns a pod to a node) and the review kinds that are answered rather than stored (SelfSubjectAccessReview, SelfSubjectReview,
 //! SubjectAccessReview, TokenReview).
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use super::objects::{self, Part, meta_str};
 use super::patch::{PatchType, apply_patch};
 use super::selectors::format_label_selector;
 use super::{ApiError, ApiRequest, ApiState, json};
+use crate::registry::{ErrorType, FieldError};
 use crate::store::StoreError;
 
 /// The Scale view of a scalable object.
@@ -115,6 +116,174 @@ pub async fn scale(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
         }
     }
     Err(ApiError::from_store(StoreError::Conflict(0), r, &name))
+}
+
+/// `POST pods/<name>/binding`: assigns the pod to the Binding's target node, as upstream's
+/// BindingREST does. The pod must exist, not be assigned yet, not be terminating and have no
+/// scheduling gates; the Binding's uid and resourceVersion, when set, are preconditions. The pod
+/// gets `spec.nodeName`, the Binding's annotations and `PodScheduled=True`; the answer is a
+/// success Status.
+pub async fn bind(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
+    let r = request.resource();
+    let name = request.target.name.clone().unwrap_or_default();
+    let binding = request.body_json()?;
+    if meta_str(&binding, "name").is_some_and(|n| n != name) {
+        return Err(ApiError::BadRequest(
+            "name in URL does not match name in Binding object".into(),
+        ));
+    }
+    let errors = binding_errors(&binding);
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid {
+            group: String::new(),
+            kind: "Binding".into(),
+            kind_group: "Binding".into(),
+            name,
+            causes: errors,
+        });
+    }
+    let node = binding["target"]["name"].as_str().unwrap_or_default();
+    let uid = meta_str(&binding, "uid").filter(|u| !u.is_empty());
+    let revision = meta_str(&binding, "resourceVersion").filter(|v| !v.is_empty());
+    let key = objects::key(r, request.target.namespace.as_deref(), &name);
+    let refused = |detail: String| ApiError::Conflict {
+        group: String::new(),
+        resource: "pods/binding".into(),
+        name: name.clone(),
+        detail,
+    };
+    for _ in 0..16 {
+        let old = objects::read(state, r, &key).await?;
+        let pod = &old.value;
+        if uid.is_some_and(|u| meta_str(pod, "uid") != Some(u)) {
+            return Err(ApiError::Conflict {
+                group: String::new(),
+                resource: "pods".into(),
+                name: name.clone(),
+                detail: format!(
+                    "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    uid.unwrap_or_default(),
+                    meta_str(pod, "uid").unwrap_or_default()
+                ),
+            });
+        }
+        if revision.is_some_and(|v| v != old.revision.to_string()) {
+            return Err(ApiError::from_store(
+                StoreError::Conflict(old.revision),
+                r,
+                &name,
+            ));
+        }
+        if pod["metadata"].get("deletionTimestamp").is_some() {
+            return Err(refused(format!(
+                "pod {name} is being deleted, cannot be assigned to a host"
+            )));
+        }
+        if let Some(assigned) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(refused(format!(
+                "pod {name} is already assigned to node \"{assigned}\""
+            )));
+        }
+        if pod["spec"]["schedulingGates"]
+            .as_array()
+            .is_some_and(|g| !g.is_empty())
+        {
+            return Err(refused(format!(
+                "pod {name} has non-empty .spec.schedulingGates"
+            )));
+        }
+        let mut new = pod.clone();
+        new["spec"]["nodeName"] = json!(node);
+        if let Some(annotations) = binding["metadata"]["annotations"].as_object()
+            && !annotations.is_empty()
+        {
+            let meta = objects::metadata_mut(&mut new);
+            let target = meta.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(target) = target.as_object_mut() {
+                for (k, v) in annotations {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        set_condition(
+            &mut new,
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null}),
+        );
+        match objects::update_object(state, r, key.clone(), &old, new, request.query.dry_run())
+            .await
+        {
+            Ok(_) => {
+                return Ok(json(
+                    StatusCode::CREATED,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Success", "code": 201}),
+                ));
+            }
+            Err(StoreError::Conflict(_)) if revision.is_none() => continue,
+            Err(e) => return Err(ApiError::from_store(e, r, &name)),
+        }
+    }
+    Err(ApiError::from_store(StoreError::Conflict(0), r, &name))
+}
+
+/// Upstream `ValidatePodBinding`: a target name, and a target kind of Node or none.
+fn binding_errors(binding: &Value) -> Vec<FieldError> {
+    let target = &binding["target"];
+    let mut errors = Vec::new();
+    if let Some(kind) = target["kind"]
+        .as_str()
+        .filter(|k| !k.is_empty() && *k != "Node")
+    {
+        errors.push(FieldError {
+            field: "target.kind".into(),
+            error_type: ErrorType::NotSupported,
+            value: Some(json!(kind)),
+            detail: "supported values: \"Node\", \"<empty>\"".into(),
+        });
+    }
+    if target["name"].as_str().is_none_or(str::is_empty) {
+        errors.push(FieldError {
+            field: "target.name".into(),
+            error_type: ErrorType::Required,
+            value: None,
+            detail: String::new(),
+        });
+    }
+    errors
+}
+
+/// Sets a pod condition as upstream's UpdatePodCondition does: the new condition replaces the
+/// one of its type, keeping the old transition time when the status stays the same.
+pub fn set_condition(pod: &mut Value, mut condition: Value) {
+    let now = json!(super::now_rfc3339());
+    let status = &mut pod["status"];
+    if !status.is_object() {
+        *status = json!({});
+    }
+    let conditions = status
+        .as_object_mut()
+        .map(|s| s.entry("conditions").or_insert_with(|| json!([])))
+        .and_then(Value::as_array_mut);
+    let Some(conditions) = conditions else {
+        return;
+    };
+    match conditions
+        .iter_mut()
+        .find(|c| c["type"] == condition["type"])
+    {
+        Some(old) => {
+            condition["lastTransitionTime"] = if old["status"] == condition["status"] {
+                old["lastTransitionTime"].clone()
+            } else {
+                now
+            };
+            *old = condition;
+        }
+        None => {
+            condition["lastTransitionTime"] = now;
+            conditions.push(condition);
+        }
+    }
 }
 
 /// `POST` of a review kind: answered from the request's user, never stored.
