@@ -14,7 +14,7 @@
 mod plugins;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,11 +76,74 @@ struct Bound {
     result: Result<(), kube::Error>,
 }
 
+/// Every node the scheduler knows, with what the pods bound to each take.
+#[derive(Default)]
+struct Nodes {
+    slots: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    /// The slots of the nodes that exist, in the order they appeared. A slot can also hold the
+    /// charges of pods bound to a node not seen (yet, or any more).
+    present: Vec<usize>,
+    /// Where the next pod's walk over the nodes starts (upstream's nextStartNodeIndex).
+    next_start: usize,
+}
+
+impl Nodes {
+    /// The node's slot, made empty when it has none.
+    fn charge(&mut self, name: &str) -> &mut NodeInfo {
+        let slot = match self.index.get(name) {
+            Some(slot) => *slot,
+            None => {
+                self.slots.push(NodeInfo {
+                    name: name.to_string(),
+                    ..NodeInfo::default()
+                });
+                self.index.insert(name.to_string(), self.slots.len() - 1);
+                self.slots.len() - 1
+            }
+        };
+        &mut self.slots[slot]
+    }
+
+    /// Marks the node as existing; true when it was not.
+    fn appeared(&mut self, name: &str) -> bool {
+        let Some(slot) = self.index.get(name).copied() else {
+            return false;
+        };
+        if self.present.contains(&slot) {
+            return false;
+        }
+        self.present.push(slot);
+        true
+    }
+
+    fn gone(&mut self, name: &str) {
+        if let Some(slot) = self.index.get(name) {
+            self.present.retain(|s| s != slot);
+        }
+    }
+
+    /// After a relist: only the nodes listed exist.
+    fn keep_present(&mut self, listed: &HashSet<String>) {
+        let slots = &self.slots;
+        self.present.retain(|s| listed.contains(&slots[*s].name));
+    }
+}
+
+/// Upstream's numFeasibleNodesToFind: every node of a small cluster; of a larger one, a share
+/// falling from half with the node count (42% of 1,000 nodes), at least 5% and 100 nodes.
+fn feasible_to_find(nodes: usize) -> usize {
+    const MIN_NODES: usize = 100;
+    if nodes < MIN_NODES {
+        return nodes;
+    }
+    let percentage = 50usize.saturating_sub(nodes / 125).max(5);
+    (nodes * percentage / 100).max(MIN_NODES)
+}
+
 struct Scheduler {
     client: Client,
-    nodes: BTreeMap<String, NodeInfo>,
-    /// Nodes that exist (the map also holds the charges of pods whose node is not seen yet).
-    present: HashSet<String>,
+    nodes: Nodes,
     pods: HashMap<String, Known>,
     /// Pods ready to be placed: highest priority first, then first come.
     active: BinaryHeap<(i32, Reverse<u64>, String)>,
@@ -102,8 +165,7 @@ impl Scheduler {
         let (results, results_rx) = mpsc::unbounded_channel();
         Scheduler {
             client,
-            nodes: BTreeMap::new(),
-            present: HashSet::new(),
+            nodes: Nodes::default(),
             pods: HashMap::new(),
             active: BinaryHeap::new(),
             queued: HashSet::new(),
@@ -287,9 +349,7 @@ impl Scheduler {
         if let Some(old) = &old
             && let Some(node) = &old.node
         {
-            if let Some(info) = self.nodes.get_mut(node) {
-                info.remove_pod(&old.info);
-            }
+            self.nodes.charge(node).remove_pod(&old.info);
             if old.assumed && assigned.is_none() && !terminal && !deleting {
                 // The binding is on its way; the watch has not caught up with it yet.
                 kept_assumption = Some(node.clone());
@@ -304,7 +364,7 @@ impl Scheduler {
             assigned.clone().or(kept_assumption)
         };
         if let Some(node) = &node {
-            self.nodes.entry(node.clone()).or_default().add_pod(&info);
+            self.nodes.charge(node).add_pod(&info);
         }
         let waiting = !terminal && node.is_none() && ours && !gated && !deleting;
         self.pods.insert(
@@ -335,9 +395,7 @@ impl Scheduler {
         if let Some(known) = self.pods.remove(uid)
             && let Some(node) = &known.node
         {
-            if let Some(info) = self.nodes.get_mut(node) {
-                info.remove_pod(&known.info);
-            }
+            self.nodes.charge(node).remove_pod(&known.info);
             self.wake_unschedulable();
         }
     }
@@ -354,26 +412,24 @@ impl Scheduler {
             }
             Change::InitDone => {
                 let seen = relist.take().unwrap_or_default();
-                self.present.retain(|n| seen.contains(n));
+                self.nodes.keep_present(&seen);
                 return true;
             }
             Change::Apply(node) => self.node_applied(&node),
-            Change::Delete(node) => {
-                self.present.remove(&node.name_any());
-            }
+            Change::Delete(node) => self.nodes.gone(&node.name_any()),
         }
         false
     }
 
     fn node_applied(&mut self, node: &Node) {
         let name = node.name_any();
-        let info = self.nodes.entry(name.clone()).or_default();
+        let info = self.nodes.charge(&name);
         let before = info.placement();
         info.update(node);
         let changed = before != info.placement();
         // A node's status is renewed every few seconds; only a new node or a change to what
         // decides placement lets waiting pods in.
-        if self.present.insert(name) || changed {
+        if self.nodes.appeared(&name) || changed {
             self.wake_unschedulable();
         }
     }
@@ -388,24 +444,32 @@ impl Scheduler {
             return;
         };
         let info = known.info.clone();
-        let mut names: Vec<&String> = self
-            .nodes
-            .keys()
-            .filter(|n| self.present.contains(*n))
-            .collect();
-        if names.is_empty() {
+        let count = self.nodes.present.len();
+        if count == 0 {
             self.unschedulable_now(&uid, "no nodes available to schedule pods".into());
             return;
         }
-        let mut feasible: Vec<&NodeInfo> = Vec::new();
+        // As upstream: the walk starts where the last one stopped, and ends once enough nodes
+        // fit (all of them when none does, so that every refusal is counted).
+        let wanted = feasible_to_find(count);
+        let start = self.nodes.next_start % count;
+        let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted);
         let mut refusals: Vec<Refusal> = Vec::new();
-        for name in names.drain(..) {
-            let node = &self.nodes[name];
+        let mut walked = 0;
+        for i in 0..count {
+            let node = &self.nodes.slots[self.nodes.present[(start + i) % count]];
+            walked += 1;
             match plugins::filter(&info, node) {
-                Ok(()) => feasible.push(node),
+                Ok(()) => {
+                    feasible.push(node);
+                    if feasible.len() >= wanted {
+                        break;
+                    }
+                }
                 Err(refusal) => refusals.push(refusal),
             }
         }
+        self.nodes.next_start = (start + walked) % count;
         if feasible.is_empty() {
             let message = plugins::fit_message(&info, &refusals);
             self.unschedulable_now(&uid, message);
@@ -432,10 +496,7 @@ impl Scheduler {
         known.node = Some(node.to_string());
         known.assumed = true;
         known.waiting = false;
-        self.nodes
-            .entry(node.to_string())
-            .or_default()
-            .add_pod(&known.info);
+        self.nodes.charge(node).add_pod(&known.info);
         self.binding.insert(uid.to_string());
     }
 
@@ -489,10 +550,8 @@ impl Scheduler {
                 if let Some(known) = self.pods.get_mut(&bound.uid)
                     && known.assumed
                 {
-                    if let Some(node) = known.node.take()
-                        && let Some(n) = self.nodes.get_mut(&node)
-                    {
-                        n.remove_pod(&known.info);
+                    if let Some(node) = known.node.take() {
+                        self.nodes.charge(&node).remove_pod(&known.info);
                     }
                     known.assumed = false;
                     known.waiting = true;
@@ -608,4 +667,36 @@ impl Scheduler {
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_clusters_are_sampled_as_upstream_samples_them() {
+        assert_eq!(feasible_to_find(3), 3);
+        assert_eq!(feasible_to_find(99), 99);
+        assert_eq!(feasible_to_find(100), 100);
+        assert_eq!(feasible_to_find(1000), 420);
+        assert_eq!(feasible_to_find(5000), 500);
+        assert_eq!(feasible_to_find(10_000), 500);
+    }
+
+    #[test]
+    fn nodes_keep_charges_for_nodes_not_seen_and_walk_only_present_ones() {
+        let mut nodes = Nodes::default();
+        nodes.charge("a").pods = 2;
+        assert!(nodes.present.is_empty());
+        assert!(nodes.appeared("a"));
+        assert!(!nodes.appeared("a"));
+        nodes.charge("b");
+        assert!(nodes.appeared("b"));
+        nodes.gone("a");
+        assert_eq!(nodes.present, [1]);
+        assert_eq!(nodes.charge("a").pods, 2);
+        nodes.appeared("a");
+        nodes.keep_present(&HashSet::from(["a".to_string()]));
+        assert_eq!(nodes.present, [0]);
+    }
 }

@@ -10,7 +10,7 @@
 //! `cargo bench -p skiff-tests --bench api` (set `SKIFF_BENCH_WRITES` to change the write count).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use skiff_tests::Server;
+use skiff_tests::measure::{cpu_time, percentile_ms, proc_figure};
 
 fn config_map(name: &str) -> serde_json::Value {
     serde_json::json!({
@@ -29,29 +30,6 @@ fn config_map(name: &str) -> serde_json::Value {
         "metadata": {"name": name, "labels": {"bench": "yes"}},
         "data": {"key": "value"},
     })
-}
-
-/// CPU time (user + system) a process has used so far, from /proc.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
-        .split(' ')
-        .collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
-}
-
-/// A `key: value` figure of a /proc file of the server: `write_bytes` of `io` (bytes the process
-/// caused to be written to disk), `VmHWM` of `status` (peak resident memory, in KiB).
-fn proc_figure(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).expect("/proc/PID file");
-    text.lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("{key} in /proc/PID/{file}"))
 }
 
 /// Writes per second and the server's CPU microseconds per write.
@@ -77,8 +55,8 @@ where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let cpu_before = cpu_time(server_pid);
-    let client_before = cpu_time(std::process::id());
+    let cpu_before = cpu_time(&server_pid.to_string());
+    let client_before = cpu_time("self");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -95,9 +73,10 @@ where
     let elapsed = started.elapsed();
     Throughput {
         writes_per_second: total as f64 / elapsed.as_secs_f64(),
-        client_cpu_us_per_write: (cpu_time(std::process::id()) - client_before).as_secs_f64() * 1e6
+        client_cpu_us_per_write: (cpu_time("self") - client_before).as_secs_f64() * 1e6
             / total as f64,
-        server_cpu_us_per_write: (cpu_time(server_pid) - cpu_before).as_secs_f64() * 1e6
+        server_cpu_us_per_write: (cpu_time(&server_pid.to_string()) - cpu_before).as_secs_f64()
+            * 1e6
             / total as f64,
     }
 }
@@ -246,11 +225,6 @@ async fn kube_writes(
     .await
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx].as_secs_f64() * 1000.0
-}
-
 /// Issues `count` writes one at a time and measures how long each takes to reach a watcher.
 async fn watch_latency(api: &Api<ConfigMap>, count: usize) -> (f64, f64) {
     let start = api
@@ -293,7 +267,10 @@ async fn watch_latency(api: &Api<ConfigMap>, count: usize) -> (f64, f64) {
         }
     }
     latencies.sort();
-    (percentile(&latencies, 0.5), percentile(&latencies, 0.99))
+    (
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -16,35 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use skiff_tests::Server;
-
-/// Resident memory of a process, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time a process has used (user and system), from /proc.
-fn cpu_time(pid: &str) -> Duration {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // The fields after the command name, which is in parentheses, from the state
-            // (the stat file's 3rd field) on: utime and stime are its 14th and 15th.
-            let fields: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
-            let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-            Some(field(14)? + field(15)?)
-        })
-        .unwrap_or(0);
-    // USER_HZ, which Linux fixes at 100 on the architectures it runs on here.
-    Duration::from_secs_f64(ticks as f64 / 100.0)
-}
+use skiff_tests::measure::{cpu_time, percentile_ms, proc_figure};
 
 fn pod(name: &str, node: &str, port: u16) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -59,11 +31,6 @@ fn pod(name: &str, node: &str, port: u16) -> Pod {
         },
     }))
     .expect("a valid Pod")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx].as_secs_f64() * 1000.0
 }
 
 /// What one burst measured.
@@ -84,11 +51,11 @@ impl Burst {
         serde_json::json!({
             "creators": self.creators,
             "pods_running": self.latencies.len(),
-            "pod_start_ms_p50": ms(percentile(&self.latencies, 0.5)),
-            "pod_start_ms_p99": ms(percentile(&self.latencies, 0.99)),
+            "pod_start_ms_p50": ms(percentile_ms(&self.latencies, 0.5)),
+            "pod_start_ms_p99": ms(percentile_ms(&self.latencies, 0.99)),
             "burst_seconds": ms(self.all_running.as_secs_f64()),
-            "create_request_ms_p50": ms(percentile(&self.creates, 0.5)),
-            "create_request_ms_p99": ms(percentile(&self.creates, 0.99)),
+            "create_request_ms_p50": ms(percentile_ms(&self.creates, 0.5)),
+            "create_request_ms_p99": ms(percentile_ms(&self.creates, 0.99)),
             "server_cpu_ms_per_pod": per_pod(self.server_cpu),
             "client_cpu_ms_per_pod": per_pod(self.own_cpu),
             "not_running": self.missing,
@@ -227,7 +194,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = rss_kib(pid);
+    let rss_before = proc_figure(pid, "status", "VmRSS");
     let mut bursts = Vec::new();
     for (n, creators) in creator_counts.iter().enumerate() {
         let ports = base_port + 1 + (n * count) as u16;
@@ -244,7 +211,7 @@ async fn main() {
         // The node settles (status writes, events) before the next burst.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    let rss_after = rss_kib(pid);
+    let rss_after = proc_figure(pid, "status", "VmRSS");
     watch.abort();
     let idle_pods = (count * creator_counts.len()).max(1);
     let report = serde_json::json!({

@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod measure;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -376,6 +378,12 @@ impl Server {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn()
+    }
+
+    /// Starts the server again on the same data directory and address, with other extra flags.
+    pub fn restart_with(&mut self, extra_args: &[&str]) -> anyhow::Result<()> {
+        self.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+        self.restart()
     }
 
     /// A kubectl command against this server, isolated from the user's config and cache.

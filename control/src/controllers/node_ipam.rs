@@ -3,14 +3,15 @@
 //! 10.42.0.0/16 (`10.42.N.0/24`, as k3s plans it). A range is free again once its Node is gone.
 //! When none is free, the Node gets a `CIDRNotAvailable` event and is tried again later.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Node};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -22,29 +23,40 @@ const PREFIX: [u8; 2] = [10, 42];
 /// What reconciling a Node can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("listing nodes: {0}")]
-    List(kube::Error),
     #[error("setting the pod CIDR of node {node}: {source}")]
     Patch { node: String, source: kube::Error },
 }
 
 struct Context {
     client: Client,
-    /// Allocation is one at a time, so that two new Nodes never get the same range.
-    allocating: Mutex<()>,
+    /// The controller's cache of every Node, which the ranges in use are read from.
+    nodes: Store<Node>,
+    /// Ranges handed out that the cache may not show yet, by Node uid. Allocation is one at a
+    /// time, so that two new Nodes never get the same range.
+    handed_out: Mutex<BTreeMap<String, u8>>,
 }
 
 /// Runs the node IPAM controller.
 pub async fn run(client: Client) {
     let nodes: Api<Node> = Api::all(client.clone());
+    let controller = Controller::new(nodes, watcher::Config::default());
     let context = Arc::new(Context {
         client,
-        allocating: Mutex::new(()),
+        nodes: controller.store(),
+        handed_out: Mutex::new(BTreeMap::new()),
     });
-    Controller::new(nodes, watcher::Config::default())
+    controller
         .run(reconcile, error_policy, context)
         .for_each(|_| async {})
         .await;
+}
+
+/// The ranges a Node's spec holds.
+fn ranges_of(node: &Node) -> impl Iterator<Item = u8> + '_ {
+    node.spec
+        .iter()
+        .flat_map(|s| s.pod_cidrs.iter().flatten().chain(s.pod_cidr.iter()))
+        .filter_map(|c| index_of(c))
 }
 
 /// The third octet of a range this controller hands out.
@@ -75,38 +87,38 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     if has_cidr || node.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let _one_at_a_time = ctx.allocating.lock().await;
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let all = nodes
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::List)?
-        .items;
-    // The node as it is now: a reconcile may run on an older copy, from before an earlier
-    // reconcile gave it its range.
-    let Some(current) = all.iter().find(|n| n.metadata.uid == node.metadata.uid) else {
-        return Ok(Action::await_change());
-    };
-    if current
-        .spec
-        .as_ref()
-        .and_then(|s| s.pod_cidr.as_deref())
-        .is_some_and(|c| !c.is_empty())
-    {
+    // Until the first listing is in, the cache does not show every range in use.
+    if ctx.nodes.wait_until_ready().await.is_err() {
         return Ok(Action::await_change());
     }
-    let used: BTreeSet<u8> = all
+    let uid = node.metadata.uid.clone().unwrap_or_default();
+    let mut handed_out = ctx.handed_out.lock().await;
+    let cached = ctx.nodes.state();
+    // What the cache shows now supersedes what was handed out: a range is in use while a
+    // Node holds it, and one handed to a Node that is gone is free again.
+    handed_out.retain(|holder, _| {
+        cached
+            .iter()
+            .find(|n| n.metadata.uid.as_deref() == Some(holder.as_str()))
+            .is_some_and(|n| ranges_of(n).next().is_none())
+    });
+    let current = cached
         .iter()
-        .filter_map(|n| n.spec.as_ref())
-        .flat_map(|s| s.pod_cidrs.iter().flatten().chain(s.pod_cidr.iter()))
-        .filter_map(|c| index_of(c))
-        .collect();
+        .find(|n| n.metadata.uid.as_deref() == Some(uid.as_str()));
+    if handed_out.contains_key(&uid) || current.is_some_and(|n| ranges_of(n).next().is_some()) {
+        // Given a range already (a reconcile may run on a copy from before that), or given
+        // one the watch has not brought yet.
+        return Ok(Action::await_change());
+    }
+    let mut used: BTreeSet<u8> = cached.iter().flat_map(|n| ranges_of(n)).collect();
+    used.extend(handed_out.values());
     let name = node.name_any();
     let Some(cidr) = first_free(&used) else {
         record_unavailable(&ctx.client, &node).await;
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
     let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
     nodes
         .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await
@@ -114,6 +126,9 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
             node: name.clone(),
             source,
         })?;
+    if let Some(index) = index_of(&cidr) {
+        handed_out.insert(uid, index);
+    }
     tracing::info!(%cidr, "pod CIDR assigned");
     Ok(Action::await_change())
 }
