@@ -222,16 +222,12 @@ impl Scheduler {
         }
     }
 
-    /// When the next parked pod is due; at least every 30 seconds.
+    /// When the next backed-off pod is due, and at least every 30 seconds, when set-aside pods
+    /// past their five minutes are found. Computed on every turn of the loop, so it does not
+    /// walk the set-aside pods, which can be many.
     fn next_wake(&self) -> Instant {
-        let mut wake = Instant::now() + Duration::from_secs(30);
-        for due in self.backoff.values() {
-            wake = wake.min(*due);
-        }
-        for since in self.unschedulable.values() {
-            wake = wake.min(*since + UNSCHEDULABLE_RETRY);
-        }
-        wake
+        let tick = Instant::now() + Duration::from_secs(30);
+        self.backoff.values().copied().fold(tick, Instant::min)
     }
 
     fn requeue_due(&mut self) {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{
-    Container, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+    Container, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
     PreferredSchedulingTerm, Taint, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -123,10 +123,10 @@ pub struct PodInfo {
 
 impl PodInfo {
     pub fn of(pod: &Pod) -> PodInfo {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let (requests, nonzero) = pod_requests(&spec.containers, spec.init_containers.as_deref());
-        let mut requests = requests;
-        let mut nonzero = nonzero;
+        let empty = PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&empty);
+        let (mut requests, mut nonzero) =
+            pod_requests(&spec.containers, spec.init_containers.as_deref());
         if let Some(overhead) = &spec.overhead {
             let overhead = Resources::of(Some(overhead));
             requests.add(&overhead);
@@ -147,7 +147,10 @@ impl PodInfo {
                 ))
             })
             .collect();
-        let node_affinity = spec.affinity.as_ref().and_then(|a| a.node_affinity.clone());
+        let node_affinity = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref());
         let metadata = &pod.metadata;
         PodInfo {
             namespace: metadata.namespace.clone().unwrap_or_default(),
@@ -162,7 +165,10 @@ impl PodInfo {
                     .clone()
             }),
             preferred: node_affinity
-                .and_then(|a| a.preferred_during_scheduling_ignored_during_execution)
+                .and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .clone()
+                })
                 .unwrap_or_default(),
             tolerations: spec.tolerations.clone().unwrap_or_default(),
             priority: spec.priority.unwrap_or(0),
@@ -257,9 +263,9 @@ impl NodeInfo {
     pub fn update(&mut self, node: &Node) {
         self.name = node.metadata.name.clone().unwrap_or_default();
         self.labels = node.metadata.labels.clone().unwrap_or_default();
-        let spec = node.spec.clone().unwrap_or_default();
-        self.taints = spec.taints.unwrap_or_default();
-        self.unschedulable = spec.unschedulable.unwrap_or(false);
+        let spec = node.spec.as_ref();
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
+        self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
         self.allocatable = Resources::of(allocatable);
         self.allowed_pods = allocatable
