@@ -30,6 +30,7 @@ use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
+use crate::api::now_rfc3339;
 use plugins::{NodeInfo, PodInfo, Refusal};
 
 /// The name pods carry in `spec.schedulerName` for this scheduler, and its events' source.
@@ -53,7 +54,8 @@ pub async fn run(client: Client) {
     let nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
-    Scheduler::new(client).run(pods, nodes).await;
+    let (scheduler, results) = Scheduler::new(client);
+    scheduler.run(results, pods, nodes).await;
 }
 
 /// A pod as the scheduler last saw it.
@@ -156,14 +158,14 @@ struct Scheduler {
     attempts: HashMap<String, u32>,
     binding: HashSet<String>,
     results: mpsc::UnboundedSender<Bound>,
-    results_rx: Option<mpsc::UnboundedReceiver<Bound>>,
     events: Arc<Semaphore>,
 }
 
 impl Scheduler {
-    fn new(client: Client) -> Self {
+    /// The scheduler, and where its bindings' outcomes arrive.
+    fn new(client: Client) -> (Self, mpsc::UnboundedReceiver<Bound>) {
         let (results, results_rx) = mpsc::unbounded_channel();
-        Scheduler {
+        let scheduler = Scheduler {
             client,
             nodes: Nodes::default(),
             pods: HashMap::new(),
@@ -175,17 +177,17 @@ impl Scheduler {
             attempts: HashMap::new(),
             binding: HashSet::new(),
             results,
-            results_rx: Some(results_rx),
             events: Arc::new(Semaphore::new(EVENTS_IN_FLIGHT)),
-        }
+        };
+        (scheduler, results_rx)
     }
 
     async fn run(
         mut self,
+        mut results: mpsc::UnboundedReceiver<Bound>,
         mut pods: impl Stream<Item = Result<Change<Pod>, watcher::Error>> + Unpin,
         mut nodes: impl Stream<Item = Result<Change<Node>, watcher::Error>> + Unpin,
     ) {
-        let mut results = self.results_rx.take().expect("the scheduler runs once");
         let (mut pods_listed, mut nodes_listed) = (false, false);
         let mut pods_relist: Option<HashSet<String>> = None;
         let mut nodes_relist: Option<HashSet<String>> = None;
@@ -609,7 +611,7 @@ impl Scheduler {
             "message": message,
         });
         if changed_status {
-            condition["lastTransitionTime"] = json!(now());
+            condition["lastTransitionTime"] = json!(now_rfc3339());
         }
         let patch = json!({"status": {"conditions": [condition]}});
         let name = info.name.clone();
@@ -631,7 +633,7 @@ impl Scheduler {
             tracing::debug!(pod = %info.name, reason, "too many events being written; dropping one");
             return;
         };
-        let stamp = now();
+        let stamp = now_rfc3339();
         let nanos = Utc::now().timestamp_nanos_opt().unwrap_or(0);
         let event = json!({
             "metadata": {"name": format!("{}.{nanos:x}", info.name), "namespace": info.namespace},
@@ -659,10 +661,6 @@ impl Scheduler {
             drop(permit);
         });
     }
-}
-
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -254,7 +254,7 @@ fn binding_errors(binding: &Value) -> Vec<FieldError> {
 
 /// Sets a pod condition as upstream's UpdatePodCondition does: the new condition replaces the
 /// one of its type, keeping the old transition time when the status stays the same.
-pub fn set_condition(pod: &mut Value, mut condition: Value) {
+fn set_condition(pod: &mut Value, mut condition: Value) {
     let now = json!(super::now_rfc3339());
     let status = &mut pod["status"];
     if !status.is_object() {
