@@ -2,9 +2,13 @@
 //! API like any operator (a kube `Client` over the in-process router), so each is also correct
 //! against a real cluster. `skiff server --disable NAME` skips one.
 
+pub mod deployment;
+pub mod events;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_ipam;
+pub mod pods;
+pub mod replica_set;
 
 use kube::Client;
 use kube::core::ApiResource;
@@ -12,7 +16,14 @@ use kube::core::ApiResource;
 use crate::registry::Resource;
 
 /// Every controller's name, as `--disable` takes it.
-pub const NAMES: &[&str] = &["namespace", "garbage-collector", "node-ipam", "scheduler"];
+pub const NAMES: &[&str] = &[
+    "namespace",
+    "garbage-collector",
+    "node-ipam",
+    "scheduler",
+    "replicaset",
+    "deployment",
+];
 
 /// Starts every controller not in `disabled`; they run until the process ends.
 pub fn start(client: Client, disabled: &[String]) {
@@ -26,8 +37,38 @@ pub fn start(client: Client, disabled: &[String]) {
     if enabled("scheduler") {
         tokio::spawn(crate::scheduler::run(client.clone()));
     }
+    // The workload controllers share one cache of every pod.
+    let workloads = ["replicaset", "deployment"];
+    if workloads.iter().any(|w| enabled(w)) {
+        let pods = pods::PodCache::start(client.clone());
+        if enabled("replicaset") {
+            tokio::spawn(replica_set::run(client.clone(), pods.clone()));
+        }
+        if enabled("deployment") {
+            tokio::spawn(deployment::run(client.clone(), pods));
+        }
+    }
     if enabled("garbage-collector") {
         tokio::spawn(garbage_collector::run(client));
+    }
+}
+
+/// The field manager of the controllers' writes, as upstream's controller manager names it.
+pub const MANAGER: &str = "kube-controller-manager";
+
+/// Parameters of a create or update by a controller.
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Parameters of a patch by a controller.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
     }
 }
 

@@ -15,30 +15,27 @@ mod plugins;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event as Change};
 use kube::{Client, ResourceExt};
 use rand::Rng;
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::api::now_rfc3339;
+use crate::controllers::events::{Recorder, Type};
 use plugins::{NodeInfo, PodInfo, Refusal};
 
 /// The name pods carry in `spec.schedulerName` for this scheduler, and its events' source.
 pub const NAME: &str = "default-scheduler";
 /// Bindings written at once.
 const BINDS_IN_FLIGHT: usize = 64;
-/// Events being written at once; beyond that new ones are dropped, never waited for.
-const EVENTS_IN_FLIGHT: usize = 32;
 /// Upstream's podMaxInUnschedulablePodsDuration: an unschedulable pod is tried again after
 /// this long even when nothing it waits for has changed.
 const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(300);
@@ -158,7 +155,7 @@ struct Scheduler {
     attempts: HashMap<String, u32>,
     binding: HashSet<String>,
     results: mpsc::UnboundedSender<Bound>,
-    events: Arc<Semaphore>,
+    recorder: Recorder,
 }
 
 impl Scheduler {
@@ -166,7 +163,7 @@ impl Scheduler {
     fn new(client: Client) -> (Self, mpsc::UnboundedReceiver<Bound>) {
         let (results, results_rx) = mpsc::unbounded_channel();
         let scheduler = Scheduler {
-            client,
+            client: client.clone(),
             nodes: Nodes::default(),
             pods: HashMap::new(),
             active: BinaryHeap::new(),
@@ -177,7 +174,7 @@ impl Scheduler {
             attempts: HashMap::new(),
             binding: HashSet::new(),
             results,
-            events: Arc::new(Semaphore::new(EVENTS_IN_FLIGHT)),
+            recorder: Recorder::new(client.clone(), NAME),
         };
         (scheduler, results_rx)
     }
@@ -534,7 +531,7 @@ impl Scheduler {
                 self.attempts.remove(&bound.uid);
                 self.event(
                     &info,
-                    "Normal",
+                    Type::Normal,
                     "Scheduled",
                     "Binding",
                     format!(
@@ -562,7 +559,7 @@ impl Scheduler {
                 tracing::debug!(pod = %info.name, %error, "binding failed");
                 self.event(
                     &info,
-                    "Warning",
+                    Type::Warning,
                     "FailedScheduling",
                     "Scheduling",
                     format!("Binding rejected: {error}"),
@@ -597,7 +594,13 @@ impl Scheduler {
             known.condition = Some(wanted);
             self.report_unschedulable(&info, &message, changed_status);
         }
-        self.event(&info, "Warning", "FailedScheduling", "Scheduling", message);
+        self.event(
+            &info,
+            Type::Warning,
+            "FailedScheduling",
+            "Scheduling",
+            message,
+        );
     }
 
     /// Writes `PodScheduled=False` to the pod's status, as upstream's scheduler patches it.
@@ -626,40 +629,18 @@ impl Scheduler {
         });
     }
 
-    /// Records an event about a pod, as the scheduler's event recorder does; dropped when too
-    /// many are being written already.
-    fn event(&self, info: &PodInfo, kind: &str, reason: &str, action: &str, message: String) {
-        let Ok(permit) = self.events.clone().try_acquire_owned() else {
-            tracing::debug!(pod = %info.name, reason, "too many events being written; dropping one");
-            return;
+    /// Records an event about a pod, as the scheduler's event recorder does.
+    fn event(&self, info: &PodInfo, kind: Type, reason: &str, action: &str, message: String) {
+        let involved = ObjectReference {
+            kind: Some("Pod".into()),
+            api_version: Some("v1".into()),
+            namespace: Some(info.namespace.clone()),
+            name: Some(info.name.clone()),
+            uid: Some(info.uid.clone()),
+            ..ObjectReference::default()
         };
-        let stamp = now_rfc3339();
-        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or(0);
-        let event = json!({
-            "metadata": {"name": format!("{}.{nanos:x}", info.name), "namespace": info.namespace},
-            "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": info.namespace,
-                               "name": info.name, "uid": info.uid},
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "action": action,
-            "source": {"component": NAME},
-            "reportingComponent": NAME,
-            "reportingInstance": NAME,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        });
-        let Ok(event) = serde_json::from_value::<Event>(event) else {
-            return;
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &info.namespace);
-        tokio::spawn(async move {
-            if let Err(error) = api.create(&PostParams::default(), &event).await {
-                tracing::debug!(reason = ?event.reason, %error, "recording an event failed");
-            }
-            drop(permit);
-        });
+        self.recorder
+            .publish_about(involved, kind, reason, action, message);
     }
 }
 

@@ -550,7 +550,9 @@ spec:
 
 #[test]
 fn server_side_apply_tracks_managers_and_reports_conflicts() {
-    let server = Server::start().unwrap();
+    // Without the deployment controller, whose status writes would add a manager and a
+    // resourceVersion of their own.
+    let server = Server::start_with(&["--disable", "deployment"]).unwrap();
     let mine = write_file(
         &server,
         "mine.yaml",

@@ -696,6 +696,16 @@ pub fn prepare_update(resource: &Resource, old: &Value, mut new: Value, part: Pa
     match part {
         Part::Status => {
             let mut merged = old.clone();
+            // Upstream's status strategy for Deployments resets only spec and labels: the
+            // deployment controller writes the revision annotation with the status.
+            if resource.kind == "Deployment" && resource.group == "apps" {
+                match new.pointer("/metadata/annotations") {
+                    Some(a) => merged["metadata"]["annotations"] = a.clone(),
+                    None => {
+                        metadata_mut(&mut merged).remove("annotations");
+                    }
+                }
+            }
             merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
             if merged["status"].is_null() {
                 merged.as_object_mut().map(|o| o.remove("status"));

@@ -1,20 +1,26 @@
-//! The app of the sidecar and adapter samples: appends a numbered line to `$LOG_FILE` every
-//! `$INTERVAL_MS` milliseconds (`$COUNT` lines, then exits; forever without `$COUNT`).
+//! The app of the sidecar and adapter samples: appends a numbered line to `$LOG_FILE` (standard
+//! output without it) every `$INTERVAL_MS` milliseconds (`$COUNT` lines, then exits; forever
+//! without `$COUNT`). With no configuration at all it is a long-running app that logs, as the
+//! workload samples want.
 
 use std::io::Write;
 
 fn main() {
-    let path = std::env::var("LOG_FILE").unwrap_or_else(|_| "/var/log/app.log".into());
     let interval: u64 = std::env::var("INTERVAL_MS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let count: Option<u64> = std::env::var("COUNT").ok().and_then(|v| v.parse().ok());
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    let mut file: Box<dyn Write> = match std::env::var("LOG_FILE") {
+        Ok(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("opening {path}: {e}")),
+        ),
+        Err(_) => Box::new(std::io::stdout()),
+    };
     let mut n = 0;
     while count.is_none_or(|c| n < c) {
         n += 1;
