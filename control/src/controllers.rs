@@ -2,9 +2,11 @@
 //! API like any operator (a kube `Client` over the in-process router), so each is also correct
 //! against a real cluster. `skiff server --disable NAME` skips one.
 
+pub mod cron_job;
 pub mod deployment;
 pub mod events;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_ipam;
 pub mod pods;
@@ -23,6 +25,8 @@ pub const NAMES: &[&str] = &[
     "scheduler",
     "replicaset",
     "deployment",
+    "job",
+    "cronjob",
 ];
 
 /// Starts every controller not in `disabled`; they run until the process ends.
@@ -38,15 +42,21 @@ pub fn start(client: Client, disabled: &[String]) {
         tokio::spawn(crate::scheduler::run(client.clone()));
     }
     // The workload controllers share one cache of every pod.
-    let workloads = ["replicaset", "deployment"];
+    let workloads = ["replicaset", "deployment", "job"];
     if workloads.iter().any(|w| enabled(w)) {
         let pods = pods::PodCache::start(client.clone());
         if enabled("replicaset") {
             tokio::spawn(replica_set::run(client.clone(), pods.clone()));
         }
         if enabled("deployment") {
-            tokio::spawn(deployment::run(client.clone(), pods));
+            tokio::spawn(deployment::run(client.clone(), pods.clone()));
         }
+        if enabled("job") {
+            tokio::spawn(job::run(client.clone(), pods));
+        }
+    }
+    if enabled("cronjob") {
+        tokio::spawn(cron_job::run(client.clone()));
     }
     if enabled("garbage-collector") {
         tokio::spawn(garbage_collector::run(client));

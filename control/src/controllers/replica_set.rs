@@ -124,6 +124,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     if let Err(message) = manage {
         return Err(Error::Manage { name, message });
     }
+    if !satisfied {
+        // The watch brings what is awaited; the look again is a safety net.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     // A pod ready but not yet available becomes available without any event: look again then.
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     if min_ready > 0
