@@ -11,6 +11,7 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod pods;
 pub mod replica_set;
+pub mod stateful_set;
 
 use kube::Client;
 use kube::core::ApiResource;
@@ -27,6 +28,7 @@ pub const NAMES: &[&str] = &[
     "deployment",
     "job",
     "cronjob",
+    "statefulset",
 ];
 
 /// Starts every controller not in `disabled`; they run until the process ends.
@@ -42,7 +44,7 @@ pub fn start(client: Client, disabled: &[String]) {
         tokio::spawn(crate::scheduler::run(client.clone()));
     }
     // The workload controllers share one cache of every pod.
-    let workloads = ["replicaset", "deployment", "job"];
+    let workloads = ["replicaset", "deployment", "job", "statefulset"];
     if workloads.iter().any(|w| enabled(w)) {
         let pods = pods::PodCache::start(client.clone());
         if enabled("replicaset") {
@@ -52,7 +54,10 @@ pub fn start(client: Client, disabled: &[String]) {
             tokio::spawn(deployment::run(client.clone(), pods.clone()));
         }
         if enabled("job") {
-            tokio::spawn(job::run(client.clone(), pods));
+            tokio::spawn(job::run(client.clone(), pods.clone()));
+        }
+        if enabled("statefulset") {
+            tokio::spawn(stateful_set::run(client.clone(), pods));
         }
     }
     if enabled("cronjob") {
