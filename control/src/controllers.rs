@@ -3,6 +3,7 @@
 //! against a real cluster. `skiff server --disable NAME` skips one.
 
 pub mod cron_job;
+pub mod daemon_set;
 pub mod deployment;
 pub mod events;
 pub mod garbage_collector;
@@ -11,6 +12,7 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod pods;
 pub mod replica_set;
+pub mod revisions;
 pub mod stateful_set;
 
 use kube::Client;
@@ -29,6 +31,7 @@ pub const NAMES: &[&str] = &[
     "job",
     "cronjob",
     "statefulset",
+    "daemonset",
 ];
 
 /// Starts every controller not in `disabled`; they run until the process ends.
@@ -44,7 +47,13 @@ pub fn start(client: Client, disabled: &[String]) {
         tokio::spawn(crate::scheduler::run(client.clone()));
     }
     // The workload controllers share one cache of every pod.
-    let workloads = ["replicaset", "deployment", "job", "statefulset"];
+    let workloads = [
+        "replicaset",
+        "deployment",
+        "job",
+        "statefulset",
+        "daemonset",
+    ];
     if workloads.iter().any(|w| enabled(w)) {
         let pods = pods::PodCache::start(client.clone());
         if enabled("replicaset") {
@@ -57,7 +66,10 @@ pub fn start(client: Client, disabled: &[String]) {
             tokio::spawn(job::run(client.clone(), pods.clone()));
         }
         if enabled("statefulset") {
-            tokio::spawn(stateful_set::run(client.clone(), pods));
+            tokio::spawn(stateful_set::run(client.clone(), pods.clone()));
+        }
+        if enabled("daemonset") {
+            tokio::spawn(daemon_set::run(client.clone(), pods));
         }
     }
     if enabled("cronjob") {
@@ -84,6 +96,45 @@ pub fn patch_params() -> kube::api::PatchParams {
     kube::api::PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
+    }
+}
+
+/// The object as the API holds it now, `None` once it is gone. The controllers read the object
+/// they reconcile afresh: their cache of it may lag their caches of what it owns.
+pub async fn fresh<K>(client: &Client, object: &K) -> Result<Option<K>, kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    let api: kube::Api<K> =
+        kube::Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    api.get_opt(&object.name_any()).await
+}
+
+/// Writes an object's status, taken whole from `object`; one gone meanwhile is no error.
+pub async fn write_status<K>(client: &Client, object: &K) -> Result<Option<K>, kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    let api: kube::Api<K> =
+        kube::Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let mut body = object.clone();
+    body.meta_mut().managed_fields = None;
+    match api
+        .replace_status(&object.name_any(), &post_params(), &body)
+        .await
+    {
+        Ok(written) => Ok(Some(written)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(error) => Err(error),
     }
 }
 

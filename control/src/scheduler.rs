@@ -11,7 +11,7 @@
 //! pod leaves a node, or five minutes pass. A binding the API refuses is retried with a
 //! back-off from one to ten seconds.
 
-mod plugins;
+pub(crate) mod plugins;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};

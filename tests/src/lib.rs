@@ -6,7 +6,7 @@
 
 pub mod measure;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -487,6 +487,130 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+impl Server {
+    /// The API server's URL, as its kubeconfig names it.
+    pub fn url(&self) -> String {
+        let kubeconfig =
+            std::fs::read_to_string(self.kubeconfig()).expect("reading the kubeconfig");
+        kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("the kubeconfig names the server")
+            .to_string()
+    }
+
+    /// The token `skiff node --token` joins with.
+    pub fn join_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("node-token"))
+            .expect("reading the join token")
+            .trim()
+            .to_string()
+    }
+
+    /// Starts `skiff node NAME` with `token`, its data in a directory of its own.
+    pub fn join_with(&self, name: &str, token: &str) -> JoinedNode {
+        let dir = tempfile::tempdir().expect("a node directory");
+        let child = spawn_node(self, name, token, dir.path());
+        JoinedNode {
+            name: name.to_string(),
+            child,
+            dir,
+        }
+    }
+
+    /// Joins node `name` with the server's token and waits until it is Ready.
+    pub fn join_ready(&self, name: &str) -> JoinedNode {
+        let node = self.join_with(name, &self.join_token());
+        node.wait_ready(self);
+        node
+    }
+}
+
+/// A `skiff node` process joined to a server, killed when dropped.
+pub struct JoinedNode {
+    pub name: String,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl JoinedNode {
+    /// Imports a sample component into the node's own store under `reference`.
+    pub fn import_sample(&self, name: &str, reference: &str) {
+        let wasm = sample(name);
+        let out = Command::new(skiff_binary())
+            .args(["image", "import", wasm.to_str().expect("UTF-8 path")])
+            .args(["--name", reference, "--data-dir"])
+            .arg(self.dir.path())
+            .output()
+            .expect("running skiff image import");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    /// The node's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+
+    /// Waits (up to a minute) until the server shows the node Ready.
+    pub fn wait_ready(&self, server: &Server) {
+        eventually(Duration::from_secs(60), || {
+            let out = server.kubectl(&["get", "node", &self.name, "--no-headers"]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains(" Ready ")
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("{} never became Ready: {}", self.name, self.log()));
+    }
+
+    /// Stops the node at once, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the node process to end by itself.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("waiting for the node")
+    }
+
+    /// Starts the node again on its data directory.
+    pub fn restart(&mut self, server: &Server, token: &str) {
+        self.child = spawn_node(server, &self.name, token, self.dir.path());
+    }
+}
+
+impl Drop for JoinedNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `skiff node` with its data in `dir`, appending to its log there.
+fn spawn_node(server: &Server, name: &str, token: &str, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .expect("opening the node log");
+    Command::new(skiff_binary())
+        .args([
+            "node",
+            "--server",
+            &server.url(),
+            "--token",
+            token,
+            "--name",
+            name,
+        ])
+        .args(["--kubelet-port", "0", "--data-dir"])
+        .arg(dir)
+        .env("SKIFF_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting skiff node")
 }
 
 /// Writes `text` to a file in the server's temporary directory and returns its path.

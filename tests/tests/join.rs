@@ -1,102 +1,21 @@
 //! `skiff node` joining a server with its join token: the node gets its own credential,
 //! registers, runs pods bound to it, and its Lease goes stale once it stops.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use skiff_tests::{Server, eventually, sample, skiff_binary, text};
-
-/// A `skiff node` process, killed when dropped.
-struct Node {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Node {
-    /// Imports the hello sample into the node's own store as `registry.local/hello:1`.
-    fn import_hello(&self) {
-        let wasm = sample("hello");
-        let out = Command::new(skiff_binary())
-            .args(["image", "import", wasm.to_str().unwrap()])
-            .args(["--name", "registry.local/hello:1", "--data-dir"])
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server_url(server: &Server) -> String {
-    let kubeconfig = std::fs::read_to_string(server.kubeconfig()).unwrap();
-    kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: "))
-        .expect("the kubeconfig names the server")
-        .to_string()
-}
-
-fn join(server: &Server, name: &str, token: &str) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let child = spawn_node(server, name, token, dir.path());
-    Node { child, dir }
-}
-
-/// Starts `skiff node` with its data in `dir` (appending to its log there).
-fn spawn_node(server: &Server, name: &str, token: &str, dir: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("node.log"))
-        .unwrap();
-    Command::new(skiff_binary())
-        .args([
-            "node",
-            "--server",
-            &server_url(server),
-            "--token",
-            token,
-            "--name",
-            name,
-        ])
-        .args(["--kubelet-port", "0", "--data-dir"])
-        .arg(dir)
-        .env("SKIFF_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
+use skiff_tests::{JoinedNode, Server, eventually, text};
 
 /// A server, its join token, and node `name` joined to it and Ready.
-fn server_with_node(name: &str) -> (Server, String, Node) {
+fn server_with_node(name: &str) -> (Server, String, JoinedNode) {
     let server = Server::start().unwrap();
-    let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
-    let token = token.trim().to_string();
-    let node = join(&server, name, &token);
-    wait_ready(&server, &node, name);
+    let token = server.join_token();
+    let node = server.join_ready(name);
     (server, token, node)
 }
 
-fn wait_ready(server: &Server, node: &Node, name: &str) {
-    eventually(Duration::from_secs(60), || {
-        let out = server.kubectl(&["get", "node", name, "--no-headers"]);
-        String::from_utf8_lossy(&out.stdout)
-            .contains(" Ready ")
-            .then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{name} never became Ready: {}",
-            std::fs::read_to_string(node.dir.path().join("node.log")).unwrap_or_default()
-        )
-    });
+/// Imports the hello sample into the node's own store as `registry.local/hello:1`.
+fn import_hello(node: &JoinedNode) {
+    node.import_sample("hello", "registry.local/hello:1");
 }
 
 fn lease_renewed(server: &Server, node: &str) -> String {
@@ -145,7 +64,7 @@ fn a_node_joins_with_the_token_runs_pods_and_goes_stale_when_stopped() {
     assert_eq!(mode & 0o777, 0o600);
 
     // A pod bound to the joined node runs there, from that node's own image store.
-    node.import_hello();
+    import_hello(&node);
     let pod = r#"
 apiVersion: v1
 kind: Pod
@@ -174,8 +93,7 @@ spec:
         .find(|n| *n != "edge-1")
         .unwrap()
         .to_string();
-    let _ = node.child.kill();
-    let _ = node.child.wait();
+    node.kill();
     let stale = lease_renewed(&server, "edge-1");
     let own_before = lease_renewed(&server, &own);
     std::thread::sleep(Duration::from_secs(11));
@@ -196,8 +114,8 @@ fn a_wrong_token_is_refused() {
     let server = Server::start().unwrap();
     let token = std::fs::read_to_string(server.data_dir().join("node-token")).unwrap();
     let (hash, _) = token.trim().split_once("::node:").unwrap();
-    let mut node = join(&server, "intruder", &format!("{hash}::node:not-the-secret"));
-    let status = node.child.wait().unwrap();
+    let mut node = server.join_with("intruder", &format!("{hash}::node:not-the-secret"));
+    let status = node.wait();
     assert!(!status.success());
     let log = std::fs::read_to_string(node.dir.path().join("node.log")).unwrap();
     assert!(
@@ -215,8 +133,7 @@ fn a_wrong_token_is_refused() {
 #[test]
 fn a_pod_deleted_while_its_node_was_away_never_starts() {
     let (server, token, mut node) = server_with_node("edge-2");
-    let _ = node.child.kill();
-    let _ = node.child.wait();
+    node.kill();
 
     // While the node is away, a pod is bound to it and deleted; a finalizer keeps the pod
     // around, so that what the node does with it can be seen.
@@ -233,9 +150,9 @@ spec:
     let out = server.kubectl_stdin(&["apply", "-f", "-"], pod);
     assert!(out.status.success(), "{}", text(&out));
     server.kubectl_ok(&["delete", "pod", "never", "--wait=false"]);
-    node.import_hello();
+    import_hello(&node);
 
-    node.child = spawn_node(&server, "edge-2", &token, node.dir.path());
+    node.restart(&server, &token);
     // The node finishes the deletion (grace period 0) without starting anything.
     server.wait_for("never", "{.metadata.deletionGracePeriodSeconds}", "0");
     let events = server.kubectl_ok(&[
@@ -371,7 +288,7 @@ spec:
 #[test]
 fn the_api_server_serves_a_joined_nodes_logs_which_only_it_may_read() {
     let (server, _, node) = server_with_node("edge-3");
-    node.import_hello();
+    import_hello(&node);
     // A container that prints, works for a while, then prints again and ends.
     run_spinner(&server, "edge-3", "slow", "{}", 1500);
     // Followed, the log goes on to the container's last line and ends when the container does.
@@ -458,7 +375,7 @@ fn the_api_server_serves_a_joined_nodes_logs_which_only_it_may_read() {
 #[test]
 fn kubectl_top_reads_a_joined_nodes_usage_from_its_endpoint() {
     let (server, _, node) = server_with_node("edge-4");
-    node.import_hello();
+    import_hello(&node);
     run_spinner(&server, "edge-4", "spinner", "{app: spin}", 600_000);
     // The pod's metrics come from edge-4's endpoint, selected by label as kubectl top -l asks.
     let top = eventually(Duration::from_secs(30), || {

@@ -14,30 +14,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 
-use super::deployment::template_hash;
 use super::events::{Recorder, Type};
 use super::pods::{self, PodCache};
 use super::replica_set::error_message;
+use super::revisions;
 
 /// The events' source, as upstream names it.
 const COMPONENT: &str = "statefulset-controller";
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 const REVISION_LABEL: &str = "controller-revision-hash";
-const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 
 /// What reconciling a StatefulSet can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -82,16 +79,6 @@ fn revision_of(pod: &Pod) -> Option<&String> {
     pod.labels().get(REVISION_LABEL)
 }
 
-/// The ControllerRevision data of a template, as upstream's `getPatch` writes it.
-fn revision_data(set: &StatefulSet) -> serde_json::Value {
-    let mut template =
-        serde_json::to_value(set.spec.as_ref().map(|s| s.template.clone())).unwrap_or_default();
-    if let Some(t) = template.as_object_mut() {
-        t.insert("$patch".into(), json!("replace"));
-    }
-    json!({"spec": {"template": template}})
-}
-
 #[tracing::instrument(name = "statefulset", skip_all, fields(statefulset = %set.name_any()))]
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     if ctx.pods.wait_until_ready().await.is_err() {
@@ -103,19 +90,30 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
         name: name.clone(),
         source,
     };
-    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    let set = match sets.get(&name).await {
-        Ok(set) => set,
-        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
-        Err(source) => return Err(api_error(source)),
+    let Some(set) = super::fresh(&ctx.client, set.as_ref())
+        .await
+        .map_err(api_error)?
+    else {
+        return Ok(Action::await_change());
     };
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let spec = set.spec.clone().unwrap_or_default();
     let uid = set.uid().unwrap_or_default();
-    let (current_revision, update_revision) =
-        sync_revisions(&set, &ctx).await.map_err(api_error)?;
+    let template = spec.template.clone();
+    let current = set.status.as_ref().and_then(|s| s.current_revision.clone());
+    let collisions = set.status.as_ref().and_then(|s| s.collision_count);
+    let (current_revision, update_revision) = revisions::sync(
+        &ctx.client,
+        &set,
+        &template,
+        collisions,
+        current.as_deref(),
+        spec.revision_history_limit,
+    )
+    .await
+    .map_err(api_error)?;
 
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let owned: Vec<Arc<Pod>> = ctx
@@ -278,107 +276,14 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     if set.status.as_ref() != Some(&status) {
         let mut written = set.clone();
         written.status = Some(status.clone());
-        written.metadata.managed_fields = None;
-        match sets
-            .replace_status(&name, &super::post_params(), &written)
+        super::write_status(&ctx.client, &written)
             .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(source) => return Err(api_error(source)),
-        }
+            .map_err(api_error)?;
     }
     if min_ready > 0 && status.available_replicas != status.ready_replicas {
         return Ok(Action::requeue(Duration::from_secs(min_ready as u64)));
     }
     Ok(Action::await_change())
-}
-
-/// Makes sure the template has a ControllerRevision and returns the current and update
-/// revisions' names; old revisions beyond `revisionHistoryLimit` are deleted.
-async fn sync_revisions(set: &StatefulSet, ctx: &Context) -> Result<(String, String), kube::Error> {
-    let namespace = set.namespace().unwrap_or_default();
-    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
-    let uid = set.uid().unwrap_or_default();
-    let mut revisions: Vec<ControllerRevision> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|r| pods::controller_of(r).is_some_and(|o| o.uid == uid))
-        .collect();
-    revisions.sort_by_key(|r| r.revision);
-    let data = revision_data(set);
-    let collisions = set.status.as_ref().and_then(|s| s.collision_count);
-    let template = set
-        .spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default();
-    let hash = template_hash(&template, collisions);
-    let next = revisions.last().map_or(1, |r| r.revision + 1);
-    let update = match revisions
-        .iter()
-        .find(|r| r.data.as_ref().map(|d| &d.0) == Some(&data))
-    {
-        // The template of an older revision came back: it becomes the latest again.
-        Some(existing) if existing.revision != next - 1 => {
-            let mut bumped = existing.clone();
-            bumped.revision = next;
-            bumped.metadata.managed_fields = None;
-            api.replace(&bumped.name_any(), &super::post_params(), &bumped)
-                .await?
-                .name_any()
-        }
-        Some(existing) => existing.name_any(),
-        None => {
-            let mut revision = ControllerRevision {
-                data: Some(RawExtension(data)),
-                revision: next,
-                ..ControllerRevision::default()
-            };
-            revision.metadata.name = Some(format!("{}-{hash}", set.name_any()));
-            revision.metadata.namespace = Some(namespace.clone());
-            let mut labels = template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            labels.insert(HASH_LABEL.into(), hash.clone());
-            revision.metadata.labels = Some(labels);
-            revision.metadata.owner_references = Some(vec![pods::controller_ref(set)]);
-            match api.create(&super::post_params(), &revision).await {
-                Ok(made) => made.name_any(),
-                Err(kube::Error::Api(e)) if e.code == 409 => format!("{}-{hash}", set.name_any()),
-                Err(error) => return Err(error),
-            }
-        }
-    };
-    let current = set
-        .status
-        .as_ref()
-        .and_then(|s| s.current_revision.clone())
-        .filter(|c| revisions.iter().any(|r| r.name_any() == *c))
-        .unwrap_or_else(|| update.clone());
-    // History beyond the limit goes, oldest first, but never the two in use.
-    let limit = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.revision_history_limit)
-        .unwrap_or(10)
-        .max(0) as usize;
-    let old: Vec<&ControllerRevision> = revisions
-        .iter()
-        .filter(|r| r.name_any() != update && r.name_any() != current)
-        .collect();
-    for r in old.iter().take(old.len().saturating_sub(limit)) {
-        match api.delete(&r.name_any(), &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok((current, update))
 }
 
 /// The template a revision holds: the set's own for the update revision.
@@ -387,7 +292,7 @@ async fn revision_template(
     revision: &str,
     update: &str,
     ctx: &Context,
-) -> Result<k8s_openapi::api::core::v1::PodTemplateSpec, kube::Error> {
+) -> Result<PodTemplateSpec, kube::Error> {
     let own = set
         .spec
         .as_ref()
@@ -396,20 +301,10 @@ async fn revision_template(
     if revision == update {
         return Ok(own);
     }
-    let api: Api<ControllerRevision> =
-        Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
-    let stored = api.get(revision).await?;
-    let template = stored
-        .data
-        .and_then(|d| d.0.pointer("/spec/template").cloned())
-        .map(|mut t| {
-            if let Some(o) = t.as_object_mut() {
-                o.remove("$patch");
-            }
-            t
-        })
-        .and_then(|t| serde_json::from_value(t).ok());
-    Ok(template.unwrap_or(own))
+    let namespace = set.namespace().unwrap_or_default();
+    Ok(revisions::template_of(&ctx.client, &namespace, revision)
+        .await?
+        .unwrap_or(own))
 }
 
 /// Makes pod `ordinal` of the set at `revision`, its claims first.
@@ -417,7 +312,7 @@ async fn create_pod(
     set: &StatefulSet,
     ordinal: i32,
     revision: &str,
-    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    template: &PodTemplateSpec,
     ctx: &Context,
 ) -> Result<(), kube::Error> {
     let namespace = set.namespace().unwrap_or_default();
@@ -550,18 +445,5 @@ mod tests {
         assert_eq!(ordinal_of("web", "web-12"), Some(12));
         assert_eq!(ordinal_of("web", "webx-1"), None);
         assert_eq!(ordinal_of("web", "web-a"), None);
-    }
-
-    #[test]
-    fn revision_data_replaces_the_whole_template_as_upstream_patches_it() {
-        let set: StatefulSet = serde_json::from_value(json!({
-            "metadata": {"name": "web"},
-            "spec": {"selector": {}, "template": {"metadata": {"labels": {"app": "web"}}}}
-        }))
-        .unwrap();
-        assert_eq!(
-            revision_data(&set),
-            json!({"spec": {"template": {"metadata": {"labels": {"app": "web"}}, "$patch": "replace"}}})
-        );
     }
 }

@@ -407,6 +407,35 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
 }
 
+/// Whether a pod with `spec` may run on `node` by its nodeSelector, required node affinity and
+/// the node's NoSchedule and NoExecute taints, resources aside: the DaemonSet controller's
+/// `NodeShouldRunDaemonPod`.
+pub fn node_admits(spec: &PodSpec, node: &Node) -> bool {
+    let mut info = NodeInfo::default();
+    info.update(node);
+    let selected = spec
+        .node_selector
+        .iter()
+        .flatten()
+        .all(|(k, v)| info.labels.get(k) == Some(v));
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+    let tolerations = spec.tolerations.as_deref().unwrap_or_default();
+    selected
+        && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, &info)))
+        && info
+            .taints
+            .iter()
+            .filter(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute"))
+            .all(|t| tolerations.iter().any(|tol| tolerates(tol, t)))
+}
+
 /// nodeSelector and the required node affinity: both must hold; the affinity's terms are ORed.
 fn matches_node_selector(pod: &PodInfo, node: &NodeInfo) -> bool {
     let selected = pod
