@@ -65,6 +65,8 @@ pub struct ApiState {
     pub namespaces: namespaces::Namespaces,
     /// The address clients reach the server on, for discovery's serverAddressByClientCIDRs.
     pub advertise: String,
+    /// The default tolerationSeconds new pods get for not-ready and unreachable nodes.
+    pub lifecycle: crate::controllers::Lifecycle,
 }
 
 /// The API router; requests must carry a [`UserInfo`] extension (set by the TLS listener from a

@@ -10,6 +10,7 @@ pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
 pub mod node_ipam;
+pub mod node_lifecycle;
 pub mod pods;
 pub mod replica_set;
 pub mod revisions;
@@ -32,10 +33,32 @@ pub const NAMES: &[&str] = &[
     "cronjob",
     "statefulset",
     "daemonset",
+    "node-lifecycle",
 ];
 
+/// The node lifecycle's timings: upstream's kube-controller-manager `--node-monitor-grace-period`
+/// and kube-apiserver `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    /// How long a node may stay silent before it is Unknown.
+    pub grace_period: std::time::Duration,
+    pub not_ready_toleration_seconds: i64,
+    pub unreachable_toleration_seconds: i64,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            grace_period: std::time::Duration::from_secs(50),
+            not_ready_toleration_seconds: 300,
+            unreachable_toleration_seconds: 300,
+        }
+    }
+}
+
 /// Starts every controller not in `disabled`; they run until the process ends.
-pub fn start(client: Client, disabled: &[String]) {
+pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle) {
     let enabled = |name: &str| !disabled.iter().any(|d| d == name);
     if enabled("namespace") {
         tokio::spawn(namespace::run(client.clone()));
@@ -69,7 +92,10 @@ pub fn start(client: Client, disabled: &[String]) {
             tokio::spawn(stateful_set::run(client.clone(), pods.clone()));
         }
         if enabled("daemonset") {
-            tokio::spawn(daemon_set::run(client.clone(), pods));
+            tokio::spawn(daemon_set::run(client.clone(), pods.clone()));
+        }
+        if enabled("node-lifecycle") {
+            tokio::spawn(node_lifecycle::run(client.clone(), pods, lifecycle.clone()));
         }
     }
     if enabled("cronjob") {

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub disable: Vec<String>,
     /// The node running in this process, whose pod logs the API serves from its own files.
     pub local_node: Option<crate::api::LocalNode>,
+    /// How long pods tolerate a not-ready or unreachable node, and how soon a silent node is.
+    pub lifecycle: crate::controllers::Lifecycle,
 }
 
 /// Starts work that needs the API (the embedded node agent), given an in-process client.
@@ -245,9 +247,14 @@ pub async fn run(
         namespaces: crate::api::namespaces::Namespaces::follow(store.clone()),
         store,
         advertise: format!("{host}:{}", local.port()),
+        lifecycle: config.lifecycle.clone(),
     });
     let router = api::router(state);
-    crate::controllers::start(in_process_client(router.clone()), &config.disable);
+    crate::controllers::start(
+        in_process_client(router.clone()),
+        &config.disable,
+        &config.lifecycle,
+    );
     if let Some(agent) = agent {
         agent(in_process_client(router.clone()));
     }

@@ -24,9 +24,28 @@ pub struct Args {
     /// Acknowledge writes before they reach the disk (faster; a power loss may lose the last writes).
     #[arg(long, env = "SKIFF_NO_FSYNC")]
     no_fsync: bool,
-    /// Do not run this controller (repeatable): namespace, garbage-collector, node-ipam.
+    /// Do not run this controller (repeatable): namespace, garbage-collector, node-ipam,
+    /// scheduler, replicaset, deployment, job, cronjob, statefulset, daemonset, node-lifecycle.
     #[arg(long, env = "SKIFF_DISABLE", value_delimiter = ',')]
     disable: Vec<String>,
+    /// How long a node may go without renewing its Lease before it is marked Unknown and
+    /// tainted unreachable.
+    #[arg(long, env = "SKIFF_NODE_MONITOR_GRACE_PERIOD", default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// The tolerationSeconds new pods get for the not-ready NoExecute taint.
+    #[arg(
+        long,
+        env = "SKIFF_DEFAULT_NOT_READY_TOLERATION_SECONDS",
+        default_value_t = 300
+    )]
+    default_not_ready_toleration_seconds: i64,
+    /// The tolerationSeconds new pods get for the unreachable NoExecute taint.
+    #[arg(
+        long,
+        env = "SKIFF_DEFAULT_UNREACHABLE_TOLERATION_SECONDS",
+        default_value_t = 300
+    )]
+    default_unreachable_toleration_seconds: i64,
     /// Do not run a node in this process (pods then need `skiff node` agents).
     #[arg(long, env = "SKIFF_DISABLE_AGENT")]
     disable_agent: bool,
@@ -35,6 +54,25 @@ pub struct Args {
     node_name: Option<String>,
     #[command(flatten)]
     agent: super::node::AgentFlags,
+}
+
+/// A duration as Kubernetes flags spell it: `40s`, `5m`, `1h`, `500ms`, or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => return Ok(std::time::Duration::from_secs(n)),
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration {text:?}: unknown unit {unit:?}")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Where a node keeps its images and pod logs under a data directory.
@@ -111,6 +149,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         history: args.history_revisions,
         durable: !args.no_fsync,
         disable: args.disable,
+        lifecycle: skiff_control::controllers::Lifecycle {
+            grace_period: args.node_monitor_grace_period,
+            not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+        },
         local_node: agent.as_ref().map(|a| skiff_control::api::LocalNode {
             name: a.name.clone(),
             logs: std::sync::Arc::new(NodeLogs {

@@ -519,6 +519,43 @@ impl Written {
     }
 }
 
+/// Upstream's DefaultTolerationSeconds admission: a new pod that does not tolerate the
+/// not-ready and unreachable NoExecute taints already tolerates them for the server's default
+/// time (300 s), after which the node lifecycle evicts it from such a node.
+fn default_toleration_seconds(pod: &mut Value, lifecycle: &crate::controllers::Lifecycle) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for (key, seconds) in [
+        (
+            "node.kubernetes.io/not-ready",
+            lifecycle.not_ready_toleration_seconds,
+        ),
+        (
+            "node.kubernetes.io/unreachable",
+            lifecycle.unreachable_toleration_seconds,
+        ),
+    ] {
+        let tolerated = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+            (t_key == key || (t_key.is_empty() && exists))
+                && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !tolerated {
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": seconds}),
+            );
+        }
+    }
+}
+
 /// Creates `object` in the request's namespace; returns it as stored, with any warnings.
 /// `record` credits the fields to the request's manager (apply has done its own bookkeeping).
 pub async fn create_value(
@@ -529,6 +566,9 @@ pub async fn create_value(
 ) -> Result<(Written, Vec<String>), ApiError> {
     let r = request.resource();
     check_type(r, &mut object)?;
+    if r.kind == "Pod" && r.group.is_empty() {
+        default_toleration_seconds(&mut object, &state.lifecycle);
+    }
     let url_namespace = request.target.namespace.clone();
     let meta = metadata_mut(&mut object);
     if r.namespaced {
