@@ -404,6 +404,9 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
             subresources::bind(&state, &request).await
         }
         (Method::GET, true, Some("log")) if is_pod => logs::pod_log(&state, &request).await,
+        (Method::POST, true, Some("eviction")) if is_pod => {
+            subresources::evict(&state, &request).await
+        }
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

@@ -5,6 +5,7 @@
 pub mod cron_job;
 pub mod daemon_set;
 pub mod deployment;
+pub mod disruption;
 pub mod events;
 pub mod garbage_collector;
 pub mod job;
@@ -34,6 +35,7 @@ pub const NAMES: &[&str] = &[
     "statefulset",
     "daemonset",
     "node-lifecycle",
+    "disruption",
 ];
 
 /// The node lifecycle's timings: upstream's kube-controller-manager `--node-monitor-grace-period`
@@ -95,7 +97,14 @@ pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle) {
             tokio::spawn(daemon_set::run(client.clone(), pods.clone()));
         }
         if enabled("node-lifecycle") {
-            tokio::spawn(node_lifecycle::run(client.clone(), pods, lifecycle.clone()));
+            tokio::spawn(node_lifecycle::run(
+                client.clone(),
+                pods.clone(),
+                lifecycle.clone(),
+            ));
+        }
+        if enabled("disruption") {
+            tokio::spawn(disruption::run(client.clone(), pods));
         }
     }
     if enabled("cronjob") {

@@ -1,6 +1,7 @@
 //! A node agent that dies: within the configured timeouts its node goes NotReady (Unknown),
 //! gets the unreachable taints, its pods are evicted once their toleration runs out, and the
-//! Deployment's pods run on the other nodes.
+//! Deployment's pods run on the other nodes. `kubectl drain` evicts through the eviction API,
+//! which a PodDisruptionBudget can refuse.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -158,4 +159,124 @@ spec:
         ]);
         assert_eq!(condition.trim(), "DeletionByTaintManager");
     }
+}
+
+#[test]
+fn drain_evicts_through_the_disruption_budget_and_waits_while_it_forbids() {
+    let server = Server::start().unwrap();
+    server.import_sample("logwriter", "registry.local/app:1");
+    let edge = server.join_ready("edge-1");
+    edge.import_sample("logwriter", "registry.local/app:1");
+    server.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      containers: [{name: app, image: registry.local/app:1, env: [{name: INTERVAL_MS, value: "1000"}]}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: spread}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: spread}}
+"#,
+    );
+    let out = server.kubectl(&["rollout", "status", "deployment/spread", "--timeout=90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let on_edge = eventually(Duration::from_secs(30), || {
+        live_pods(&server)
+            .get("edge-1")
+            .and_then(|p| p.first().cloned())
+    })
+    .expect("one pod runs on edge-1");
+    eventually(Duration::from_secs(30), || {
+        let pdb = server.kubectl_ok(&["get", "pdb", "spread", "--no-headers"]);
+        let fields: Vec<&str> = pdb.split_whitespace().collect();
+        (fields.get(1..4) == Some(&["2", "N/A", "0"][..])).then_some(())
+    })
+    .expect("the budget allows no disruption");
+
+    // The budget forbids the eviction: drain waits, retrying, until its timeout.
+    let blocked = server.kubectl(&["drain", "edge-1", "--timeout=6s"]);
+    assert!(!blocked.status.success(), "{}", text(&blocked));
+    let said = text(&blocked);
+    assert!(said.contains("node/edge-1 cordoned"), "{said}");
+    assert!(
+        said.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{said}"
+    );
+    assert!(live_pods(&server)["edge-1"].contains(&on_edge));
+    let listed = server.kubectl_ok(&["get", "node", "edge-1", "--no-headers"]);
+    assert!(listed.contains("Ready,SchedulingDisabled"), "{listed}");
+    // The eviction API answers 429 with the budget's numbers.
+    let body = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{on_edge}","namespace":"default"}}}}"#
+    );
+    let refused = server.kubectl_stdin(
+        &[
+            "create",
+            "--raw",
+            &format!("/api/v1/namespaces/default/pods/{on_edge}/eviction"),
+            "-f",
+            "-",
+        ],
+        &body,
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(
+        said.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{said}"
+    );
+    assert!(
+        said.contains("429") || said.contains("TooManyRequests"),
+        "{said}"
+    );
+
+    // Once the budget allows one, drain evicts the pod and its replacement runs elsewhere.
+    server.kubectl_ok(&[
+        "patch",
+        "pdb",
+        "spread",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":1}}"#,
+    ]);
+    eventually(Duration::from_secs(30), || {
+        let allowed = server.kubectl_ok(&[
+            "get",
+            "pdb",
+            "spread",
+            "-o",
+            "jsonpath={.status.disruptionsAllowed}",
+        ]);
+        (allowed.trim() == "1").then_some(())
+    })
+    .expect("the budget allows one disruption");
+    let drained = server.kubectl(&["drain", "edge-1", "--timeout=60s"]);
+    assert!(drained.status.success(), "{}", text(&drained));
+    let said = String::from_utf8_lossy(&drained.stdout);
+    assert!(said.contains(&format!("pod/{on_edge} evicted")), "{said}");
+    assert!(said.contains("node/edge-1 drained"), "{said}");
+    let after = eventually(Duration::from_secs(60), || {
+        let now = live_pods(&server);
+        (now.values().map(Vec::len).sum::<usize>() == 2 && !now.contains_key("edge-1"))
+            .then_some(now)
+    })
+    .expect("the evicted pod is replaced off the drained node");
+    assert_eq!(after.len(), 1, "{after:?}");
+    let uncordoned = server.kubectl_ok(&["uncordon", "edge-1"]);
+    assert_eq!(uncordoned.trim(), "node/edge-1 uncordoned");
+    eventually(Duration::from_secs(30), || {
+        let taints = server.kubectl_ok(&["get", "node", "edge-1", "-o", "jsonpath={.spec.taints}"]);
+        (!taints.contains("unschedulable")).then_some(())
+    })
+    .expect("the unschedulable taint goes with the cordon");
 }

@@ -25,7 +25,8 @@ pub struct Args {
     #[arg(long, env = "SKIFF_NO_FSYNC")]
     no_fsync: bool,
     /// Do not run this controller (repeatable): namespace, garbage-collector, node-ipam,
-    /// scheduler, replicaset, deployment, job, cronjob, statefulset, daemonset, node-lifecycle.
+    /// scheduler, replicaset, deployment, job, cronjob, statefulset, daemonset, node-lifecycle,
+    /// disruption.
     #[arg(long, env = "SKIFF_DISABLE", value_delimiter = ',')]
     disable: Vec<String>,
     /// How long a node may go without renewing its Lease before it is marked Unknown and

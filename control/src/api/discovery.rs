@@ -129,6 +129,7 @@ fn subresources(
     }
     if r.kind == "Pod" && r.group.is_empty() {
         out.push(("binding", "", "v1", "Binding", &["create"][..]));
+        out.push(("eviction", "policy", "v1", "Eviction", &["create"][..]));
         out.push(("log", "", "v1", "Pod", &["get"][..]));
     }
     if r.kind == "Namespace" && r.group.is_empty() {

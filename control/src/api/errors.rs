@@ -63,6 +63,13 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// 429: refused for now, as an eviction a disruption budget blocks.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        /// (reason, message) per cause.
+        causes: Vec<(String, String)>,
+    },
 }
 
 /// The causes as upstream's aggregate error prints them: one alone, several in brackets, each once.
@@ -141,6 +148,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -158,6 +166,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::Internal(_) => "InternalError",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
         }
     }
 
@@ -207,6 +216,12 @@ impl ApiError {
                     "reason": c.reason(),
                     "message": c.body(),
                     "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::TooManyRequests { causes, .. } => Some(json!({
+                "causes": causes.iter().map(|(reason, message)| json!({
+                    "reason": reason,
+                    "message": message,
                 })).collect::<Vec<_>>(),
             })),
             ApiError::ApplyConflict { causes, .. } => Some(json!({

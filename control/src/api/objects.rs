@@ -952,7 +952,7 @@ pub async fn update(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respo
 
 /// Options of a delete, from the body (DeleteOptions) or the query.
 #[derive(Debug, Default)]
-struct DeleteOptions {
+pub struct DeleteOptions {
     propagation: Option<String>,
     grace: Option<i64>,
     uid: Option<String>,
@@ -966,6 +966,11 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
     } else {
         request.body_json()?
     };
+    delete_options_of(&body, request)
+}
+
+/// Delete options from a DeleteOptions body (or an Eviction's `deleteOptions`) and the query.
+pub fn delete_options_of(body: &Value, request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
     let query = &request.query;
     let orphan = body["orphanDependents"]
         .as_bool()
@@ -1012,7 +1017,7 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
 }
 
 /// Deletes one stored object per the options; returns the response body and whether it is gone.
-async fn delete_one(
+pub async fn delete_one(
     state: &ApiState,
     resource: &Resource,
     key: Key,

@@ -309,3 +309,144 @@ pub fn review(request: &ApiRequest) -> Result<Response, ApiError> {
     }
     Ok(json(StatusCode::CREATED, &review))
 }
+
+/// `POST pods/<name>/eviction`: deletes the pod unless a PodDisruptionBudget forbids it now,
+/// as upstream's EvictionREST does. Pods not running (Pending, finished) or being deleted go
+/// regardless; otherwise the one budget selecting the pod must allow a disruption, which the
+/// eviction uses up (`disruptionsAllowed` minus one, the pod in `disruptedPods`) before the pod
+/// is deleted. Refused with 429 and the budget's numbers when it allows none; more than one
+/// budget is an error, as upstream has it.
+pub async fn evict(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
+    let r = request.resource();
+    let name = request.target.name.clone().unwrap_or_default();
+    let namespace = request.target.namespace.clone().unwrap_or_default();
+    let eviction = request.body_json()?;
+    if meta_str(&eviction, "name").is_some_and(|n| n != name) {
+        return Err(ApiError::BadRequest(
+            "name in URL does not match name in Eviction object".into(),
+        ));
+    }
+    let options =
+        objects::delete_options_of(eviction.get("deleteOptions").unwrap_or(&json!({})), request)?;
+    let key = objects::key(r, Some(&namespace), &name);
+    let budgets = crate::registry::find("policy", "v1", "poddisruptionbudgets")
+        .ok_or_else(|| ApiError::Internal("poddisruptionbudgets are not served".into()))?;
+    for _ in 0..16 {
+        let pod = objects::read(state, r, &key).await?.value;
+        let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+        let exempt = pod["metadata"].get("deletionTimestamp").is_some()
+            || matches!(phase, "Pending" | "Succeeded" | "Failed");
+        if !exempt {
+            let everything = super::selectors::Selectors {
+                labels: super::selectors::LabelSelector::parse("")?,
+                fields: super::selectors::FieldSelector::parse("", budgets)?,
+            };
+            let (listed, _, _) =
+                objects::list_objects(state, budgets, Some(&namespace), &everything, None, None)
+                    .await?;
+            let labels: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(pod["metadata"]["labels"].clone()).unwrap_or_default();
+            let matching: Vec<Value> = listed
+                .into_iter()
+                .filter(|pdb| {
+                    serde_json::from_value::<
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+                    >(pdb["spec"]["selector"].clone())
+                    .is_ok_and(|s| {
+                        !crate::controllers::pods::selects_everything(&s)
+                            && crate::controllers::pods::selects(&s, &labels)
+                    })
+                })
+                .collect();
+            if matching.len() > 1 {
+                return Err(ApiError::Internal(
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+                ));
+            }
+            if let Some(pdb) = matching.into_iter().next() {
+                match use_up_disruption(state, budgets, &pdb, &pod, request).await {
+                    Ok(()) => {}
+                    Err(None) => continue,
+                    Err(Some(refusal)) => return Err(refusal),
+                }
+            }
+        }
+        return match objects::delete_one(state, r, key, &options).await {
+            Ok(_) => Ok(json(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Success", "code": 201}),
+            )),
+            Err(e) => Err(e),
+        };
+    }
+    Err(ApiError::from_store(StoreError::Conflict(0), r, &name))
+}
+
+/// Takes one disruption from `pdb` for `pod`. `Err(None)` when the budget changed meanwhile
+/// (try again), `Err(Some(_))` when the eviction is refused.
+async fn use_up_disruption(
+    state: &Arc<ApiState>,
+    budgets: &crate::registry::Resource,
+    pdb: &Value,
+    pod: &Value,
+    request: &ApiRequest,
+) -> Result<(), Option<ApiError>> {
+    let pdb_name = meta_str(pdb, "name").unwrap_or_default().to_string();
+    let status = &pdb["status"];
+    let observed = status["observedGeneration"].as_i64().unwrap_or(0);
+    let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(0);
+    let refuse = |cause: String| {
+        Some(ApiError::TooManyRequests {
+            message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+            causes: vec![("DisruptionBudget".into(), cause)],
+        })
+    };
+    if observed < generation {
+        return Err(refuse(format!(
+            "The disruption budget {pdb_name} is still being processed by the server."
+        )));
+    }
+    let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
+    if allowed < 0 {
+        return Err(Some(ApiError::Forbidden(
+            "pdb disruptions allowed is negative".into(),
+        )));
+    }
+    let healthy = status["currentHealthy"].as_i64().unwrap_or(0);
+    let desired = status["desiredHealthy"].as_i64().unwrap_or(0);
+    // An unready pod may go while the budget is met without it (IfHealthyBudget).
+    let ready = pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    let always_unhealthy = pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow";
+    if !ready && (always_unhealthy || healthy >= desired) {
+        return Ok(());
+    }
+    if allowed == 0 {
+        return Err(refuse(format!(
+            "The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently"
+        )));
+    }
+    if request.query.dry_run() {
+        return Ok(());
+    }
+    let key = objects::key(budgets, meta_str(pdb, "namespace"), &pdb_name);
+    let old = objects::read(state, budgets, &key).await.map_err(Some)?;
+    if old.value["metadata"]["resourceVersion"] != pdb["metadata"]["resourceVersion"] {
+        return Err(None);
+    }
+    let mut new = old.value.clone();
+    new["status"]["disruptionsAllowed"] = json!(allowed - 1);
+    let pod_name = meta_str(pod, "name").unwrap_or_default();
+    if !new["status"]["disruptedPods"].is_object() {
+        new["status"]["disruptedPods"] = json!({});
+    }
+    new["status"]["disruptedPods"][pod_name] = json!(crate::api::now_rfc3339());
+    match objects::update_object(state, budgets, key, &old, new, false).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict(_)) => Err(None),
+        Err(e) => Err(Some(ApiError::from_store(e, budgets, &pdb_name))),
+    }
+}
