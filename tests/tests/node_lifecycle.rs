@@ -8,6 +8,23 @@ use std::time::Duration;
 
 use skiff_tests::{Server, eventually, text};
 
+/// The app: a Deployment of the long-running sample, labelled `app=spread`.
+fn spread(replicas: u32) -> String {
+    r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread}
+spec:
+  replicas: REPLICAS
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      containers: [{name: app, image: registry.local/app:1, env: [{name: INTERVAL_MS, value: "1000"}]}]
+"#
+    .replace("REPLICAS", &replicas.to_string())
+}
+
 /// Live pods of the app by node: `node -> [pod]`, leaving out pods being deleted.
 fn live_pods(server: &Server) -> BTreeMap<String, Vec<String>> {
     let out = server.kubectl_ok(&[
@@ -46,20 +63,7 @@ fn a_dead_nodes_pods_are_evicted_and_replaced_on_the_other_nodes() {
     for node in &edges {
         node.import_sample("logwriter", "registry.local/app:1");
     }
-    server.apply(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: spread}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: spread}}
-  template:
-    metadata: {labels: {app: spread}}
-    spec:
-      containers: [{name: app, image: registry.local/app:1, env: [{name: INTERVAL_MS, value: "1000"}]}]
-"#,
-    );
+    server.apply(&spread(3));
     let out = server.kubectl(&["rollout", "status", "deployment/spread", "--timeout=90s"]);
     assert!(out.status.success(), "{}", text(&out));
     // New pods tolerate unreachable nodes for the server's default, 2 s here.
@@ -167,27 +171,18 @@ fn drain_evicts_through_the_disruption_budget_and_waits_while_it_forbids() {
     server.import_sample("logwriter", "registry.local/app:1");
     let edge = server.join_ready("edge-1");
     edge.import_sample("logwriter", "registry.local/app:1");
-    server.apply(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: spread}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: spread}}
-  template:
-    metadata: {labels: {app: spread}}
-    spec:
-      containers: [{name: app, image: registry.local/app:1, env: [{name: INTERVAL_MS, value: "1000"}]}]
+    server.apply(&format!(
+        r#"{}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
-metadata: {name: spread}
+metadata: {{name: spread}}
 spec:
   minAvailable: 2
-  selector: {matchLabels: {app: spread}}
+  selector: {{matchLabels: {{app: spread}}}}
 "#,
-    );
+        spread(2)
+    ));
     let out = server.kubectl(&["rollout", "status", "deployment/spread", "--timeout=90s"]);
     assert!(out.status.success(), "{}", text(&out));
     let on_edge = eventually(Duration::from_secs(30), || {
