@@ -1,6 +1,7 @@
 //! One module per `skiff` command.
 
 pub mod apply;
+pub mod cordon;
 pub mod create;
 pub mod delete;
 pub mod describe;
@@ -10,4 +11,7 @@ pub mod label;
 pub mod node;
 pub mod pull;
 pub mod push;
+pub mod rollout;
+pub mod scale;
 pub mod server;
+pub mod set;

@@ -60,6 +60,15 @@ fn kubeconfig_path(args: &ClusterArgs) -> anyhow::Result<PathBuf> {
     bail!("no cluster found: pass --kubeconfig, set KUBECONFIG, or start one with `skiff server`")
 }
 
+/// The object a command's words name: `TYPE/NAME` or `TYPE NAME`, and the words after it.
+pub fn target(words: &[String]) -> anyhow::Result<(String, String, &[String])> {
+    match words.first().and_then(|w| w.split_once('/')) {
+        Some((t, n)) => Ok((t.to_string(), n.to_string(), &words[1..])),
+        None if words.len() >= 2 => Ok((words[0].clone(), words[1].clone(), &words[2..])),
+        None => bail!("you must specify a type and a name"),
+    }
+}
+
 impl Served {
     /// `deployment.apps`, or `pod` for the core group, as kubectl names objects it changed.
     pub fn qualified_kind(&self) -> String {

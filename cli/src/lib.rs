@@ -34,6 +34,18 @@ enum Command {
     Create(commands::create::Args),
     /// Add, change or remove labels.
     Label(commands::label::Args),
+    /// Set the replicas of a Deployment, ReplicaSet or StatefulSet.
+    Scale(commands::scale::Args),
+    /// Follow, list, undo, restart, pause or resume rollouts.
+    Rollout(commands::rollout::Args),
+    /// Change a workload's images.
+    Set(commands::set::Args),
+    /// Keep new pods off a node.
+    Cordon(commands::cordon::Args),
+    /// Let new pods onto a node again.
+    Uncordon(commands::cordon::Args),
+    /// Cordon a node and evict its pods, as their disruption budgets allow.
+    Drain(commands::cordon::DrainArgs),
     /// Add, change or remove annotations.
     Annotate(commands::label::AnnotateArgs),
     /// Run a node agent that joins a server.
@@ -81,6 +93,12 @@ pub fn run() -> ExitCode {
             Command::Create(args) => commands::create::run(args).await,
             Command::Label(args) => commands::label::run(args).await,
             Command::Annotate(args) => commands::label::annotate(args).await,
+            Command::Scale(args) => commands::scale::run(args).await,
+            Command::Rollout(args) => commands::rollout::run(args).await,
+            Command::Set(args) => commands::set::run(args).await,
+            Command::Cordon(args) => commands::cordon::cordon(args).await,
+            Command::Uncordon(args) => commands::cordon::uncordon(args).await,
+            Command::Drain(args) => commands::cordon::drain(args).await,
         }
     });
     match result {

@@ -33,15 +33,7 @@ pub async fn annotate(args: Args) -> anyhow::Result<()> {
 
 async fn change(args: Args, field: &str, verb: &str) -> anyhow::Result<()> {
     let mut cluster = Cluster::connect(&args.cluster).await?;
-    let (word, name, changes) = match args.words.first().and_then(|w| w.split_once('/')) {
-        Some((t, n)) => (t.to_string(), n.to_string(), &args.words[1..]),
-        None if args.words.len() >= 2 => (
-            args.words[0].clone(),
-            args.words[1].clone(),
-            &args.words[2..],
-        ),
-        None => anyhow::bail!("you must specify a type and a name"),
-    };
+    let (word, name, changes) = crate::kubeconfig::target(&args.words)?;
     if changes.is_empty() {
         anyhow::bail!("at least one {field} update is required");
     }

@@ -58,7 +58,7 @@ pub struct Args {
 }
 
 /// A duration as Kubernetes flags spell it: `40s`, `5m`, `1h`, `500ms`, or plain seconds.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
