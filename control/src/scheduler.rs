@@ -12,6 +12,7 @@
 //! back-off from one to ten seconds.
 
 pub(crate) mod plugins;
+mod topology;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -451,10 +452,16 @@ impl Scheduler {
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted);
         let mut refusals: Vec<Refusal> = Vec::new();
         let mut walked = 0;
+        let topology = topology::Topology::prepare(
+            &info,
+            self.nodes.present.iter().map(|i| &self.nodes.slots[*i]),
+        );
         for i in 0..count {
             let node = &self.nodes.slots[self.nodes.present[(start + i) % count]];
             walked += 1;
-            match plugins::filter(&info, node) {
+            let fits = plugins::filter(&info, node)
+                .and_then(|()| topology.as_ref().map_or(Ok(()), |t| t.filter(node)));
+            match fits {
                 Ok(()) => {
                     feasible.push(node);
                     if feasible.len() >= wanted {
@@ -470,7 +477,7 @@ impl Scheduler {
             self.unschedulable_now(&uid, message);
             return;
         }
-        let scores = plugins::score(&info, &feasible);
+        let scores = plugins::score(&info, &feasible, topology.as_ref());
         let best = scores.iter().copied().max().unwrap_or(0);
         let top: Vec<&NodeInfo> = feasible
             .iter()

@@ -246,3 +246,97 @@ spec:
         "{discovery}"
     );
 }
+
+#[test]
+fn pod_anti_affinity_and_topology_spread_place_pods_across_nodes() {
+    let server = Server::start().unwrap();
+    server.import_sample("logwriter", "registry.local/app:1");
+    let own = server.node_name();
+    let edges = [server.join_ready("edge-1"), server.join_ready("edge-2")];
+    for node in &edges {
+        node.import_sample("logwriter", "registry.local/app:1");
+    }
+    // One replica per node at most: the fourth has nowhere to go.
+    server.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: apart}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: apart}}
+  template:
+    metadata: {labels: {app: apart}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: apart}}, topologyKey: kubernetes.io/hostname}
+      containers: [{name: app, image: registry.local/app:1}]
+"#,
+    );
+    let pending = eventually(Duration::from_secs(60), || {
+        let out = server.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=apart",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+        ]);
+        let placed: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        let waiting: Vec<&str> = out
+            .lines()
+            .filter(|l| l.split_whitespace().count() == 1)
+            .collect();
+        let mut nodes = placed.clone();
+        nodes.sort();
+        nodes.dedup();
+        (placed.len() == 3 && nodes.len() == 3 && waiting.len() == 1)
+            .then(|| waiting[0].trim().to_string())
+    })
+    .unwrap_or_else(|| panic!("{}", server.kubectl_ok(&["get", "pods", "-o", "wide"])));
+    wait_for_condition(
+        &server,
+        &pending,
+        "False Unschedulable: 0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. \
+         preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.",
+    );
+
+    // Spread over a zone label with maxSkew 1: zone a has two nodes, zone b one.
+    server.kubectl_ok(&["label", "node", &own, "topology.kubernetes.io/zone=a"]);
+    server.kubectl_ok(&["label", "node", "edge-1", "topology.kubernetes.io/zone=a"]);
+    server.kubectl_ok(&["label", "node", "edge-2", "topology.kubernetes.io/zone=b"]);
+    server.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: zoned}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: zoned}}
+  template:
+    metadata: {labels: {app: zoned}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule,
+         labelSelector: {matchLabels: {app: zoned}}}
+      containers: [{name: app, image: registry.local/app:1}]
+"#,
+    );
+    let out = server.kubectl(&["rollout", "status", "deployment/zoned", "--timeout=90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let nodes = server.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=zoned",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    let in_b = nodes.split_whitespace().filter(|n| *n == "edge-2").count();
+    assert_eq!(in_b, 2, "two pods in each zone: {nodes}");
+}

@@ -5,11 +5,14 @@
 //! (preferred terms), TaintToleration (PreferNoSchedule) and spreading, with upstream's weights.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Container, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
-    PreferredSchedulingTerm, Taint, Toleration,
+    Container, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm,
+    PodSpec, PreferredSchedulingTerm, Taint, Toleration, WeightedPodAffinityTerm,
 };
+
+use super::topology::{Placed, PodTerms, Topology};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::registry::ParsedQuantity;
@@ -119,6 +122,11 @@ pub struct PodInfo {
     pub never_preempts: bool,
     /// The uid of the controller owning the pod, whose pods are spread over the nodes.
     pub owner: Option<String>,
+    pub labels: Arc<BTreeMap<String, String>>,
+    /// Its affinity to other pods and its topology spread constraints.
+    pub terms: PodTerms,
+    /// Its required anti-affinity, as other pods see it once it is placed.
+    pub anti: Arc<Vec<PodAffinityTerm>>,
 }
 
 impl PodInfo {
@@ -152,6 +160,51 @@ impl PodInfo {
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref());
         let metadata = &pod.metadata;
+        let pod_affinity = spec.affinity.as_ref().and_then(|a| a.pod_affinity.as_ref());
+        let pod_anti = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref());
+        fn weighted(
+            terms: Option<&Vec<WeightedPodAffinityTerm>>,
+            sign: i64,
+        ) -> impl Iterator<Item = (i64, PodAffinityTerm)> + '_ {
+            terms
+                .into_iter()
+                .flatten()
+                .map(move |t| (sign * i64::from(t.weight), t.pod_affinity_term.clone()))
+        }
+        let terms = PodTerms {
+            required: pod_affinity
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .clone()
+                })
+                .unwrap_or_default(),
+            required_anti: pod_anti
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .clone()
+                })
+                .unwrap_or_default(),
+            preferred: weighted(
+                pod_affinity.and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
+                1,
+            )
+            .chain(weighted(
+                pod_anti.and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
+                -1,
+            ))
+            .collect(),
+            spread: spec.topology_spread_constraints.clone().unwrap_or_default(),
+        };
+        let anti = Arc::new(terms.required_anti.clone());
         PodInfo {
             namespace: metadata.namespace.clone().unwrap_or_default(),
             name: metadata.name.clone().unwrap_or_default(),
@@ -179,6 +232,9 @@ impl PodInfo {
                 .flatten()
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone()),
+            labels: Arc::new(metadata.labels.clone().unwrap_or_default()),
+            terms,
+            anti,
         }
     }
 }
@@ -256,6 +312,10 @@ pub struct NodeInfo {
     pub host_ports: Vec<(String, String, i32)>,
     /// Pods per owning controller, for spreading.
     pub owners: HashMap<String, i64>,
+    /// The pods here, as inter-pod affinity and topology spread see them.
+    pub placed: Vec<Placed>,
+    /// How many of them have required anti-affinity.
+    pub anti_affinity_pods: i64,
 }
 
 impl NodeInfo {
@@ -295,6 +355,15 @@ impl NodeInfo {
         if let Some(owner) = &pod.owner {
             *self.owners.entry(owner.clone()).or_default() += 1;
         }
+        if !pod.anti.is_empty() {
+            self.anti_affinity_pods += 1;
+        }
+        self.placed.push(Placed {
+            uid: pod.uid.clone(),
+            namespace: pod.namespace.clone(),
+            labels: pod.labels.clone(),
+            anti: pod.anti.clone(),
+        });
     }
 
     pub fn remove_pod(&mut self, pod: &PodInfo) {
@@ -315,6 +384,12 @@ impl NodeInfo {
                 self.owners.remove(owner);
             }
         }
+        if let Some(i) = self.placed.iter().position(|p| p.uid == pod.uid) {
+            if !self.placed[i].anti.is_empty() {
+                self.anti_affinity_pods -= 1;
+            }
+            self.placed.swap_remove(i);
+        }
     }
 }
 
@@ -327,7 +402,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn unresolvable(reason: impl Into<String>) -> Refusal {
+    pub fn unresolvable(reason: impl Into<String>) -> Refusal {
         Refusal {
             reasons: vec![reason.into()],
             resolvable: false,
@@ -436,6 +511,11 @@ pub fn node_admits(spec: &PodSpec, node: &Node) -> bool {
             .all(|t| tolerations.iter().any(|tol| tolerates(tol, t)))
 }
 
+/// Whether the node is one the pod's nodeSelector and required node affinity allow.
+pub fn node_matches_pod(pod: &PodInfo, node: &NodeInfo) -> bool {
+    matches_node_selector(pod, node)
+}
+
 /// nodeSelector and the required node affinity: both must hold; the affinity's terms are ORed.
 fn matches_node_selector(pod: &PodInfo, node: &NodeInfo) -> bool {
     let selected = pod
@@ -537,7 +617,7 @@ fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Vec<String> {
 const MAX_SCORE: i64 = 100;
 
 /// Scores the nodes that passed the filters: the weighted sum of upstream's default scores.
-pub fn score(pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
+pub fn score(pod: &PodInfo, nodes: &[&NodeInfo], topology: Option<&Topology>) -> Vec<i64> {
     let least: Vec<i64> = nodes.iter().map(|n| least_allocated(pod, n)).collect();
     let balanced: Vec<i64> = nodes.iter().map(|n| balanced_allocation(pod, n)).collect();
     let mut affinity: Vec<i64> = nodes
@@ -580,8 +660,32 @@ pub fn score(pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
         })
         .collect();
     normalize(&mut spread, true);
+    let (mut pods_affinity, mut pods_spread) = (vec![0; nodes.len()], vec![0; nodes.len()]);
+    if let Some(t) = topology {
+        pods_affinity = nodes.iter().map(|n| t.affinity_score(n)).collect();
+        // Upstream scales affinity between the lowest and highest node, negatives included.
+        let low = pods_affinity.iter().copied().min().unwrap_or(0);
+        let high = pods_affinity.iter().copied().max().unwrap_or(0);
+        for score in pods_affinity.iter_mut() {
+            *score = if high > low {
+                MAX_SCORE * (*score - low) / (high - low)
+            } else {
+                0
+            };
+        }
+        pods_spread = nodes.iter().map(|n| t.spread_count(n)).collect();
+        normalize(&mut pods_spread, true);
+    }
     (0..nodes.len())
-        .map(|i| least[i] + balanced[i] + 2 * affinity[i] + 3 * taints[i] + 2 * spread[i])
+        .map(|i| {
+            least[i]
+                + balanced[i]
+                + 2 * affinity[i]
+                + 3 * taints[i]
+                + 2 * spread[i]
+                + 2 * pods_affinity[i]
+                + 2 * pods_spread[i]
+        })
         .collect()
 }
 
@@ -870,7 +974,7 @@ mod tests {
             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]}));
         busy.add_pod(&filler);
         let p = pod(json!({"containers": [{"name": "c", "image": "i"}]}));
-        let scores = score(&p, &[&busy, &free]);
+        let scores = score(&p, &[&busy, &free], None);
         assert!(scores[1] > scores[0], "{scores:?}");
 
         // Two equal nodes: the one without a sibling of the same ReplicaSet wins.
@@ -881,7 +985,7 @@ mod tests {
         a.add_pod(&sibling);
         let mut b_loaded = b.clone();
         b_loaded.add_pod(&p);
-        let scores = score(&sibling, &[&a, &b_loaded]);
+        let scores = score(&sibling, &[&a, &b_loaded], None);
         assert!(scores[1] > scores[0], "{scores:?}");
     }
 
