@@ -126,8 +126,16 @@ async fn main() {
     let nodes = env_count("SKIFF_BENCH_NODES", 1000);
     let pods = env_count("SKIFF_BENCH_PODS", 10_000);
     let singles = env_count("SKIFF_BENCH_SINGLE", 500);
-    let mut server = Server::start_with(&["--disable-agent", "--disable", "scheduler"])
-        .expect("start skiff server");
+    // As upstream's scheduler_perf: the API server and the scheduler, without the workload
+    // controllers, which would also watch every pod and (node lifecycle) every node.
+    const WORKLOADS: &str =
+        "replicaset,deployment,job,cronjob,statefulset,daemonset,node-lifecycle,disruption";
+    let mut server = Server::start_with(&[
+        "--disable-agent",
+        "--disable",
+        &format!("scheduler,{WORKLOADS}"),
+    ])
+    .expect("start skiff server");
     {
         let client = server.client().await.expect("client");
         create_all(&Api::<Node>::all(client.clone()), nodes, node).await;
@@ -137,7 +145,7 @@ async fn main() {
 
     let started = Instant::now();
     server
-        .restart_with(&["--disable-agent"])
+        .restart_with(&["--disable-agent", "--disable", WORKLOADS])
         .expect("restart with the scheduler");
     let pid = server.pid().expect("the server runs");
     let cpu_before = cpu_time(&pid.to_string());

@@ -155,10 +155,9 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         name: name.clone(),
         source,
     };
+    // The cached Node will do: every write below is guarded by its resourceVersion.
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let Some(mut node) = nodes.get_opt(&name).await.map_err(api_error)? else {
-        return Ok(Action::await_change());
-    };
+    let mut node = (*node).clone();
     let now = Timestamp::now();
     let grace = ctx.settings.grace_period.as_secs() as i64;
     let silent =
@@ -190,7 +189,10 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
                 }),
             }
         }
-        let patch = json!({"status": {"conditions": conditions}});
+        let patch = json!({
+            "metadata": {"resourceVersion": node.resource_version()},
+            "status": {"conditions": conditions},
+        });
         node = nodes
             .patch_status(&name, &super::patch_params(), &Patch::Merge(patch))
             .await
