@@ -78,6 +78,8 @@ pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle) {
         "job",
         "statefulset",
         "daemonset",
+        "node-lifecycle",
+        "disruption",
     ];
     if workloads.iter().any(|w| enabled(w)) {
         let pods = pods::PodCache::start(client.clone());

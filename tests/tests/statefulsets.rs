@@ -137,6 +137,24 @@ fn a_stateful_set_keeps_names_order_and_claims() {
         })
         .collect();
     assert_eq!(messages, expected, "{events}");
+    // OrderedReady: each pod was made once the one before it was Ready.
+    for i in 0..2 {
+        let ready_at = field(
+            &server,
+            &format!("pod/web-{i}"),
+            "{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
+        );
+        let next_made = field(
+            &server,
+            &format!("pod/web-{}", i + 1),
+            "{.metadata.creationTimestamp}",
+        );
+        assert!(
+            !ready_at.is_empty() && next_made >= ready_at,
+            "web-{i} Ready {ready_at}, web-{} made {next_made}",
+            i + 1
+        );
+    }
 
     // A deleted pod comes back under its name, with its claim and the data on it.
     let log = log_behind(&server, "www-web-1");

@@ -79,8 +79,10 @@ fn refusal(pod: &Pod, args: &DrainArgs) -> Option<&'static str> {
         .owner_references()
         .iter()
         .find(|o| o.controller == Some(true));
-    if owner.is_some_and(|o| o.kind == "DaemonSet") && !args.ignore_daemonsets {
-        return Some("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)");
+    if owner.is_some_and(|o| o.kind == "DaemonSet") {
+        // Ignored DaemonSet pods stay where they are: nothing else about them matters.
+        return (!args.ignore_daemonsets)
+            .then_some("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)");
     }
     if owner.is_none() && !finished && !args.force {
         return Some("cannot delete Pods that declare no controller (use --force to override)");

@@ -349,13 +349,11 @@ pub async fn evict(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
             let matching: Vec<Value> = listed
                 .into_iter()
                 .filter(|pdb| {
-                    serde_json::from_value::<
+                    let selector = serde_json::from_value::<
                         k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
                     >(pdb["spec"]["selector"].clone())
-                    .is_ok_and(|s| {
-                        !crate::controllers::pods::selects_everything(&s)
-                            && crate::controllers::pods::selects(&s, &labels)
-                    })
+                    .ok();
+                    crate::controllers::pods::budget_selects(selector.as_ref(), &labels)
                 })
                 .collect();
             if matching.len() > 1 {

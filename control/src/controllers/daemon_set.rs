@@ -28,7 +28,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use super::events::{Recorder, Type};
-use super::pods::{self, PodCache};
+use super::pods::{self, Expectations, PodCache};
 use super::replica_set::error_message;
 use super::revisions;
 use crate::scheduler::plugins::node_admits;
@@ -49,6 +49,7 @@ struct Context {
     client: Client,
     pods: Store<Pod>,
     nodes: Store<Node>,
+    expectations: Arc<Expectations>,
     recorder: Recorder,
 }
 
@@ -66,16 +67,20 @@ pub async fn run(client: Client, cache: Arc<PodCache>) {
         )),
     );
     let node_changes = kube::runtime::WatchStreamExt::touched_objects(node_changes);
+    let expectations = Arc::new(Expectations::default());
     let context = Arc::new(Context {
         client: client.clone(),
         pods: cache.store(),
         nodes,
+        expectations: expectations.clone(),
         recorder: Recorder::new(client, COMPONENT),
     });
     controller
-        .watches_stream(cache.subscribe(), |pod| {
+        .watches_stream(cache.subscribe(), move |pod| {
             let owner = pods::controller_of(&pod).filter(|o| o.kind == "DaemonSet")?;
-            Some(ObjectRef::<DaemonSet>::new(&owner.name).within(&pod.namespace()?))
+            let namespace = pod.namespace()?;
+            expectations.observed(&format!("{namespace}/{}", owner.name), &pod.name_any());
+            Some(ObjectRef::<DaemonSet>::new(&owner.name).within(&namespace))
         })
         // Any node change may change where daemon pods belong.
         .watches_stream(node_changes, move |_node: Node| {
@@ -207,6 +212,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     };
     if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
+    }
+    // Until the cache shows this controller's last writes, it would act on the world before them.
+    let key = format!("{namespace}/{name}");
+    if !ctx.expectations.satisfied(&key, &namespace, &ctx.pods) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let spec = ds.spec.clone().unwrap_or_default();
     let uid = ds.uid().unwrap_or_default();
@@ -359,16 +369,22 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     let missing = status.desired_number_scheduled - available;
     status.number_unavailable = (missing > 0).then_some(missing);
 
+    let victims: Vec<String> = delete.iter().map(|p| p.name_any()).collect();
+    ctx.expectations.expect(&key, Vec::new(), victims);
     for node in create_on {
         let pod = pod_for(&ds, &hash, &node);
         match pods_api.create(&super::post_params(), &pod).await {
-            Ok(made) => ctx.recorder.publish(
-                &ds,
-                Type::Normal,
-                "SuccessfulCreate",
-                "Create",
-                format!("Created pod: {}", made.name_any()),
-            ),
+            Ok(made) => {
+                ctx.expectations
+                    .expect(&key, vec![made.name_any()], Vec::new());
+                ctx.recorder.publish(
+                    &ds,
+                    Type::Normal,
+                    "SuccessfulCreate",
+                    "Create",
+                    format!("Created pod: {}", made.name_any()),
+                );
+            }
             Err(error) => {
                 ctx.recorder.publish(
                     &ds,

@@ -1149,7 +1149,8 @@ impl<'a> Sync<'a> {
                 break;
             }
             let replicas = rs_replicas(rs);
-            if replicas == 0 || replicas == available(rs) {
+            // A status behind the spec can show more available than wanted: nothing to clean.
+            if replicas == 0 || replicas <= available(rs) {
                 continue;
             }
             let down = (max_scaled_down - cleaned).min(replicas - available(rs));
@@ -1233,7 +1234,7 @@ impl<'a> Sync<'a> {
                     .is_some_and(|o| Some(&o.uid) != new_uid.as_ref() && old_uids.contains(&o.uid))
                 && !matches!(
                     pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Failed" | "Succeeded" | "Unknown")
+                    Some("Failed" | "Succeeded")
                 )
         })
     }

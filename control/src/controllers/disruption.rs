@@ -55,10 +55,8 @@ pub async fn run(client: Client, cache: Arc<PodCache>) {
                 .iter()
                 .filter(|b| b.namespace().as_deref() == Some(namespace.as_str()))
                 .filter(|b| {
-                    b.spec
-                        .as_ref()
-                        .and_then(|s| s.selector.as_ref())
-                        .is_some_and(|s| pods::selects(s, pod.labels()))
+                    let selector = b.spec.as_ref().and_then(|s| s.selector.as_ref());
+                    pods::budget_selects(selector, pod.labels())
                 })
                 .map(|b| ObjectRef::from_obj(b.as_ref()))
                 .collect::<Vec<_>>()
@@ -145,13 +143,13 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<A
         return Ok(Action::await_change());
     };
     let spec = pdb.spec.clone().unwrap_or_default();
-    let selector = spec.selector.clone().unwrap_or_default();
+    let selector = spec.selector.clone();
     let selected: Vec<Arc<Pod>> = ctx
         .pods
         .state()
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|p| pods::selects(&selector, p.labels()))
+        .filter(|p| pods::budget_selects(selector.as_ref(), p.labels()))
         .collect();
     let (expected, desired) = match (&spec.min_available, &spec.max_unavailable) {
         (Some(IntOrString::Int(n)), _) => (selected.len() as i32, *n),

@@ -65,6 +65,10 @@ struct Context {
     pods: Store<Pod>,
     expectations: Arc<Expectations>,
     backoff: Mutex<HashMap<String, Backoff>>,
+    /// Pods whose tracking finalizer this controller took off, by uid, with when: the pod
+    /// cache can still show the finalizer, and such a pod must not be counted again
+    /// (upstream's finalizer expectations).
+    released: Mutex<HashMap<String, std::time::Instant>>,
     recorder: Recorder,
 }
 
@@ -78,6 +82,7 @@ pub async fn run(client: Client, cache: Arc<PodCache>) {
         pods,
         expectations: expectations.clone(),
         backoff: Mutex::new(HashMap::new()),
+        released: Mutex::new(HashMap::new()),
         recorder: Recorder::new(client, COMPONENT),
     });
     Controller::new(jobs, watcher::Config::default())
@@ -416,9 +421,24 @@ impl Sync<'_> {
             .cloned()
             .collect();
         let mut failing: Option<String> = None;
+        {
+            // A released pod the cache shows without the finalizer is settled.
+            let mut released = self.ctx.released.lock().expect("released poisoned");
+            for pod in pods.iter().filter(|p| !has_finalizer(p)) {
+                released.remove(&pod.uid().unwrap_or_default());
+            }
+            released.retain(|_, at| at.elapsed() < std::time::Duration::from_secs(300));
+        }
+        let released = |uid: &str| {
+            self.ctx
+                .released
+                .lock()
+                .expect("released poisoned")
+                .contains_key(uid)
+        };
         for pod in pods.iter().filter(|p| has_finalizer(p)) {
             let uid = pod.uid().unwrap_or_default();
-            if listed.contains(&uid) {
+            if listed.contains(&uid) || released(&uid) {
                 continue;
             }
             if phase(pod) == "Succeeded" {
@@ -583,7 +603,7 @@ impl Sync<'_> {
         if let Some((kind, reason, message)) = target {
             // Finishing: the interim condition, the remaining pods stopped, then the final one.
             set_condition(&mut status, &kind, "True", &reason, &message);
-            self.delete_pods(active.iter().map(|p| (*p).clone()).collect())
+            self.delete_pods(active.iter().map(|p| (*p).clone()).collect(), false)
                 .await?;
             let left = pods
                 .iter()
@@ -628,7 +648,7 @@ impl Sync<'_> {
         }
 
         if suspended {
-            self.delete_pods(active.iter().map(|p| (*p).clone()).collect())
+            self.delete_pods(active.iter().map(|p| (*p).clone()).collect(), true)
                 .await?;
             if set_condition(
                 &mut status,
@@ -695,7 +715,7 @@ impl Sync<'_> {
                 .take(surplus)
                 .map(|p| (*p).clone())
                 .collect();
-            self.delete_pods(victims).await?;
+            self.delete_pods(victims, true).await?;
         } else if running < want {
             let wait = backoff_remaining(&self.backoff_record(), now);
             if wait > Duration::ZERO {
@@ -853,9 +873,22 @@ impl Sync<'_> {
         pod
     }
 
-    async fn delete_pods(&mut self, victims: Vec<Arc<Pod>>) -> Result<(), Error> {
+    /// Deletes pods. `release` takes their tracking finalizer off first, as upstream does for
+    /// pods removed by suspend or a lower parallelism, which then do not count as failed; a
+    /// finishing Job's pods keep it and are counted.
+    async fn delete_pods(&mut self, victims: Vec<Arc<Pod>>, release: bool) -> Result<(), Error> {
         if victims.is_empty() {
             return Ok(());
+        }
+        if release {
+            self.remove_finalizers(
+                victims
+                    .iter()
+                    .filter(|p| has_finalizer(p))
+                    .cloned()
+                    .collect(),
+            )
+            .await?;
         }
         let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
         self.ctx
@@ -898,9 +931,15 @@ impl Sync<'_> {
                     .await
             }
         });
-        for result in join_all(patches).await {
+        for (pod, result) in pods.iter().zip(join_all(patches).await) {
             match result {
-                Ok(_) => {}
+                Ok(_) => {
+                    self.ctx
+                        .released
+                        .lock()
+                        .expect("released poisoned")
+                        .insert(pod.uid().unwrap_or_default(), std::time::Instant::now());
+                }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(source) => return Err(self.api_error(source)),
             }

@@ -133,6 +133,12 @@ pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
         })
 }
 
+/// Whether a PodDisruptionBudget's selector selects a pod: in policy/v1 an empty selector
+/// selects every pod of the namespace, a missing one none.
+pub fn budget_selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+    selector.is_some_and(|s| selects(s, labels))
+}
+
 /// Whether a selector selects nothing in particular (`{}`), which the workload controllers refuse
 /// to act on.
 pub fn selects_everything(selector: &LabelSelector) -> bool {
