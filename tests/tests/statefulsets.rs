@@ -166,7 +166,9 @@ fn a_stateful_set_keeps_names_order_and_claims() {
             .map(|_| ())
     })
     .expect("web-1 writes to its claim");
-    server.kubectl_ok(&["delete", "pod", "web-1"]);
+    // Not waited for: the pod is gone and made again under the same name within moments, so
+    // kubectl could list the new one and wait for a deletion it never sees.
+    server.kubectl_ok(&["delete", "pod", "web-1", "--wait=false"]);
     eventually(Duration::from_secs(60), || {
         let now = server.kubectl(&[
             "get",
