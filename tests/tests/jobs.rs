@@ -369,3 +369,83 @@ spec:
         assert!(events.contains(&wanted), "{wanted}:\n{events}");
     }
 }
+
+#[test]
+fn a_suspended_job_stops_its_pods_without_counting_them_failed_and_resumes() {
+    let server = server_with_samples();
+    server.apply(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: paused}
+spec:
+  completions: 4
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: work, image: samples.skiff.local/logwriter:0.1.0}]
+"#,
+    );
+    let active = |want: &str| {
+        eventually(Duration::from_secs(60), || {
+            (job_field(&server, "paused", "{.status.active}") == want).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "never {want} active: {}",
+                server.kubectl_ok(&["get", "job", "paused", "-o", "yaml"])
+            )
+        })
+    };
+    active("2");
+    server.kubectl_ok(&[
+        "patch",
+        "job",
+        "paused",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    wait_for(&server, "paused", "suspended");
+    active("0");
+    eventually(Duration::from_secs(60), || {
+        let left = server.kubectl_ok(&["get", "pods", "-l", "job-name=paused", "-o", "name"]);
+        left.trim().is_empty().then_some(())
+    })
+    .expect("the suspended job's pods are stopped");
+    assert_eq!(
+        job_field(&server, "paused", "{.status.failed}"),
+        "",
+        "pods stopped by suspend are not failures"
+    );
+    assert_eq!(
+        job_field(
+            &server,
+            "paused",
+            "{.status.conditions[?(@.type==\"Suspended\")].reason}"
+        ),
+        "JobSuspended"
+    );
+    server.kubectl_ok(&[
+        "patch",
+        "job",
+        "paused",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    active("2");
+    assert_eq!(
+        job_field(
+            &server,
+            "paused",
+            "{.status.conditions[?(@.type==\"Suspended\")].status} {.status.conditions[?(@.type==\"Suspended\")].reason}"
+        ),
+        "False JobResumed"
+    );
+    let events = events_of(&server, "paused");
+    assert!(events.contains("Suspended: Job suspended"), "{events}");
+    assert!(events.contains("Resumed: Job resumed"), "{events}");
+    assert_eq!(job_field(&server, "paused", "{.status.failed}"), "");
+}
