@@ -238,12 +238,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
 
     // Pods by node.
     let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
-    for pod in ctx.pods.state() {
-        if pod.namespace().as_deref() != Some(namespace.as_str())
-            || pods::controller_of(pod.as_ref()).is_none_or(|o| o.uid != uid)
-        {
-            continue;
-        }
+    for pod in pods::owned_by(&ctx.pods, &namespace, &uid) {
         if let Some(node) = node_of(&pod) {
             by_node.entry(node).or_default().push(pod);
         }
@@ -348,13 +343,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
             .as_ref()
             .and_then(|u| u.rolling_update.as_ref())
             .and_then(|r| r.max_unavailable.as_ref())
-            .map(|v| match v {
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => *n,
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => {
-                    let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-                    ((percent * i64::from(status.desired_number_scheduled) + 99) / 100) as i32
-                }
-            })
+            .map(|v| pods::scaled(v, status.desired_number_scheduled, true).unwrap_or(1))
             .unwrap_or(1)
             .max(1);
         for pod in updated_old_available {

@@ -188,33 +188,6 @@ fn sum(sets: &[&ReplicaSet], f: impl Fn(&ReplicaSet) -> i32) -> i32 {
     sets.iter().map(|rs| f(rs)).sum()
 }
 
-/// A percentage or count scaled against `total` (upstream's `GetScaledValueFromIntOrPercent`).
-fn scaled(
-    value: Option<&IntOrString>,
-    default: &str,
-    total: i32,
-    round_up: bool,
-) -> Result<i32, String> {
-    let value = value
-        .cloned()
-        .unwrap_or_else(|| IntOrString::String(default.into()));
-    match value {
-        IntOrString::Int(n) => Ok(n),
-        IntOrString::String(s) => {
-            let percent: i64 = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("invalid value for IntOrString: invalid value {s:?}"))?;
-            let product = percent * i64::from(total);
-            Ok(if round_up {
-                (product + 99) / 100
-            } else {
-                product / 100
-            } as i32)
-        }
-    }
-}
-
 /// `maxSurge` and `maxUnavailable` as pod counts; never both zero (upstream's
 /// `ResolveFenceposts`).
 fn fenceposts(d: &Deployment) -> (i32, i32) {
@@ -224,8 +197,10 @@ fn fenceposts(d: &Deployment) -> (i32, i32) {
         .and_then(|s| s.strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref());
     let total = want(d);
-    let resolve =
-        |value: Option<&IntOrString>, round_up| scaled(value, "25%", total, round_up).unwrap_or(0);
+    let default = IntOrString::String("25%".into());
+    let resolve = |value: Option<&IntOrString>, round_up| {
+        pods::scaled(value.unwrap_or(&default), total, round_up).unwrap_or(0)
+    };
     let surge = resolve(rolling.and_then(|r| r.max_surge.as_ref()), true);
     let unavailable = resolve(rolling.and_then(|r| r.max_unavailable.as_ref()), false);
     if surge == 0 && unavailable == 0 {
@@ -1297,27 +1272,24 @@ impl<'a> Sync<'a> {
             conditions: previous.conditions,
             terminating_replicas: None,
         };
-        if available_count >= want(&self.d) - max_unavailable(&self.d) {
-            set_condition(
-                &mut status,
-                new_condition(
-                    "Available",
+        let (state, reason, message) =
+            if available_count >= want(&self.d) - max_unavailable(&self.d) {
+                (
                     "True",
                     "MinimumReplicasAvailable",
-                    "Deployment has minimum availability.".into(),
-                ),
-            );
-        } else {
-            set_condition(
-                &mut status,
-                new_condition(
-                    "Available",
+                    "Deployment has minimum availability.",
+                )
+            } else {
+                (
                     "False",
                     "MinimumReplicasUnavailable",
-                    "Deployment does not have minimum availability.".into(),
-                ),
-            );
-        }
+                    "Deployment does not have minimum availability.",
+                )
+            };
+        set_condition(
+            &mut status,
+            new_condition("Available", state, reason, message.into()),
+        );
         status
     }
 

@@ -66,16 +66,6 @@ pub async fn run(client: Client, cache: Arc<PodCache>) {
         .await;
 }
 
-fn scaled(value: &IntOrString, total: i32) -> i32 {
-    match value {
-        IntOrString::Int(n) => *n,
-        IntOrString::String(s) => {
-            let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-            ((percent * i64::from(total) + 99) / 100) as i32
-        }
-    }
-}
-
 /// The replicas the pods' controllers ask for, each controller once (upstream's
 /// `getExpectedScale`): a Deployment through its ReplicaSets, ReplicaSets and StatefulSets
 /// directly. A pod with no controller counts as one.
@@ -157,13 +147,16 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<A
             let expected = expected_scale(&ctx.client, &namespace, &selected)
                 .await
                 .map_err(api_error)?;
-            (expected, scaled(percent, expected))
+            (expected, pods::scaled(percent, expected, true).unwrap_or(0))
         }
         (None, Some(max)) => {
             let expected = expected_scale(&ctx.client, &namespace, &selected)
                 .await
                 .map_err(api_error)?;
-            (expected, (expected - scaled(max, expected)).max(0))
+            (
+                expected,
+                (expected - pods::scaled(max, expected, true).unwrap_or(0)).max(0),
+            )
         }
         (None, None) => (selected.len() as i32, 0),
     };

@@ -378,15 +378,11 @@ impl Sync<'_> {
 
     /// The Job's pods, as the cache shows them.
     fn owned_pods(&self) -> Vec<Arc<Pod>> {
-        let namespace = self.job.namespace().unwrap_or_default();
-        let uid = self.job.uid().unwrap_or_default();
-        self.ctx
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-            .filter(|p| pods::controller_of(p.as_ref()).is_some_and(|o| o.uid == uid))
-            .collect()
+        pods::owned_by(
+            &self.ctx.pods,
+            &self.job.namespace().unwrap_or_default(),
+            &self.job.uid().unwrap_or_default(),
+        )
     }
 
     async fn run(&mut self) -> Result<Action, Error> {

@@ -133,6 +133,40 @@ pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
         })
 }
 
+/// The pods in `namespace` whose controller is the object with `uid`.
+pub fn owned_by(pods: &Store<Pod>, namespace: &str, uid: &str) -> Vec<Arc<Pod>> {
+    pods.state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|p| controller_of(p.as_ref()).is_some_and(|o| o.uid == uid))
+        .collect()
+}
+
+/// A count or percentage scaled against `total`, rounded up or down (upstream's
+/// `GetScaledValueFromIntOrPercent`).
+pub fn scaled(
+    value: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
+    total: i32,
+    round_up: bool,
+) -> Result<i32, String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    match value {
+        IntOrString::Int(n) => Ok(*n),
+        IntOrString::String(s) => {
+            let percent: i64 = s
+                .strip_suffix('%')
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("invalid value for IntOrString: invalid value {s:?}"))?;
+            let product = percent * i64::from(total);
+            Ok(if round_up {
+                (product + 99) / 100
+            } else {
+                product / 100
+            } as i32)
+        }
+    }
+}
+
 /// Whether a PodDisruptionBudget's selector selects a pod: in policy/v1 an empty selector
 /// selects every pod of the namespace, a missing one none.
 pub fn budget_selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {

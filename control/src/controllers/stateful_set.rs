@@ -116,13 +116,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     .map_err(api_error)?;
 
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let owned: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|p| pods::controller_of(p.as_ref()).is_some_and(|o| o.uid == uid))
-        .collect();
+    let owned = pods::owned_by(&ctx.pods, &namespace, &uid);
     let start = spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0);
     let replicas = spec.replicas.unwrap_or(1).max(0);
     let wanted = start..start + replicas;
