@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::endpoint;
 use crate::engine::Runtime;
 use crate::events::EventRecorder;
+use crate::eviction::{self, Candidate, Eviction, Pressure};
 use crate::image::ImageStore;
 use crate::image::registry::Registries;
 use crate::node::{self, NodeInfo};
@@ -41,6 +42,8 @@ pub struct AgentConfig {
     /// Where the node serves the API server (logs), if it does: a node in the server's own
     /// process is reached in process instead.
     pub endpoint: Option<std::net::SocketAddr>,
+    /// When the node evicts pods to relieve memory pressure, and its memory capacity.
+    pub eviction: crate::eviction::EvictionConfig,
 }
 
 impl AgentConfig {
@@ -86,9 +89,37 @@ fn raise_open_files_limit() {
 
 /// A running pod's worker.
 struct Running {
+    /// The pod as last seen.
+    pod: Pod,
     /// Set, with the grace period, once the pod is being deleted.
     stop: watch::Sender<Option<std::time::Duration>>,
+    /// Set when the node evicts the pod.
+    evict: watch::Sender<Option<Eviction>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The node's pod workers, by pod UID.
+type Workers = Arc<Mutex<HashMap<String, Running>>>;
+
+/// The pods the eviction manager may evict: running containers, not being deleted or evicted.
+fn eviction_candidates(workers: &Workers, usage: &crate::usage::Usage) -> Vec<Candidate> {
+    let workers = workers.lock().unwrap_or_else(|p| p.into_inner());
+    workers
+        .iter()
+        .filter(|(uid, w)| {
+            w.pod.metadata.deletion_timestamp.is_none()
+                && w.evict.borrow().is_none()
+                && usage.holds(uid)
+        })
+        .map(|(_, w)| Candidate {
+            pod: w.pod.clone(),
+            evict: w.evict.clone(),
+        })
+        .collect()
+}
+
+fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+    workers.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs the agent until the process ends.
@@ -96,12 +127,16 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
     raise_open_files_limit();
     let images = ImageStore::open(config.images_dir())?;
     let runtime = Runtime::new()?;
+    let memory_capacity = config.eviction.memory_capacity();
     let mut info = NodeInfo {
         name: config.name.clone(),
         address: config.address.clone(),
         max_pods: config.max_pods,
         data_dir: config.data_dir.clone(),
         endpoint_port: None,
+        memory_capacity,
+        memory_allocatable: memory_capacity
+            .saturating_sub(config.eviction.hard.memory_reserve(memory_capacity)),
     };
     if let Some(address) = config.endpoint {
         let listener = endpoint::bind(address).await?;
@@ -133,20 +168,42 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
     }
     // The API may not be serving yet when an embedded agent starts.
     let mut delay = std::time::Duration::from_millis(100);
-    while let Err(e) = node::register(&client, &info).await {
+    while let Err(e) = node::register(&client, &info, Pressure::default()).await {
         tracing::warn!(node = %info.name, error = %e, "registering the node failed; retrying");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(std::time::Duration::from_secs(5));
     }
     tracing::info!(node = %info.name, "node registered");
-    tokio::spawn(node::heartbeat(client.clone(), info.clone()));
+    let (pressure, pressure_seen) = watch::channel(Pressure::default());
+    tokio::spawn(node::heartbeat(
+        client.clone(),
+        info.clone(),
+        pressure_seen.clone(),
+    ));
     tokio::spawn(config.usage.clone().sample_forever());
+    let events = EventRecorder::spawn(client.clone(), config.event_rate);
+    let workers: Workers = Arc::default();
+    let manager = eviction::Manager {
+        config: config.eviction.clone(),
+        usage: config.usage.clone(),
+        events: events.clone(),
+        node: config.name.clone(),
+        data_dir: config.data_dir.clone(),
+        images_dir: config.images_dir(),
+        pressure,
+    };
+    let candidates = {
+        let workers = workers.clone();
+        let usage = config.usage.clone();
+        move || eviction_candidates(&workers, &usage)
+    };
+    tokio::spawn(manager.run(candidates));
     let ctx = Arc::new(Context {
         client: client.clone(),
         runtime,
         images,
         registries: Registries::new(config.insecure_registries.clone()),
-        events: EventRecorder::spawn(client.clone(), config.event_rate),
+        events,
         data_dir: config.data_dir.clone(),
         pods_dir: config.pods_dir(),
         log_rotation: config.log_rotation,
@@ -162,12 +219,16 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
     let mut events = watcher(pods, watcher::Config::default().fields(&selector))
         .default_backoff()
         .boxed();
-    let mut running: HashMap<String, Running> = HashMap::new();
     while let Some(event) = events.next().await {
         let pod = match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
             Ok(watcher::Event::Delete(pod)) => {
-                if let Some(gone) = pod.metadata.uid.as_ref().and_then(|u| running.remove(u)) {
+                let gone = pod
+                    .metadata
+                    .uid
+                    .as_ref()
+                    .and_then(|u| lock(&workers).remove(u));
+                if let Some(gone) = gone {
                     gone.task.abort();
                 }
                 continue;
@@ -181,9 +242,10 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         let Some(uid) = pod.metadata.uid.clone() else {
             continue;
         };
+        let mut running = lock(&workers);
         // A worker stays known until its pod is deleted, finished or not: a late event for a
         // pod that already ran to its end must not start it again.
-        match running.get(&uid) {
+        match running.get_mut(&uid) {
             Some(worker) => {
                 if pod.metadata.deletion_timestamp.is_some() {
                     let grace = pods::grace_period(&pod);
@@ -196,6 +258,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                         shorter
                     });
                 }
+                worker.pod = pod;
             }
             None => {
                 let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -205,8 +268,29 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                     continue;
                 }
                 let (stop, stopped) = watch::channel(pods::grace_period(&pod));
-                let task = tokio::spawn(pods::run(ctx.clone(), pod, stopped));
-                running.insert(uid, Running { stop, task });
+                let (evict, evicted) = watch::channel(None);
+                // Under pressure a new pod may be turned away, as the kubelet's admission does.
+                let refused = pod
+                    .metadata
+                    .deletion_timestamp
+                    .is_none()
+                    .then(|| pressure_seen.borrow().refuses(&pod))
+                    .flatten();
+                let task = match refused {
+                    Some(message) => {
+                        tokio::spawn(pods::rejected(ctx.clone(), pod.clone(), message, stopped))
+                    }
+                    None => tokio::spawn(pods::run(ctx.clone(), pod.clone(), stopped, evicted)),
+                };
+                running.insert(
+                    uid,
+                    Running {
+                        pod,
+                        stop,
+                        evict,
+                        task,
+                    },
+                );
             }
         }
     }

@@ -105,6 +105,57 @@ impl EventRecorder {
     }
 }
 
+/// A reference to a pod, as an event's `involvedObject`.
+pub fn pod_reference(pod: &k8s_openapi::api::core::v1::Pod) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "namespace": pod.metadata.namespace.as_deref().unwrap_or("default"),
+        "name": pod.metadata.name, "uid": pod.metadata.uid,
+    })
+}
+
+/// An event the node (as the kubelet, `source.host` the node) records about `involved`, in
+/// the involved object's namespace (`default` for a node); `annotations` go on the event.
+pub fn kubelet_event(
+    node: &str,
+    involved: serde_json::Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    annotations: Option<serde_json::Value>,
+) -> Option<Event> {
+    let now = chrono::Utc::now();
+    let seconds = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let name = involved["name"].as_str().unwrap_or(node).to_string();
+    let namespace = involved["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
+    let mut metadata = serde_json::json!({
+        // Named as the kubelet names its events: the object's name and the time in hex.
+        "name": format!("{name}.{:x}", now.timestamp_nanos_opt().unwrap_or(0)),
+        "namespace": namespace,
+    });
+    if let Some(annotations) = annotations {
+        metadata["annotations"] = annotations;
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": metadata,
+        "involvedObject": involved,
+        "reason": reason,
+        "message": message,
+        "type": kind,
+        "source": {"component": "kubelet", "host": node},
+        "reportingComponent": "kubelet",
+        "reportingInstance": node,
+        "firstTimestamp": seconds,
+        "lastTimestamp": seconds,
+        "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "count": 1,
+    }))
+    .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! - [`endpoint`]: the node's HTTPS endpoint the API server reaches for logs;
 //! - [`engine`]: the wasmtime engine and running a component as a container;
 //! - [`events`]: the events the node records, written in the background;
+//! - [`eviction`]: node-pressure eviction and the pressure conditions;
 //! - [`logs`]: container logs in the kubelet's CRI format;
 //! - [`node`]: the Node object and its Lease;
 //! - [`pods`]: one pod's lifecycle;
@@ -20,6 +21,7 @@ pub mod cpu;
 pub mod endpoint;
 pub mod engine;
 pub mod events;
+pub mod eviction;
 pub mod image;
 pub mod logs;
 pub mod node;

@@ -8,6 +8,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
+use tokio::sync::watch;
+
+use crate::eviction::Pressure;
 
 /// How often the Lease is renewed (the kubelet's default), and how long it is good for.
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
@@ -26,6 +29,10 @@ pub struct NodeInfo {
     pub data_dir: std::path::PathBuf,
     /// The port of the node's HTTPS endpoint, when it serves one (see [`crate::endpoint`]).
     pub endpoint_port: Option<u16>,
+    /// The node's memory capacity, in bytes.
+    pub memory_capacity: u64,
+    /// What of it pods may request: the capacity less the hard eviction threshold.
+    pub memory_allocatable: u64,
 }
 
 /// The text of /proc/meminfo (empty if it cannot be read).
@@ -39,10 +46,6 @@ pub(crate) fn meminfo_kib(text: &str, field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-}
-
-fn host_memory_kib() -> u64 {
-    meminfo_kib(&meminfo(), "MemTotal").unwrap_or(0)
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -60,33 +63,6 @@ fn os_image() -> String {
                 .map(|v| v.trim_matches('"').to_string())
         })
         .unwrap_or_else(|| "Linux".into())
-}
-
-/// The kubelet's default hard eviction thresholds: `memory.available<100Mi`,
-/// `nodefs.available<10%`.
-const MEMORY_AVAILABLE_MIN_KIB: u64 = 100 * 1024;
-const DISK_AVAILABLE_MIN_PERCENT: u64 = 10;
-
-/// What the host looks like now, for the pressure conditions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pressure {
-    pub memory: bool,
-    pub disk: bool,
-}
-
-impl Pressure {
-    /// Reads the host: MemAvailable from /proc/meminfo, free space of the filesystem holding
-    /// `data_dir`.
-    pub fn read(data_dir: &std::path::Path) -> Pressure {
-        let available_kib = meminfo_kib(&meminfo(), "MemAvailable");
-        let disk = rustix::fs::statvfs(data_dir).ok().is_some_and(|fs| {
-            fs.f_blocks > 0 && fs.f_bavail * 100 / fs.f_blocks < DISK_AVAILABLE_MIN_PERCENT
-        });
-        Pressure {
-            memory: available_kib.is_some_and(|kib| kib < MEMORY_AVAILABLE_MIN_KIB),
-            disk,
-        }
-    }
 }
 
 /// The node's conditions; `since` is when the pressure last changed.
@@ -143,15 +119,17 @@ fn status(info: &NodeInfo, pressure: Pressure, since: &str) -> serde_json::Value
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let resources = json!({
-        "cpu": cpus.to_string(),
-        "memory": format!("{}Ki", host_memory_kib()),
-        "pods": info.max_pods.to_string(),
-        "ephemeral-storage": "0",
-    });
+    let resources = |memory: u64| {
+        json!({
+            "cpu": cpus.to_string(),
+            "memory": crate::eviction::binary_quantity(memory),
+            "pods": info.max_pods.to_string(),
+            "ephemeral-storage": "0",
+        })
+    };
     json!({
-        "capacity": resources,
-        "allocatable": resources,
+        "capacity": resources(info.memory_capacity),
+        "allocatable": resources(info.memory_allocatable),
         "conditions": conditions(&now, pressure, since),
         "addresses": [
             {"type": "InternalIP", "address": info.address},
@@ -178,7 +156,11 @@ fn status(info: &NodeInfo, pressure: Pressure, since: &str) -> serde_json::Value
 }
 
 /// Creates the Node if it does not exist, then reports its status.
-pub async fn register(client: &kube::Client, info: &NodeInfo) -> kube::Result<()> {
+pub async fn register(
+    client: &kube::Client,
+    info: &NodeInfo,
+    pressure: Pressure,
+) -> kube::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     if nodes.get_opt(&info.name).await?.is_none() {
         let node: Node = serde_json::from_value(json!({
@@ -204,7 +186,7 @@ pub async fn register(client: &kube::Client, info: &NodeInfo) -> kube::Result<()
         }
     }
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    report(client, info, Pressure::read(&info.data_dir), &now).await
+    report(client, info, pressure, &now).await
 }
 
 async fn report(
@@ -224,32 +206,45 @@ async fn report(
     Ok(())
 }
 
-/// Renews the Lease every [`LEASE_RENEW`] and reports the Node's status every minute, until the
-/// process ends.
-pub async fn heartbeat(client: kube::Client, info: NodeInfo) {
+/// Renews the Lease every [`LEASE_RENEW`] and reports the Node's status every minute, and at
+/// once when its pressure changes, until the process ends.
+pub async fn heartbeat(
+    client: kube::Client,
+    info: NodeInfo,
+    mut pressure: watch::Receiver<Pressure>,
+) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let mut last_status = tokio::time::Instant::now();
-    let mut pressure = Pressure::read(&info.data_dir);
+    let mut reported = *pressure.borrow_and_update();
     let mut since = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut next_renewal = tokio::time::Instant::now();
+    let mut watching = true;
     loop {
-        if let Err(e) = renew(&leases, &info).await {
-            tracing::warn!(node = %info.name, error = %e, "renewing the node lease failed");
+        if tokio::time::Instant::now() >= next_renewal {
+            if let Err(e) = renew(&leases, &info).await {
+                tracing::warn!(node = %info.name, error = %e, "renewing the node lease failed");
+            }
+            next_renewal = tokio::time::Instant::now() + LEASE_RENEW;
         }
-        // The status goes out every minute, and at once when the host's pressure changes.
-        let now = Pressure::read(&info.data_dir);
-        let changed = now != pressure;
+        let now = *pressure.borrow_and_update();
+        let changed = now != reported;
         if changed {
-            pressure = now;
+            reported = now;
             since = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            tracing::info!(node = %info.name, ?pressure, "node pressure changed");
         }
         if changed || last_status.elapsed() >= STATUS_EVERY {
             last_status = tokio::time::Instant::now();
-            if let Err(e) = report(&client, &info, pressure, &since).await {
+            if let Err(e) = report(&client, &info, reported, &since).await {
                 tracing::warn!(node = %info.name, error = %e, "reporting node status failed");
             }
         }
-        tokio::time::sleep(LEASE_RENEW).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(next_renewal) => {}
+            changed = pressure.changed(), if watching => {
+                // No one reports pressure any more: the renewals go on alone.
+                watching = changed.is_ok();
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::engine::{Exit, Kind, LoadError, RunSpec, Runtime};
 use crate::events::EventRecorder;
+use crate::eviction::Eviction;
 use crate::image::credentials::Keyring;
 use crate::image::registry::Registries;
 use crate::image::{Image, ImageStore};
@@ -164,6 +165,8 @@ struct Report {
     initialized: bool,
     start_time: String,
     host_ip: String,
+    /// Why the node evicted the pod, once it has.
+    evicted: Option<String>,
 }
 
 impl Report {
@@ -179,21 +182,50 @@ impl Report {
         };
         let app_ready = !self.app.is_empty() && self.app.iter().all(|c| c.ready);
         let done = matches!(self.phase, "Succeeded" | "Failed");
-        json!({
+        let mut conditions = vec![
+            condition("PodReadyToStartContainers", !done, None),
+            condition(
+                "Initialized",
+                self.initialized,
+                Some("ContainersNotInitialized"),
+            ),
+            condition(
+                "Ready",
+                app_ready,
+                Some(if done {
+                    "PodCompleted"
+                } else {
+                    "ContainersNotReady"
+                }),
+            ),
+            condition(
+                "ContainersReady",
+                app_ready,
+                Some(if done {
+                    "PodCompleted"
+                } else {
+                    "ContainersNotReady"
+                }),
+            ),
+            condition("PodScheduled", true, None),
+        ];
+        let mut status = json!({
             "phase": self.phase,
             "hostIP": self.host_ip,
             "hostIPs": [{"ip": self.host_ip}],
             "startTime": self.start_time,
-            "conditions": [
-                condition("PodReadyToStartContainers", !done, None),
-                condition("Initialized", self.initialized, Some("ContainersNotInitialized")),
-                condition("Ready", app_ready, Some(if done { "PodCompleted" } else { "ContainersNotReady" })),
-                condition("ContainersReady", app_ready, Some(if done { "PodCompleted" } else { "ContainersNotReady" })),
-                condition("PodScheduled", true, None),
-            ],
             "initContainerStatuses": self.init.iter().map(ContainerReport::json).collect::<Vec<_>>(),
             "containerStatuses": self.app.iter().map(ContainerReport::json).collect::<Vec<_>>(),
-        })
+        });
+        if let Some(message) = &self.evicted {
+            status["reason"] = crate::eviction::REASON.into();
+            status["message"] = message.as_str().into();
+            conditions.push(json!({"type": "DisruptionTarget", "status": "True",
+                "reason": "TerminationByKubelet", "message": message,
+                "lastProbeTime": null, "lastTransitionTime": now}));
+        }
+        status["conditions"] = conditions.into();
+        status
     }
 }
 
@@ -209,6 +241,8 @@ struct Worker {
     written: watch::Sender<u64>,
     /// The grace period, once the pod is being deleted.
     stopping: watch::Receiver<Option<Duration>>,
+    /// Set once the node evicts the pod.
+    evicting: watch::Receiver<Option<Eviction>>,
 }
 
 impl Worker {
@@ -224,15 +258,30 @@ impl Worker {
         self.pod.metadata.uid.as_deref().unwrap_or("")
     }
 
-    /// Whether the pod is being deleted: its containers are stopping and none starts again.
+    /// Whether the pod is being deleted or evicted: its containers are stopping and none
+    /// starts again.
     fn is_terminating(&self) -> bool {
-        self.stopping.borrow().is_some()
+        self.stopping.borrow().is_some() || self.evicting.borrow().is_some()
     }
 
-    /// Resolves once the pod is being deleted.
+    /// Whether the pod is being evicted with no grace period: its containers are killed.
+    fn killed_at_once(&self) -> bool {
+        self.stopping.borrow().is_none()
+            && self
+                .evicting
+                .borrow()
+                .as_ref()
+                .is_some_and(|e| e.grace.is_zero())
+    }
+
+    /// Resolves once the pod is being deleted or evicted.
     async fn terminating(&self) {
         let mut stopping = self.stopping.clone();
-        let _ = stopping.wait_for(Option::is_some).await;
+        let mut evicting = self.evicting.clone();
+        tokio::select! {
+            _ = stopping.wait_for(Option::is_some) => {}
+            _ = evicting.wait_for(Option::is_some) => {}
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut Report)) {
@@ -323,33 +372,13 @@ impl Worker {
 
     /// Records an event about the pod (and a container of it), in the background.
     fn event(&self, kind: &str, reason: &str, message: &str, container: Option<&str>) {
-        let event_time = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        let mut involved = json!({
-            "kind": "Pod", "apiVersion": "v1", "namespace": self.namespace(),
-            "name": self.name(), "uid": self.uid(),
-        });
+        let mut involved = crate::events::pod_reference(&self.pod);
         if let Some(container) = container {
             involved["fieldPath"] = format!("spec.containers{{{container}}}").into();
         }
-        let event = json!({
-            // Named as the kubelet names its events: the object's name and the time in hex.
-            "metadata": {
-                "name": format!("{}.{:x}", self.name(), Utc::now().timestamp_nanos_opt().unwrap_or(0)),
-                "namespace": self.namespace(),
-            },
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": "kubelet", "host": self.ctx.node},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.ctx.node,
-            "firstTimestamp": now(),
-            "lastTimestamp": now(),
-            "eventTime": event_time,
-            "count": 1,
-        });
-        if let Ok(event) = serde_json::from_value(event) {
+        let event =
+            crate::events::kubelet_event(&self.ctx.node, involved, kind, reason, message, None);
+        if let Some(event) = event {
             self.ctx.events.record(event);
         }
     }
@@ -364,8 +393,14 @@ enum Attempt {
     NotStarted,
 }
 
-/// Runs `pod` until it ends or `stop` turns true (the pod is being deleted or left the node).
-pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<Duration>>) {
+/// Runs `pod` until it ends, or `stop` is set (the pod is being deleted or left the node), or
+/// `evict` is (the node evicts it: it is stopped and reported Failed, and stays until deleted).
+pub async fn run(
+    ctx: Arc<Context>,
+    pod: Pod,
+    mut stop: watch::Receiver<Option<Duration>>,
+    mut evict: watch::Receiver<Option<Eviction>>,
+) {
     let spec = pod.spec.clone().unwrap_or_default();
     let host_ip = ctx.address.clone();
     let status = pod.status.clone().unwrap_or_default();
@@ -389,6 +424,7 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
         app: resumed(&spec.containers, &status.container_statuses, policy),
         phase: "Pending",
         initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
+        evicted: None,
         start_time: status
             .start_time
             .as_ref()
@@ -412,6 +448,7 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
         changes: watch::Sender::new(1),
         written: watch::Sender::new(0),
         stopping: stop.clone(),
+        evicting: evict.clone(),
     });
     let _status_writer = AbortOnDrop(tokio::spawn(write_statuses(worker.clone())));
     if sandbox_changed {
@@ -424,12 +461,14 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
         lifecycle(worker.clone()).await;
     });
     // A pod already being deleted when its worker starts runs nothing.
+    let mut eviction = None;
     let grace = if stop.borrow().is_some() {
         None
     } else {
         let ended = tokio::select! {
             _ = &mut lifecycle => true,
             _ = stop.wait_for(Option::is_some) => false,
+            _ = evict.wait_for(Option::is_some) => false,
         };
         if ended {
             // The pod ran to its end; its worker stays until the pod is deleted, to remove it
@@ -437,8 +476,11 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
             worker.flush().await;
             let _ = stop.wait_for(Option::is_some).await;
             None
+        } else if let Some(grace) = *stop.borrow() {
+            Some(grace)
         } else {
-            *stop.borrow()
+            eviction = evict.borrow().clone();
+            eviction.as_ref().map(|e| e.grace)
         }
     };
     if let Some(grace) = grace {
@@ -482,6 +524,16 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
     }
     // Whatever still runs stops here.
     drop(lifecycle);
+    if let Some(eviction) = eviction {
+        // Evicted: the pod ends Failed and stays, as the kubelet leaves it, until deleted.
+        worker.update(|r| {
+            r.phase = "Failed";
+            r.evicted = Some(eviction.message);
+        });
+        killed(&worker);
+        worker.flush().await;
+        let _ = stop.wait_for(Option::is_some).await;
+    }
     if worker.pod.metadata.deletion_timestamp.is_some() || stop.borrow().is_some() {
         finish_deletion(&worker).await;
         // The pod's volumes and logs go with it, as the kubelet removes them.
@@ -494,6 +546,57 @@ pub async fn run(ctx: Arc<Context>, pod: Pod, mut stop: watch::Receiver<Option<D
             worker.uid(),
         ));
     }
+}
+
+/// A pod the node turned away (`message` says why): it is reported Failed with reason
+/// `Evicted` and a Warning event, runs nothing, and is removed once deleted.
+pub async fn rejected(
+    ctx: Arc<Context>,
+    pod: Pod,
+    message: String,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    tracing::info!(pod = %name, %message, "the node turned a pod away");
+    let event = crate::events::kubelet_event(
+        &ctx.node,
+        crate::events::pod_reference(&pod),
+        "Warning",
+        crate::eviction::REASON,
+        &message,
+        None,
+    );
+    if let Some(event) = event {
+        ctx.events.record(event);
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({"metadata": {"uid": uid}, "status": {
+        "phase": "Failed",
+        "reason": crate::eviction::REASON,
+        "message": format!("Pod was rejected: {message}"),
+    }});
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match pods
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code != 429 && (400..500).contains(&e.code) => break,
+            Err(e) => {
+                tracing::warn!(pod = %name, error = %e, "reporting a turned-away pod failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(Option::is_some) => break,
+                }
+                delay = (delay * 2).min(STATUS_RETRY_MAX);
+            }
+        }
+    }
+    let _ = stop.wait_for(Option::is_some).await;
+    remove(&pods, &name, &uid).await;
 }
 
 /// Aborts a task when dropped: the pod worker's helpers end with it, even when the worker
@@ -590,9 +693,9 @@ async fn refresh_volumes(worker: Arc<Worker>) {
     }
 }
 
-/// Marks every running container killed and removes the pod, as the kubelet does once its
-/// containers are gone.
-async fn finish_deletion(worker: &Worker) {
+/// Marks every running container killed (exit code 137), as the kubelet reports containers
+/// it stopped, and publishes the status.
+fn killed(worker: &Worker) {
     let now = now();
     worker.update(|r| {
         for c in r.init.iter_mut().chain(r.app.iter_mut()) {
@@ -606,20 +709,32 @@ async fn finish_deletion(worker: &Worker) {
         }
     });
     worker.publish();
+}
+
+/// Marks every running container killed and removes the pod, as the kubelet does once its
+/// containers are gone.
+async fn finish_deletion(worker: &Worker) {
+    killed(worker);
     worker.flush().await;
     let pods: Api<Pod> = Api::namespaced(worker.ctx.client.clone(), worker.namespace());
+    remove(&pods, worker.name(), worker.uid()).await;
+}
+
+/// Deletes the pod with grace period 0, as the kubelet does once its containers are gone; a
+/// pod already gone, or replaced by another of its name, is left alone.
+async fn remove(pods: &Api<Pod>, name: &str, uid: &str) {
     let params = DeleteParams {
         grace_period_seconds: Some(0),
         preconditions: Some(Preconditions {
-            uid: Some(worker.uid().to_string()),
+            uid: Some(uid.to_string()),
             resource_version: None,
         }),
         ..Default::default()
     };
-    match pods.delete(worker.name(), &params).await {
+    match pods.delete(name, &params).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-        Err(e) => tracing::warn!(pod = %worker.name(), error = %e, "removing the pod failed"),
+        Err(e) => tracing::warn!(pod = %name, error = %e, "removing the pod failed"),
     }
 }
 
@@ -1234,16 +1349,23 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     };
     // Told to stop (the pod is being deleted), a container first runs its preStop hook. An
     // HTTP container then drains its requests and ends. A command cannot catch a signal, so
-    // it ends at once, as a process without a SIGTERM handler does (143).
+    // it ends at once, as a process without a SIGTERM handler does (143). A pod evicted with
+    // no grace period is killed outright (137), hooks unrun.
     let told_to_stop = async {
         worker.terminating().await;
-        pre_stop(worker, container).await;
+        if !worker.killed_at_once() {
+            pre_stop(worker, container).await;
+        }
     };
     let run = async {
         match kind {
             Kind::Command => tokio::select! {
                 exit = ctx.runtime.run_command(&component, spec) => exit,
-                () = told_to_stop => Exit { code: 143, reason: "Error", message: None },
+                () = told_to_stop => Exit {
+                    code: if worker.killed_at_once() { 137 } else { 143 },
+                    reason: "Error",
+                    message: None,
+                },
             },
             Kind::HttpHandler => {
                 ctx.runtime

@@ -245,6 +245,31 @@ impl Usage {
         }
     }
 
+    /// The memory every running container holds, in bytes.
+    pub fn memory_in_use(&self) -> u64 {
+        self.lock()
+            .containers
+            .values()
+            .map(|e| e.usage.memory())
+            .sum()
+    }
+
+    /// The memory each running container holds, by pod UID.
+    pub fn memory_by_pod(&self) -> HashMap<String, Vec<(String, u64)>> {
+        let mut pods: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+        for ((uid, name), entry) in &self.lock().containers {
+            pods.entry(uid.clone())
+                .or_default()
+                .push((name.clone(), entry.usage.memory()));
+        }
+        pods
+    }
+
+    /// Whether a container of the pod with this UID still runs.
+    pub fn holds(&self, uid: &str) -> bool {
+        self.lock().containers.keys().any(|(u, _)| u == uid)
+    }
+
     /// Marks every counter.
     pub fn sample(&self) {
         let now = Instant::now();

@@ -176,6 +176,28 @@ pub struct AgentFlags {
     /// Events the node may write at once before --event-qps paces it (the kubelet's eventBurst).
     #[arg(long, env = "SKIFF_EVENT_BURST", default_value_t = 100)]
     event_burst: u32,
+    /// The memory the node offers its pods (`512Mi`, `2Gi`): its memory capacity, which
+    /// memory.available is measured against. The host's memory by default.
+    #[arg(long, env = "SKIFF_MEMORY", value_parser = memory_size)]
+    memory: Option<u64>,
+    /// Hard eviction thresholds, as the kubelet's --eviction-hard: SIGNAL<QUANTITY or
+    /// SIGNAL<PERCENT, comma-separated, for memory.available, nodefs.available,
+    /// nodefs.inodesFree, imagefs.available and imagefs.inodesFree; "" for none.
+    #[arg(
+        long,
+        env = "SKIFF_EVICTION_HARD",
+        default_value = skiff_runtime::eviction::DEFAULT_HARD,
+        value_parser = thresholds,
+    )]
+    eviction_hard: skiff_runtime::eviction::Thresholds,
+    /// How long a pressure condition stays True after its threshold was last met.
+    #[arg(
+        long,
+        env = "SKIFF_EVICTION_PRESSURE_TRANSITION_PERIOD",
+        default_value = "5m",
+        value_parser = super::server::parse_duration,
+    )]
+    eviction_pressure_transition_period: std::time::Duration,
 }
 
 impl AgentFlags {
@@ -203,8 +225,25 @@ impl AgentFlags {
                 burst: self.event_burst,
             },
             endpoint: None,
+            eviction: skiff_runtime::eviction::EvictionConfig {
+                hard: self.eviction_hard,
+                pressure_transition: self.eviction_pressure_transition_period,
+                memory: self.memory,
+            },
         }
     }
+}
+
+/// A memory size: a byte count or a quantity (`512Mi`, `2Gi`).
+fn memory_size(value: &str) -> Result<u64, String> {
+    skiff_runtime::pods::quantity_bytes(value)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{value:?} is not a memory size such as 512Mi"))
+}
+
+/// Eviction thresholds, as `memory.available<100Mi,nodefs.available<10%`.
+fn thresholds(value: &str) -> Result<skiff_runtime::eviction::Thresholds, String> {
+    value.parse()
 }
 
 /// An event rate: a number of events a second, 0 or more.

@@ -4,8 +4,10 @@
 //! (`NodeStatusUnknown`, "Kubelet stopped posting node status."), and its pods are marked not
 //! ready. Nodes carry the taints their state implies: `node.kubernetes.io/not-ready` while Ready
 //! is False, `node.kubernetes.io/unreachable` while it is Unknown (each NoSchedule and
-//! NoExecute), `node.kubernetes.io/unschedulable:NoSchedule` while cordoned; they go when the
-//! node recovers. A pod on a node with a NoExecute taint it does not tolerate is deleted at
+//! NoExecute), `node.kubernetes.io/memory-pressure`, `disk-pressure`, `pid-pressure` and
+//! `network-unavailable` (NoSchedule) while those conditions are True, and
+//! `node.kubernetes.io/unschedulable:NoSchedule` while cordoned; they go when the node
+//! recovers. A pod on a node with a NoExecute taint it does not tolerate is deleted at
 //! once, one that tolerates it for `tolerationSeconds` once that has passed since the taint was
 //! added (`TaintManagerEviction`); its controller then makes a replacement elsewhere.
 
@@ -32,6 +34,17 @@ use crate::scheduler::plugins::tolerates;
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+/// The NoSchedule taints of the conditions that are True when something is wrong (upstream's
+/// TaintNodesByCondition).
+const CONDITION_TAINTS: [(&str, &str); 4] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+    (
+        "NetworkUnavailable",
+        "node.kubernetes.io/network-unavailable",
+    ),
+];
 /// Upstream's --node-monitor-period: how often each node is looked at.
 const MONITOR_PERIOD: Duration = Duration::from_secs(5);
 
@@ -81,12 +94,16 @@ pub async fn run(client: Client, cache: Arc<PodCache>, settings: Lifecycle) {
 }
 
 fn ready_status(node: &Node) -> Option<&str> {
+    condition_status(node, "Ready")
+}
+
+fn condition_status<'a>(node: &'a Node, kind: &str) -> Option<&'a str> {
     node.status
         .as_ref()?
         .conditions
         .iter()
         .flatten()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == kind)
         .map(|c| c.status.as_str())
 }
 
@@ -97,7 +114,10 @@ fn wanted_taints(node: &Node, now: Timestamp) -> Vec<Taint> {
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    let ours = [NOT_READY, UNREACHABLE, UNSCHEDULABLE];
+    let ours: Vec<&str> = [NOT_READY, UNREACHABLE, UNSCHEDULABLE]
+        .into_iter()
+        .chain(CONDITION_TAINTS.iter().map(|(_, taint)| *taint))
+        .collect();
     let mut taints: Vec<Taint> = have
         .iter()
         .filter(|t| !ours.contains(&t.key.as_str()))
@@ -122,6 +142,11 @@ fn wanted_taints(node: &Node, now: Timestamp) -> Vec<Taint> {
             add(UNREACHABLE, "NoExecute");
         }
         _ => {}
+    }
+    for (condition, taint) in CONDITION_TAINTS {
+        if condition_status(node, condition) == Some("True") {
+            add(taint, "NoSchedule");
+        }
     }
     if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
         add(UNSCHEDULABLE, "NoSchedule");
@@ -411,6 +436,19 @@ mod tests {
             "Unknown",
             false,
             json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": "2025-01-01T00:00:00Z"}]),
+        );
+        let pressed: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n"},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "MemoryPressure", "status": "True"},
+                {"type": "DiskPressure", "status": "False"},
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(
+            keys(wanted_taints(&pressed, now)),
+            ["node.kubernetes.io/memory-pressure:NoSchedule"]
         );
         let kept = wanted_taints(&still, now);
         let no_execute = kept.iter().find(|t| t.effect == "NoExecute").unwrap();
