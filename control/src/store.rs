@@ -77,7 +77,30 @@ pub struct Event {
     /// `object` as the JSON text the store holds, so watchers and replies need not encode it again.
     pub text: Arc<str>,
     /// The object before the change, when the log still holds it.
-    pub previous: Option<Arc<Value>>,
+    pub previous: Option<Prior>,
+}
+
+/// An object's state before a change, as the JSON text the log holds, parsed the first time it
+/// is asked for: only watches with selectors look at it.
+#[derive(Debug, Clone)]
+pub struct Prior {
+    text: Arc<str>,
+    parsed: Arc<std::sync::OnceLock<Value>>,
+}
+
+impl Prior {
+    pub fn new(text: impl Into<Arc<str>>) -> Self {
+        Prior {
+            text: text.into(),
+            parsed: Arc::default(),
+        }
+    }
+
+    /// The object, parsed (JSON that does not parse reads as null).
+    pub fn value(&self) -> &Value {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
+    }
 }
 
 /// A conditional write.

@@ -869,11 +869,11 @@ pub async fn update_object(
     old: &Object,
     mut new: Value,
     dry_run: bool,
-) -> Result<Value, StoreError> {
+) -> Result<Arc<Value>, StoreError> {
     // Compare as stored: the stored copy carries its resourceVersion.
     metadata_mut(&mut new).insert("resourceVersion".into(), old.revision.to_string().into());
     if new == old.value || dry_run {
-        return Ok(new);
+        return Ok(Arc::new(new));
     }
     if ready_to_go(resource, &old.value, &new) {
         let event = state
@@ -883,7 +883,7 @@ pub async fn update_object(
                 expected: old.revision,
             })
             .await?;
-        return Ok((*event.object).clone());
+        return Ok(event.object);
     }
     let event = state
         .store
@@ -893,7 +893,7 @@ pub async fn update_object(
             expected: old.revision,
         })
         .await?;
-    Ok((*event.object).clone())
+    Ok(event.object)
 }
 
 /// `PUT` an object (or its status or finalize subresource).
@@ -942,7 +942,7 @@ pub async fn update(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respo
         let (mut merged, warnings) = admit(request, r, merged, Some(&old.value))?;
         record_write(request, r, &old.value, &mut merged);
         match update_object(state, r, key.clone(), &old, merged, request.query.dry_run()).await {
-            Ok(written) => return Ok(with_warnings(json(StatusCode::OK, &written), &warnings)),
+            Ok(written) => return Ok(with_warnings(json(StatusCode::OK, &*written), &warnings)),
             Err(StoreError::Conflict(_)) if precondition.is_none() => continue,
             Err(e) => return Err(ApiError::from_store(e, r, &name)),
         }
@@ -1133,7 +1133,7 @@ pub async fn delete_one(
         match update_object(state, resource, key.clone(), &old, new, dry_run).await {
             Ok(value) => {
                 let gone = value["metadata"].get("deletionTimestamp").is_none();
-                return Ok((value, gone));
+                return Ok((Arc::unwrap_or_clone(value), gone));
             }
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(ApiError::from_store(e, resource, &name)),

@@ -169,7 +169,7 @@ pub async fn patch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
         {
             Ok(written) => {
                 return Ok(objects::with_warnings(
-                    json(StatusCode::OK, &written),
+                    json(StatusCode::OK, &*written),
                     &warnings,
                 ));
             }

@@ -236,6 +236,11 @@ pub struct Selectors {
 }
 
 impl Selectors {
+    /// Whether the selectors select every object (none were given).
+    pub fn is_everything(&self) -> bool {
+        self.labels.0.is_empty() && self.fields.0.is_empty()
+    }
+
     /// From the `labelSelector` and `fieldSelector` query parameters.
     pub fn from_query(query: &super::Query, resource: &Resource) -> Result<Self, ApiError> {
         Ok(Selectors {

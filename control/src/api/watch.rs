@@ -117,7 +117,11 @@ fn translate(
         return None;
     }
     let now = selectors.matches(&event.object);
-    let before = event.previous.as_deref().map(|p| selectors.matches(p));
+    // Without selectors every state matches: the previous one need not be looked at.
+    let before = event
+        .previous
+        .as_ref()
+        .map(|p| selectors.is_everything() || selectors.matches(p.value()));
     match (event.event_type, before, now) {
         (EventType::Added, _, true) => Some("ADDED"),
         (EventType::Deleted, _, true) => Some("DELETED"),
@@ -260,7 +264,7 @@ mod tests {
             key: Key::new("configmaps", "default", "a"),
             text: new.to_string().into(),
             object: Arc::new(new),
-            previous: old.map(Arc::new),
+            previous: old.map(|v| crate::store::Prior::new(v.to_string())),
         }
     }
 

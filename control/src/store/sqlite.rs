@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
-use super::{Backend, Event, EventType, Key, Object, Page, StoreError, Write};
+use super::{Backend, Event, EventType, Key, Object, Page, Prior, StoreError, Write};
 
 /// An object's body is stored once, in the log row of the revision that wrote it: `objects` maps
 /// each key to that revision. Compaction deletes log rows that no object points at any more, so
@@ -208,6 +208,15 @@ const SELECT_OBJECT: &str =
     "SELECT revision, (SELECT value FROM log WHERE log.revision = o.revision)
      FROM objects o WHERE resource = ?1 AND namespace = ?2 AND name = ?3";
 
+/// The current revision of an object: all a create or an update needs to know.
+const SELECT_REVISION: &str =
+    "SELECT revision FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3";
+
+/// A row's JSON body, parsed where SQLite holds it rather than copied out first.
+fn parse_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Value> {
+    Ok(parse(row.get_ref(index)?.as_str()?))
+}
+
 /// Applies one write inside the batch's transaction; a failed condition leaves no trace.
 fn apply(
     tx: &rusqlite::Transaction<'_>,
@@ -216,12 +225,17 @@ fn apply(
     compacted: i64,
 ) -> Result<Result<Event, StoreError>, StoreError> {
     let key = write.key().clone();
-    let current: Option<(i64, String)> = tx
-        .prepare_cached(SELECT_OBJECT)?
-        .query_row(params![key.resource, key.namespace, key.name], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+    let keys = params![key.resource, key.namespace, key.name];
+    // A create needs only to know the key is free; the others keep the body they replace.
+    let current: Option<(i64, Option<String>)> = if matches!(write, Write::Create { .. }) {
+        tx.prepare_cached(SELECT_REVISION)?
+            .query_row(keys, |r| Ok((r.get(0)?, None)))
+            .optional()?
+    } else {
+        tx.prepare_cached(SELECT_OBJECT)?
+            .query_row(keys, |r| Ok((r.get(0)?, Some(r.get(1)?))))
+            .optional()?
+    };
     let (event_type, mut value, previous) = match (write, current) {
         (Write::Create { .. }, Some(_)) => return Ok(Err(StoreError::AlreadyExists)),
         (Write::Create { value, .. }, None) => (EventType::Added, value, None),
@@ -233,10 +247,14 @@ fn apply(
         {
             return Ok(Err(StoreError::Conflict(rev)));
         }
-        (Write::Update { value, .. }, Some(current)) => (EventType::Modified, value, Some(current)),
+        (Write::Update { value, .. }, Some((rev, text))) => (
+            EventType::Modified,
+            value,
+            Some((rev, text.unwrap_or_default())),
+        ),
         (Write::Delete { .. }, Some((rev, text))) => {
-            let value = parse(&text);
-            (EventType::Deleted, value, Some((rev, text)))
+            let text = text.unwrap_or_default();
+            (EventType::Deleted, parse(&text), Some((rev, text)))
         }
     };
     set_resource_version(&mut value, revision);
@@ -280,7 +298,7 @@ fn apply(
         key,
         object: Arc::new(value),
         text: text.into(),
-        previous: previous.map(|(_, text)| Arc::new(parse(&text))),
+        previous: previous.map(|(_, text)| Prior::new(text)),
     }))
 }
 
@@ -335,13 +353,13 @@ impl Backend for SqliteBackend {
                 let row = conn
                     .prepare_cached(SELECT_OBJECT)?
                     .query_row(params![key.resource, key.namespace, key.name], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                        Ok(Object {
+                            revision: r.get(0)?,
+                            value: parse_column(r, 1)?,
+                        })
                     })
                     .optional()?;
-                Ok(row.map(|(revision, text)| Object {
-                    revision,
-                    value: parse(&text),
-                }))
+                Ok(row)
             })
         })
     }
@@ -381,14 +399,11 @@ impl Backend for SqliteBackend {
             let mut items: Vec<Object> = tx
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(args), |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })?
-                .map(|row| {
-                    row.map(|(revision, text)| Object {
-                        revision,
-                        value: parse(&text),
+                    Ok(Object {
+                        revision: r.get(0)?,
+                        value: parse_column(r, 1)?,
                     })
-                })
+                })?
                 .collect::<Result<_, _>>()?;
             let newest: Option<i64> =
                 tx.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0))?;
@@ -451,9 +466,7 @@ impl Backend for SqliteBackend {
                     event_type: EventType::from_code(r.get(4)?),
                     object: Arc::new(parse(&text)),
                     text: text.into(),
-                    previous: r
-                        .get::<_, Option<String>>(6)?
-                        .map(|text| Arc::new(parse(&text))),
+                    previous: r.get::<_, Option<String>>(6)?.map(Prior::new),
                 })
             };
             let rows = match &resource {
@@ -786,7 +799,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            updated.previous.as_ref().unwrap()["metadata"]["name"],
+            updated.previous.as_ref().unwrap().value()["metadata"]["name"],
             "replaced"
         );
         let gone = store
