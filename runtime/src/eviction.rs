@@ -168,6 +168,9 @@ impl std::str::FromStr for Thresholds {
                 return Err(format!("{name} is given more than once"));
             }
             let amount = amount.trim();
+            if amount.starts_with('-') {
+                return Err(format!("{item:?}: a threshold cannot be negative"));
+            }
             let amount = if let Some(percent) = amount.strip_suffix('%') {
                 match percent.parse::<f64>() {
                     Ok(p) if (0.0..=100.0).contains(&p) => Amount::Share(p / 100.0),
@@ -340,12 +343,19 @@ impl Pressure {
                 .iter()
                 .flat_map(|s| s.tolerations.iter().flatten())
                 .any(|t| {
+                    // The taint has no value: Equal matches it with an empty value only.
                     let key = t.key.as_deref().unwrap_or("");
                     let effect = t.effect.as_deref().unwrap_or("");
                     let operator = t.operator.as_deref().unwrap_or("Equal");
-                    (key.is_empty() && operator == "Exists"
-                        || key == "node.kubernetes.io/memory-pressure")
-                        && (effect.is_empty() || effect == "NoSchedule")
+                    let value = t.value.as_deref().unwrap_or("");
+                    let key_matches = if operator == "Exists" {
+                        key.is_empty() || key == "node.kubernetes.io/memory-pressure"
+                    } else {
+                        operator == "Equal"
+                            && key == "node.kubernetes.io/memory-pressure"
+                            && value.is_empty()
+                    };
+                    key_matches && (effect.is_empty() || effect == "NoSchedule")
                 });
             if !best_effort || tolerates {
                 return None;
@@ -414,13 +424,29 @@ struct Weighed {
 
 impl Weighed {
     fn of(pod: &Pod, memory: &[(String, u64)]) -> Weighed {
-        let request = pod
-            .spec
+        let requested = |c: &k8s_openapi::api::core::v1::Container| {
+            c.resources
+                .as_ref()?
+                .requests
+                .as_ref()?
+                .get("memory")
+                .and_then(|q| crate::pods::quantity_bytes(&q.0))
+        };
+        // As upstream's pod request: the app containers' sum, or an init container's request
+        // when that is larger.
+        let spec = pod.spec.as_ref();
+        let apps: u64 = spec
             .iter()
             .flat_map(|s| &s.containers)
-            .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get("memory"))
-            .filter_map(|q| crate::pods::quantity_bytes(&q.0))
+            .filter_map(requested)
             .sum();
+        let init = spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .filter_map(requested)
+            .max()
+            .unwrap_or(0);
+        let request = apps.max(init);
         Weighed {
             priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
             usage: memory.iter().map(|(_, bytes)| bytes).sum(),
@@ -540,18 +566,14 @@ impl Manager {
             else {
                 continue;
             };
-            // One pod at a time: the last one evicted is given time to let go of its memory.
+            // One pod at a time: the last one evicted is given time to let go of its memory,
+            // and the node looks again before it evicts another.
             if let Some((uid, since)) = &reclaiming {
-                if self.usage.holds(uid) && since.elapsed() < POD_CLEANUP_TIMEOUT {
-                    continue;
+                if !self.usage.holds(uid) || since.elapsed() >= POD_CLEANUP_TIMEOUT {
+                    reclaiming = None;
                 }
-                reclaiming = None;
+                continue;
             }
-            self.node_event(
-                "Warning",
-                "EvictionThresholdMet",
-                &format!("Attempting to reclaim {}", threshold.signal.resource()),
-            );
             if let Some(uid) = self.evict_one(active(), threshold, observed) {
                 reclaiming = Some((uid, Instant::now()));
             }
@@ -578,6 +600,13 @@ impl Manager {
             .collect();
         rank_memory(&mut order);
         let (_, first) = order.first()?;
+        // Announced when there is a pod to evict: nothing to reclaim from, the node says so
+        // once, by its condition, rather than every second.
+        self.node_event(
+            "Warning",
+            "EvictionThresholdMet",
+            &format!("Attempting to reclaim {}", threshold.signal.resource()),
+        );
         let candidate = &candidates[*first];
         let uid = candidate.pod.metadata.uid.clone().unwrap_or_default();
         let (message, annotations) = memory_message(
@@ -682,6 +711,7 @@ mod tests {
             "memory.available<lots",
             "nodefs.available<120%",
             "memory.available<1Gi,memory.available<2Gi",
+            "memory.available<-1Gi",
         ] {
             assert!(bad.parse::<Thresholds>().is_err(), "{bad}");
         }
@@ -782,6 +812,12 @@ mod tests {
         );
         assert_eq!(memory.refuses(&burstable), None);
         assert_eq!(memory.refuses(&tolerant), None);
+        let wrong_value = pod(json!({
+            "spec": {"containers": [], "tolerations": [
+                {"key": "node.kubernetes.io/memory-pressure", "operator": "Equal", "value": "x"}]},
+            "status": {"qosClass": "BestEffort"},
+        }));
+        assert!(memory.refuses(&wrong_value).is_some());
         assert_eq!(memory.refuses(&critical), None);
         let both = Pressure {
             memory: true,

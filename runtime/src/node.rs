@@ -219,6 +219,7 @@ pub async fn heartbeat(
     let mut since = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut next_renewal = tokio::time::Instant::now();
     let mut watching = true;
+    let mut unsent = false;
     loop {
         if tokio::time::Instant::now() >= next_renewal {
             if let Err(e) = renew(&leases, &info).await {
@@ -232,11 +233,16 @@ pub async fn heartbeat(
             reported = now;
             since = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         }
-        if changed || last_status.elapsed() >= STATUS_EVERY {
+        if changed || unsent || last_status.elapsed() >= STATUS_EVERY {
             last_status = tokio::time::Instant::now();
-            if let Err(e) = report(&client, &info, reported, &since).await {
-                tracing::warn!(node = %info.name, error = %e, "reporting node status failed");
-            }
+            // A report that did not go out is tried again at the next renewal.
+            unsent = match report(&client, &info, reported, &since).await {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(node = %info.name, error = %e, "reporting node status failed");
+                    true
+                }
+            };
         }
         tokio::select! {
             () = tokio::time::sleep_until(next_renewal) => {}

@@ -466,20 +466,28 @@ pub async fn run(
         None
     } else {
         let ended = tokio::select! {
-            _ = &mut lifecycle => true,
+            biased;
             _ = stop.wait_for(Option::is_some) => false,
             _ = evict.wait_for(Option::is_some) => false,
+            _ = &mut lifecycle => true,
         };
-        if ended {
-            // The pod ran to its end; its worker stays until the pod is deleted, to remove it
-            // then.
-            worker.flush().await;
-            let _ = stop.wait_for(Option::is_some).await;
-            None
-        } else if let Some(grace) = *stop.borrow() {
-            Some(grace)
-        } else {
+        let deleting = *stop.borrow();
+        if deleting.is_none() {
+            // Containers told of an eviction may have ended before this worker looked: the
+            // pod is evicted all the same.
             eviction = evict.borrow().clone();
+        }
+        if ended {
+            if eviction.is_none() {
+                // The pod ran to its end; its worker stays until the pod is deleted, to remove
+                // it then.
+                worker.flush().await;
+                let _ = stop.wait_for(Option::is_some).await;
+            }
+            None
+        } else if deleting.is_some() {
+            deleting
+        } else {
             eviction.as_ref().map(|e| e.grace)
         }
     };
@@ -1368,9 +1376,19 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
                 },
             },
             Kind::HttpHandler => {
-                ctx.runtime
+                let exit = ctx
+                    .runtime
                     .serve_http(&component, spec, listeners, told_to_stop)
-                    .await
+                    .await;
+                if worker.killed_at_once() {
+                    Exit {
+                        code: 137,
+                        reason: "Error",
+                        message: None,
+                    }
+                } else {
+                    exit
+                }
             }
         }
     };
