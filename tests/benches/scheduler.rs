@@ -100,7 +100,11 @@ fn follow(api: Api<Pod>) -> (Arc<Mutex<Bound>>, Arc<Notify>) {
     let changed = Arc::new(Notify::new());
     let (b, c) = (bound.clone(), changed.clone());
     tokio::spawn(async move {
-        let mut events = watcher::watcher(api, watcher::Config::default())
+        // Only bound pods: the first listing is small and quick, so that the watch is live
+        // before the scheduler, listing the whole backlog, binds the first pod; each binding
+        // then arrives as the pod's ADDED.
+        let bound_only = watcher::Config::default().fields("spec.nodeName!=");
+        let mut events = watcher::watcher(api, bound_only)
             .default_backoff()
             .boxed();
         while let Some(event) = events.try_next().await.ok().flatten() {
