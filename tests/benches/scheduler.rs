@@ -104,9 +104,7 @@ fn follow(api: Api<Pod>) -> (Arc<Mutex<Bound>>, Arc<Notify>) {
         // before the scheduler, listing the whole backlog, binds the first pod; each binding
         // then arrives as the pod's ADDED.
         let bound_only = watcher::Config::default().fields("spec.nodeName!=");
-        let mut events = watcher::watcher(api, bound_only)
-            .default_backoff()
-            .boxed();
+        let mut events = watcher::watcher(api, bound_only).default_backoff().boxed();
         while let Some(event) = events.try_next().await.ok().flatten() {
             let (pod, live) = match event {
                 watcher::Event::Apply(pod) => (pod, true),
