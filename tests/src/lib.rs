@@ -439,6 +439,18 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A field of one object (`kind/name`, as kubectl takes it), by JSONPath, trimmed.
+    pub fn field(&self, object: &str, jsonpath: &str) -> String {
+        self.kubectl_ok(&["get", object, "-o", &format!("jsonpath={jsonpath}")])
+            .trim()
+            .to_string()
+    }
+
+    /// Merge-patches one object (`kind/name`) with `patch`, failing the test unless it takes.
+    pub fn merge_patch(&self, object: &str, patch: &str) -> String {
+        self.kubectl_ok(&["patch", object, "--type=merge", "-p", patch])
+    }
+
     /// A `skiff` CLI command against this server (found through `--kubeconfig`).
     pub fn skiff_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(skiff_binary());

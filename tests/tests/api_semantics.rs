@@ -293,14 +293,10 @@ fn each_cascade_policy_treats_dependents_as_upstream() {
         "jsonpath={.metadata.finalizers}",
     ]);
     assert_eq!(owner, r#"["foregroundDeletion"]"#);
-    server.kubectl_ok(&[
-        "patch",
-        "cm",
-        "foreground-dependent",
-        "--type=merge",
-        "-p",
+    server.merge_patch(
+        "cm/foreground-dependent",
         r#"{"metadata":{"finalizers":null}}"#,
-    ]);
+    );
     assert!(
         eventually(Duration::from_secs(30), || (!exists("foreground"))
             .then_some(()))

@@ -28,20 +28,6 @@ fn lines_of(out: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The value of `jsonpath` on the deployment.
-fn deployment_field(server: &Server, name: &str, jsonpath: &str) -> String {
-    server
-        .kubectl_ok(&[
-            "get",
-            "deployment",
-            name,
-            "-o",
-            &format!("jsonpath={jsonpath}"),
-        ])
-        .trim()
-        .to_string()
-}
-
 /// Runs kubectl and checks what it prints, as the tutorial shows it.
 fn says(server: &Server, args: &[&str], want: &str) {
     assert_eq!(
@@ -153,7 +139,10 @@ fn the_kubernetes_basics_tutorial_runs_as_written() {
     assert!(described.contains("deployment-controller"), "{described}");
 
     // Module 6: update the image, watch the rollout, roll it back.
-    let container = deployment_field(&server, name, "{.spec.template.spec.containers[0].name}");
+    let container = server.field(
+        &format!("deployment/{name}"),
+        "{.spec.template.spec.containers[0].name}",
+    );
     says(
         &server,
         &[
@@ -167,12 +156,14 @@ fn the_kubernetes_basics_tutorial_runs_as_written() {
     let status = rollout_status(&server, name);
     assert!(status.contains("successfully rolled out"), "{status}");
     let image = |server: &Server| {
-        deployment_field(server, name, "{.spec.template.spec.containers[0].image}")
+        server.field(
+            &format!("deployment/{name}"),
+            "{.spec.template.spec.containers[0].image}",
+        )
     };
     let revision = |server: &Server| {
-        deployment_field(
-            server,
-            name,
+        server.field(
+            &format!("deployment/{name}"),
             "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
         )
     };
@@ -242,12 +233,12 @@ fn the_kubernetes_basics_tutorial_runs_as_written() {
     );
     rollout_status(&server, name);
     assert!(
-        !deployment_field(
-            &server,
-            name,
-            "{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}"
-        )
-        .is_empty()
+        !server
+            .field(
+                &format!("deployment/{name}"),
+                "{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}"
+            )
+            .is_empty()
     );
     assert_eq!(
         server
@@ -280,9 +271,8 @@ fn the_kubernetes_basics_tutorial_runs_as_written() {
     assert_eq!(image(&server), "registry.local/bootcamp:2");
     assert_eq!(revision(&server), "5");
     assert_eq!(
-        deployment_field(
-            &server,
-            name,
+        server.field(
+            &format!("deployment/{name}"),
             "{.status.conditions[?(@.type==\"Progressing\")].reason}"
         ),
         "NewReplicaSetAvailable"
@@ -436,14 +426,10 @@ spec:
 
     // An image no node has: the new pods never become ready, the rollout stops where
     // maxUnavailable lets it, and the progress deadline reports it.
-    server.kubectl_ok(&[
-        "patch",
-        "deployment",
-        "rolling",
-        "--type=merge",
-        "-p",
+    server.merge_patch(
+        "deployment/rolling",
         r#"{"spec":{"progressDeadlineSeconds":3,"template":{"spec":{"containers":[{"name":"app","image":"registry.local/missing:1"}]}}}}"#,
-    ]);
+    );
     let out = server.kubectl(&["rollout", "status", "deployment/rolling", "--timeout=60s"]);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
@@ -453,14 +439,13 @@ spec:
         text(&out)
     );
     assert_eq!(
-        deployment_field(
-            &server,
-            "rolling",
+        server.field("deployment/rolling",
             "{.status.conditions[?(@.type==\"Progressing\")].status} {.status.conditions[?(@.type==\"Progressing\")].reason}"
         ),
         "False ProgressDeadlineExceeded"
     );
-    let ready: i32 = deployment_field(&server, "rolling", "{.status.availableReplicas}")
+    let ready: i32 = server
+        .field("deployment/rolling", "{.status.availableReplicas}")
         .parse()
         .unwrap();
     assert!(ready >= 9, "the old pods keep serving: {ready} available");
@@ -471,17 +456,14 @@ spec:
     );
     rollout_status(&server, "rolling");
     assert_eq!(
-        deployment_field(
-            &server,
-            "rolling",
+        server.field("deployment/rolling",
             "{.spec.template.spec.containers[0].image} {.status.updatedReplicas} {.status.availableReplicas}"
         ),
         "registry.local/bootcamp:2 10 10"
     );
     assert_eq!(
-        deployment_field(
-            &server,
-            "rolling",
+        server.field(
+            "deployment/rolling",
             "{.status.conditions[?(@.type==\"Progressing\")].reason}"
         ),
         "NewReplicaSetAvailable"

@@ -16,13 +16,6 @@ fn server_with_samples() -> Server {
     server
 }
 
-fn job_field(server: &Server, name: &str, jsonpath: &str) -> String {
-    server
-        .kubectl_ok(&["get", "job", name, "-o", &format!("jsonpath={jsonpath}")])
-        .trim()
-        .to_string()
-}
-
 /// Waits for the Job's condition, as `kubectl wait` does.
 fn wait_for(server: &Server, name: &str, condition: &str) {
     let out = server.kubectl(&[
@@ -117,22 +110,23 @@ spec:
     let row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row[..3], ["five", "Complete", "5/5"], "{listed}");
     assert_eq!(
-        job_field(
-            &server,
-            "five",
+        server.field(
+            "job/five",
             "{.status.succeeded} {.status.active} {.status.conditions[*].type}"
         ),
         "5 0 SuccessCriteriaMet Complete"
     );
     assert_eq!(
-        job_field(
-            &server,
-            "five",
+        server.field("job/five",
             "{.status.conditions[?(@.type==\"Complete\")].reason}: {.status.conditions[?(@.type==\"Complete\")].message}"
         ),
         "CompletionsReached: Reached expected number of succeeded pods"
     );
-    assert!(!job_field(&server, "five", "{.status.completionTime}").is_empty());
+    assert!(
+        !server
+            .field("job/five", "{.status.completionTime}")
+            .is_empty()
+    );
     // Counted pods keep no finalizer of the Job's.
     let finalizers = server.kubectl_ok(&[
         "get",
@@ -175,17 +169,15 @@ spec:
     );
     wait_for(&server, "failing", "failed");
     assert_eq!(
-        job_field(
-            &server,
-            "failing",
+        server.field(
+            "job/failing",
             "{.status.failed} {.status.conditions[?(@.type==\"Failed\")].reason}"
         ),
         "2 BackoffLimitExceeded"
     );
     assert_eq!(
-        job_field(
-            &server,
-            "failing",
+        server.field(
+            "job/failing",
             "{.status.conditions[?(@.type==\"FailureTarget\")].message}"
         ),
         "Job has reached the specified backoff limit"
@@ -251,7 +243,7 @@ spec:
     );
     wait_for(&server, "indexed", "complete");
     assert_eq!(
-        job_field(&server, "indexed", "{.status.completedIndexes}"),
+        server.field("job/indexed", "{.status.completedIndexes}"),
         "0-2"
     );
     let pods = server.kubectl_ok(&[
@@ -275,9 +267,7 @@ spec:
 
     wait_for(&server, "deadline", "failed");
     assert_eq!(
-        job_field(
-            &server,
-            "deadline",
+        server.field("job/deadline",
             "{.status.conditions[?(@.type==\"Failed\")].reason}: {.status.conditions[?(@.type==\"Failed\")].message}"
         ),
         "DeadlineExceeded: Job was active longer than specified deadline"
@@ -389,7 +379,7 @@ spec:
     );
     let active = |want: &str| {
         eventually(Duration::from_secs(60), || {
-            (job_field(&server, "paused", "{.status.active}") == want).then_some(())
+            (server.field("job/paused", "{.status.active}") == want).then_some(())
         })
         .unwrap_or_else(|| {
             panic!(
@@ -399,14 +389,7 @@ spec:
         })
     };
     active("2");
-    server.kubectl_ok(&[
-        "patch",
-        "job",
-        "paused",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"suspend":true}}"#,
-    ]);
+    server.merge_patch("job/paused", r#"{"spec":{"suspend":true}}"#);
     wait_for(&server, "paused", "suspended");
     active("0");
     eventually(Duration::from_secs(60), || {
@@ -415,31 +398,21 @@ spec:
     })
     .expect("the suspended job's pods are stopped");
     assert_eq!(
-        job_field(&server, "paused", "{.status.failed}"),
+        server.field("job/paused", "{.status.failed}"),
         "",
         "pods stopped by suspend are not failures"
     );
     assert_eq!(
-        job_field(
-            &server,
-            "paused",
+        server.field(
+            "job/paused",
             "{.status.conditions[?(@.type==\"Suspended\")].reason}"
         ),
         "JobSuspended"
     );
-    server.kubectl_ok(&[
-        "patch",
-        "job",
-        "paused",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"suspend":false}}"#,
-    ]);
+    server.merge_patch("job/paused", r#"{"spec":{"suspend":false}}"#);
     active("2");
     assert_eq!(
-        job_field(
-            &server,
-            "paused",
+        server.field("job/paused",
             "{.status.conditions[?(@.type==\"Suspended\")].status} {.status.conditions[?(@.type==\"Suspended\")].reason}"
         ),
         "False JobResumed"
@@ -447,5 +420,5 @@ spec:
     let events = events_of(&server, "paused");
     assert!(events.contains("Suspended: Job suspended"), "{events}");
     assert!(events.contains("Resumed: Job resumed"), "{events}");
-    assert_eq!(job_field(&server, "paused", "{.status.failed}"), "");
+    assert_eq!(server.field("job/paused", "{.status.failed}"), "");
 }

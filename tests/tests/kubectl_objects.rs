@@ -365,14 +365,7 @@ fn label_annotate_and_the_three_patch_types() {
         "--image=registry.local/web:1",
     ]);
     server.kubectl_ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"registry.local/web:2"}]}}}}"#]);
-    server.kubectl_ok(&[
-        "patch",
-        "deploy",
-        "web",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":3}}"#,
-    ]);
+    server.merge_patch("deploy/web", r#"{"spec":{"replicas":3}}"#);
     server.kubectl_ok(&[
         "patch",
         "deploy",

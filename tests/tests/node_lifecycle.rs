@@ -239,14 +239,7 @@ spec:
     );
 
     // Once the budget allows one, drain evicts the pod and its replacement runs elsewhere.
-    server.kubectl_ok(&[
-        "patch",
-        "pdb",
-        "spread",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"minAvailable":1}}"#,
-    ]);
+    server.merge_patch("pdb/spread", r#"{"spec":{"minAvailable":1}}"#);
     eventually(Duration::from_secs(30), || {
         let allowed = server.kubectl_ok(&[
             "get",

@@ -39,13 +39,6 @@ fn with_pod(yaml: &str) -> Server {
     server
 }
 
-fn jsonpath(server: &Server, pod: &str, path: &str) -> String {
-    server
-        .kubectl_ok(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn sidecar_adapter_and_init_containers_share_their_pods_volumes() {
     let server = with_patterns();
@@ -69,7 +62,7 @@ fn sidecar_adapter_and_init_containers_share_their_pods_volumes() {
     );
     // The init container ran first and left the file the app reads.
     eventually(Duration::from_secs(60), || {
-        (jsonpath(&server, "init-demo", "{.status.phase}") == "Succeeded").then_some(())
+        (server.field("pod/init-demo", "{.status.phase}") == "Succeeded").then_some(())
     })
     .expect("the init-container pod completes");
     assert_eq!(
@@ -81,9 +74,8 @@ fn sidecar_adapter_and_init_containers_share_their_pods_volumes() {
         "/usr/share/app/index.html: <h1>prepared before the app started</h1>\n"
     );
     assert_eq!(
-        jsonpath(
-            &server,
-            "init-demo",
+        server.field(
+            "pod/init-demo",
             "{.status.initContainerStatuses[0].state.terminated.reason}"
         ),
         "Completed"
@@ -118,15 +110,11 @@ fn a_failing_init_container_keeps_the_app_from_starting() {
     })
     .expect("kubectl shows Init:Error");
     assert!(status.contains("0/1"), "{status}");
-    assert_eq!(
-        jsonpath(&server, "broken-init", "{.status.phase}"),
-        "Failed"
-    );
+    assert_eq!(server.field("pod/broken-init", "{.status.phase}"), "Failed");
     // The app container never ran.
     assert_eq!(
-        jsonpath(
-            &server,
-            "broken-init",
+        server.field(
+            "pod/broken-init",
             "{.status.containerStatuses[0].state.waiting.reason}"
         ),
         "PodInitializing"
@@ -140,7 +128,7 @@ fn a_failing_init_container_keeps_the_app_from_starting() {
     })
     .expect("kubectl shows Init:CrashLoopBackOff");
     assert_eq!(
-        jsonpath(&server, "retried-init", "{.status.phase}"),
+        server.field("pod/retried-init", "{.status.phase}"),
         "Pending"
     );
 }
@@ -151,31 +139,22 @@ fn a_mounted_config_map_is_read_live_and_a_memory_hog_is_oom_killed() {
     logs_until(&server, "config-reader", "reader", |l| {
         l == "/config/greeting: hello"
     });
-    server.kubectl_ok(&[
-        "patch",
-        "configmap",
-        "greeting",
-        "--type=merge",
-        "-p",
-        r#"{"data":{"greeting":"bonjour"}}"#,
-    ]);
+    server.merge_patch("configmap/greeting", r#"{"data":{"greeting":"bonjour"}}"#);
     logs_until(&server, "config-reader", "reader", |l| {
         l == "/config/greeting: bonjour"
     });
     // The running container saw the change: it was never restarted.
     assert_eq!(
-        jsonpath(
-            &server,
-            "config-reader",
+        server.field(
+            "pod/config-reader",
             "{.status.containerStatuses[0].restartCount}"
         ),
         "0"
     );
 
     let hog = eventually(Duration::from_secs(60), || {
-        let reason = jsonpath(
-            &server,
-            "memhog",
+        let reason = server.field(
+            "pod/memhog",
             "{.status.containerStatuses[0].state.terminated.reason}",
         );
         (!reason.is_empty()).then_some(reason)
@@ -183,27 +162,25 @@ fn a_mounted_config_map_is_read_live_and_a_memory_hog_is_oom_killed() {
     .expect("the memory hog ends");
     assert_eq!(hog, "OOMKilled");
     assert_eq!(
-        jsonpath(
-            &server,
-            "memhog",
+        server.field(
+            "pod/memhog",
             "{.status.containerStatuses[0].state.terminated.exitCode}"
         ),
         "137"
     );
-    assert_eq!(jsonpath(&server, "memhog", "{.status.phase}"), "Failed");
+    assert_eq!(server.field("pod/memhog", "{.status.phase}"), "Failed");
     let logs = server.kubectl_ok(&["logs", "memhog"]);
     assert!(logs.contains("holding 8 MiB"), "{logs}");
     // The node carries on: the other pods still run.
     assert_eq!(
-        jsonpath(&server, "config-reader", "{.status.phase}"),
+        server.field("pod/config-reader", "{.status.phase}"),
         "Running"
     );
 
     // The crash-looping job backs off between runs.
     let restarts = eventually(Duration::from_secs(60), || {
-        let count = jsonpath(
-            &server,
-            "crashloop",
+        let count = server.field(
+            "pod/crashloop",
             "{.status.containerStatuses[0].restartCount}",
         );
         (count.parse::<u32>().unwrap_or(0) >= 1).then_some(count)
@@ -230,7 +207,7 @@ spec:
 "#,
     );
     eventually(Duration::from_secs(60), || {
-        (jsonpath(&server, "spinner", "{.status.phase}") == "Running").then_some(())
+        (server.field("pod/spinner", "{.status.phase}") == "Running").then_some(())
     })
     .expect("the spinner runs");
     // The API stays responsive while the guest spins.

@@ -38,14 +38,6 @@ spec:
       resources: {requests: {storage: 16Mi}}
 "#;
 
-fn field(server: &Server, what: &str, jsonpath: &str) -> String {
-    let (kind, name) = what.split_once('/').unwrap();
-    server
-        .kubectl_ok(&["get", kind, name, "-o", &format!("jsonpath={jsonpath}")])
-        .trim()
-        .to_string()
-}
-
 /// The set's pods' names.
 fn pod_names(server: &Server) -> String {
     server.kubectl_ok(&[
@@ -66,13 +58,8 @@ fn rollout_status(server: &Server) -> String {
 
 /// The file the pod's app writes, on the node's disk behind the claim's volume.
 fn log_behind(server: &Server, claim: &str) -> PathBuf {
-    let volume = field(server, &format!("pvc/{claim}"), "{.spec.volumeName}");
-    PathBuf::from(field(
-        server,
-        &format!("pv/{volume}"),
-        "{.spec.hostPath.path}",
-    ))
-    .join("app.log")
+    let volume = server.field(&format!("pvc/{claim}"), "{.spec.volumeName}");
+    PathBuf::from(server.field(&format!("pv/{volume}"), "{.spec.hostPath.path}")).join("app.log")
 }
 
 #[test]
@@ -93,23 +80,20 @@ fn a_stateful_set_keeps_names_order_and_claims() {
     for i in 0..3 {
         let pod = format!("pod/web-{i}");
         assert_eq!(
-            field(
-                &server,
-                &pod,
+            server.field(&pod,
                 "{.spec.hostname} {.spec.subdomain} {.metadata.labels.apps\\.kubernetes\\.io/pod-index}"
             ),
             format!("web-{i} web {i}")
         );
         assert_eq!(
-            field(
-                &server,
+            server.field(
                 &pod,
                 "{.spec.volumes[?(@.name==\"www\")].persistentVolumeClaim.claimName}"
             ),
             format!("www-web-{i}")
         );
         assert_eq!(
-            field(&server, &format!("pvc/www-web-{i}"), "{.status.phase}"),
+            server.field(&format!("pvc/www-web-{i}"), "{.status.phase}"),
             "Bound"
         );
     }
@@ -139,13 +123,11 @@ fn a_stateful_set_keeps_names_order_and_claims() {
     assert_eq!(messages, expected, "{events}");
     // OrderedReady: each pod was made once the one before it was Ready.
     for i in 0..2 {
-        let ready_at = field(
-            &server,
+        let ready_at = server.field(
             &format!("pod/web-{i}"),
             "{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
         );
-        let next_made = field(
-            &server,
+        let next_made = server.field(
             &format!("pod/web-{}", i + 1),
             "{.metadata.creationTimestamp}",
         );
@@ -158,7 +140,7 @@ fn a_stateful_set_keeps_names_order_and_claims() {
 
     // A deleted pod comes back under its name, with its claim and the data on it.
     let log = log_behind(&server, "www-web-1");
-    let uid = field(&server, "pod/web-1", "{.metadata.uid}");
+    let uid = server.field("pod/web-1", "{.metadata.uid}");
     eventually(Duration::from_secs(30), || {
         std::fs::read_to_string(&log)
             .ok()
@@ -182,8 +164,7 @@ fn a_stateful_set_keeps_names_order_and_claims() {
     })
     .expect("web-1 is made again");
     assert_eq!(
-        field(
-            &server,
+        server.field(
             "pod/web-1",
             "{.spec.volumes[?(@.name==\"www\")].persistentVolumeClaim.claimName}"
         ),
@@ -204,7 +185,7 @@ fn a_stateful_set_keeps_names_order_and_claims() {
         (pods.split_whitespace().collect::<Vec<_>>() == ["web-0", "web-1"]).then_some(())
     })
     .expect("web-2 goes");
-    assert_eq!(field(&server, "pvc/www-web-2", "{.status.phase}"), "Bound");
+    assert_eq!(server.field("pvc/www-web-2", "{.status.phase}"), "Bound");
 }
 
 #[test]
@@ -213,25 +194,17 @@ fn a_partitioned_update_replaces_only_the_pods_above_the_partition_and_undo_goes
     server.import_samples();
     server.apply(WEB);
     rollout_status(&server);
-    let first = field(&server, "statefulset/web", "{.status.updateRevision}");
-    server.kubectl_ok(&[
-        "patch",
-        "statefulset",
-        "web",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":1}},"template":{"metadata":{"annotations":{"release":"2"}}}}}"#,
-    ]);
+    let first = server.field("statefulset/web", "{.status.updateRevision}");
+    server.merge_patch("statefulset/web", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":1}},"template":{"metadata":{"annotations":{"release":"2"}}}}}"#);
     let status = rollout_status(&server);
     assert!(
         status.contains("partitioned roll out complete: 2 new pods have been updated..."),
         "{status}"
     );
-    let second = field(&server, "statefulset/web", "{.status.updateRevision}");
+    let second = server.field("statefulset/web", "{.status.updateRevision}");
     assert_ne!(first, second);
     let revision = |i: i32| {
-        field(
-            &server,
+        server.field(
             &format!("pod/web-{i}"),
             "{.metadata.labels.controller-revision-hash}",
         )
@@ -241,7 +214,7 @@ fn a_partitioned_update_replaces_only_the_pods_above_the_partition_and_undo_goes
         [first.clone(), second.clone(), second.clone()]
     );
     assert_eq!(
-        field(&server, "statefulset/web", "{.status.currentRevision}"),
+        server.field("statefulset/web", "{.status.currentRevision}"),
         first
     );
     let history = server.kubectl_ok(&["rollout", "history", "statefulset/web"]);
@@ -253,14 +226,10 @@ fn a_partitioned_update_replaces_only_the_pods_above_the_partition_and_undo_goes
     assert_eq!(revisions, ["1", "2"], "{history}");
 
     // Undo, with the partition lifted: every pod goes back to the first template.
-    server.kubectl_ok(&[
-        "patch",
-        "statefulset",
-        "web",
-        "--type=merge",
-        "-p",
+    server.merge_patch(
+        "statefulset/web",
         r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
-    ]);
+    );
     let undone = server.kubectl_ok(&["rollout", "undo", "statefulset/web"]);
     assert_eq!(undone.trim(), "statefulset.apps/web rolled back");
     rollout_status(&server);
@@ -270,7 +239,7 @@ fn a_partitioned_update_replaces_only_the_pods_above_the_partition_and_undo_goes
     })
     .expect("every pod is back at the first revision");
     assert_eq!(
-        field(&server, "pod/web-2", "{.metadata.annotations.release}"),
+        server.field("pod/web-2", "{.metadata.annotations.release}"),
         ""
     );
 }
