@@ -59,14 +59,15 @@ impl Default for Lifecycle {
     }
 }
 
-/// Starts every controller not in `disabled`; they run until the process ends.
-pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle) {
+/// Starts every controller not in `disabled`; they run until the process ends. Nodes get pod
+/// ranges of `node_cidr_mask_size` bits.
+pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle, node_cidr_mask_size: u8) {
     let enabled = |name: &str| !disabled.iter().any(|d| d == name);
     if enabled("namespace") {
         tokio::spawn(namespace::run(client.clone()));
     }
     if enabled("node-ipam") {
-        tokio::spawn(node_ipam::run(client.clone()));
+        tokio::spawn(node_ipam::run(client.clone(), node_cidr_mask_size));
     }
     if enabled("scheduler") {
         tokio::spawn(crate::scheduler::run(client.clone()));

@@ -181,6 +181,12 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         pressure_seen.clone(),
     ));
     tokio::spawn(config.usage.clone().sample_forever());
+    let addresses = crate::net::Addresses::default();
+    tokio::spawn(crate::net::follow_range(
+        client.clone(),
+        config.name.clone(),
+        addresses.clone(),
+    ));
     let events = EventRecorder::spawn(client.clone(), config.event_rate);
     let workers: Workers = Arc::default();
     let manager = eviction::Manager {
@@ -212,6 +218,8 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         volumes_dir: config.data_dir.join("volumes"),
         address: config.address.clone(),
         node: config.name.clone(),
+        addresses: addresses.clone(),
+        network: Arc::default(),
     });
     let pods: Api<Pod> = Api::all(client);
     let selector = format!("spec.nodeName={}", config.name);
@@ -219,9 +227,32 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
     let mut events = watcher(pods, watcher::Config::default().fields(&selector))
         .default_backoff()
         .boxed();
+    // The pods listed first are started together once the listing is complete, after the
+    // addresses they held before the node restarted are kept for them.
+    let mut listed: Option<Vec<Pod>> = None;
     while let Some(event) = events.next().await {
-        let pod = match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+        let pods = match event {
+            Ok(watcher::Event::Apply(pod)) => vec![pod],
+            Ok(watcher::Event::Init) => {
+                listed = Some(Vec::new());
+                continue;
+            }
+            Ok(watcher::Event::InitApply(pod)) => {
+                listed.get_or_insert_default().push(pod);
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                let pods = listed.take().unwrap_or_default();
+                for pod in &pods {
+                    let held = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref());
+                    if let (Some(uid), Some(ip)) = (&pod.metadata.uid, held)
+                        && let Ok(ip) = ip.parse()
+                    {
+                        addresses.reserve(uid, ip);
+                    }
+                }
+                pods
+            }
             Ok(watcher::Event::Delete(pod)) => {
                 let gone = pod
                     .metadata
@@ -233,68 +264,79 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                 }
                 continue;
             }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "watching the node's pods failed; retrying");
                 continue;
             }
         };
-        let Some(uid) = pod.metadata.uid.clone() else {
-            continue;
-        };
-        let mut running = lock(&workers);
-        // A worker stays known until its pod is deleted, finished or not: a late event for a
-        // pod that already ran to its end must not start it again.
-        match running.get_mut(&uid) {
-            Some(worker) => {
-                if pod.metadata.deletion_timestamp.is_some() {
-                    let grace = pods::grace_period(&pod);
-                    worker.stop.send_if_modified(|stop| {
-                        // A second delete may shorten the grace period, never lengthen it.
-                        let shorter = stop.is_none_or(|current| grace < Some(current));
-                        if shorter {
-                            *stop = grace;
-                        }
-                        shorter
-                    });
-                }
-                worker.pod = pod;
-            }
-            None => {
-                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-                let done = matches!(phase, Some("Succeeded" | "Failed"));
-                if done && pod.metadata.deletion_timestamp.is_none() {
-                    // A finished pod this agent ran before it restarted: nothing to run again.
-                    continue;
-                }
-                let (stop, stopped) = watch::channel(pods::grace_period(&pod));
-                let (evict, evicted) = watch::channel(None);
-                // Under pressure a new pod may be turned away, as the kubelet's admission does.
-                let refused = pod
-                    .metadata
-                    .deletion_timestamp
-                    .is_none()
-                    .then(|| pressure_seen.borrow().refuses(&pod))
-                    .flatten();
-                let task = match refused {
-                    Some(message) => {
-                        tokio::spawn(pods::rejected(ctx.clone(), pod.clone(), message, stopped))
-                    }
-                    None => tokio::spawn(pods::run(ctx.clone(), pod.clone(), stopped, evicted)),
-                };
-                running.insert(
-                    uid,
-                    Running {
-                        pod,
-                        stop,
-                        evict,
-                        task,
-                    },
-                );
-            }
+        for pod in pods {
+            admit(&ctx, &workers, &pressure_seen, pod);
         }
     }
     Ok(())
+}
+
+/// Starts a worker for a pod new to the node, or tells the worker of a known one of its change.
+fn admit(
+    ctx: &Arc<Context>,
+    workers: &Workers,
+    pressure_seen: &watch::Receiver<Pressure>,
+    pod: Pod,
+) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
+    let mut running = lock(workers);
+    // A worker stays known until its pod is deleted, finished or not: a late event for a
+    // pod that already ran to its end must not start it again.
+    match running.get_mut(&uid) {
+        Some(worker) => {
+            if pod.metadata.deletion_timestamp.is_some() {
+                let grace = pods::grace_period(&pod);
+                worker.stop.send_if_modified(|stop| {
+                    // A second delete may shorten the grace period, never lengthen it.
+                    let shorter = stop.is_none_or(|current| grace < Some(current));
+                    if shorter {
+                        *stop = grace;
+                    }
+                    shorter
+                });
+            }
+            worker.pod = pod;
+        }
+        None => {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            let done = matches!(phase, Some("Succeeded" | "Failed"));
+            if done && pod.metadata.deletion_timestamp.is_none() {
+                // A finished pod this agent ran before it restarted: nothing to run again.
+                return;
+            }
+            let (stop, stopped) = watch::channel(pods::grace_period(&pod));
+            let (evict, evicted) = watch::channel(None);
+            // Under pressure a new pod may be turned away, as the kubelet's admission does.
+            let refused = pod
+                .metadata
+                .deletion_timestamp
+                .is_none()
+                .then(|| pressure_seen.borrow().refuses(&pod))
+                .flatten();
+            let task = match refused {
+                Some(message) => {
+                    tokio::spawn(pods::rejected(ctx.clone(), pod.clone(), message, stopped))
+                }
+                None => tokio::spawn(pods::run(ctx.clone(), pod.clone(), stopped, evicted)),
+            };
+            running.insert(
+                uid,
+                Running {
+                    pod,
+                    stop,
+                    evict,
+                    task,
+                },
+            );
+        }
+    }
 }
 
 #[cfg(test)]

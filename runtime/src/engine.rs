@@ -14,12 +14,15 @@ use wasmtime::{
     UpdateDeadline,
 };
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::sockets::WasiSocketsCtxView;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cpu::{CpuLimit, CpuMeter};
 use crate::image::{Image, ImageError, ImageStore};
 use crate::logs::StreamWriter;
+use crate::net::PodAddress;
+use crate::net::sockets::PodSockets;
 use crate::usage::{ContainerUsage, metered};
 
 /// How often the engine's epoch advances: the granularity of stopping a running guest and of
@@ -56,6 +59,21 @@ pub struct Host {
     limits: Limits,
     /// The CPU meter of a guest with a CPU limit.
     cpu: Option<CpuMeter>,
+    /// The instance's view of the pod network.
+    net: PodSockets,
+}
+
+impl Host {
+    /// The pod network view and the stock sockets host, for the socket layer.
+    pub(crate) fn pod_sockets(&mut self) -> (&mut PodSockets, WasiSocketsCtxView<'_>) {
+        (
+            &mut self.net,
+            WasiSocketsCtxView {
+                ctx: self.ctx.sockets(),
+                table: &mut self.table,
+            },
+        )
+    }
 }
 
 impl wasmtime_wasi_http::WasiHttpView for Host {
@@ -154,6 +172,10 @@ pub struct RunSpec {
     pub preopens: Vec<Preopen>,
     /// Where the CPU time and memory the run uses are counted.
     pub usage: Arc<ContainerUsage>,
+    /// The pod's address, which its sockets live on.
+    pub pod: PodAddress,
+    /// What the node's pods share of the pod network.
+    pub network: Arc<crate::net::NodeNetwork>,
 }
 
 /// A host directory the guest sees at `guest`.
@@ -211,6 +233,7 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        crate::net::sockets::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
@@ -316,7 +339,12 @@ impl Runtime {
         wasi.args(&spec.argv)
             .envs(&spec.env)
             .stdout(LogOutput(spec.stdout.clone()))
-            .stderr(LogOutput(spec.stderr.clone()));
+            .stderr(LogOutput(spec.stderr.clone()))
+            // Addresses reach the stock sockets host translated (see `crate::net::sockets`).
+            .inherit_network()
+            .allow_tcp(true)
+            .allow_udp(true)
+            .allow_ip_name_lookup(true);
         for preopen in &spec.preopens {
             let perms = if preopen.read_only {
                 wasmtime_wasi::FsPerms::ReadOnly
@@ -348,6 +376,7 @@ impl Runtime {
                     held: 0,
                 },
                 cpu: None,
+                net: PodSockets::new(spec.pod, spec.network.clone()),
             },
         );
         store.limiter(|host| &mut host.limits);

@@ -8,6 +8,7 @@
 //! - [`events`]: the events the node records, written in the background;
 //! - [`eviction`]: node-pressure eviction and the pressure conditions;
 //! - [`logs`]: container logs in the kubelet's CRI format;
+//! - [`net`]: the pod network: pod addresses and the socket layer;
 //! - [`node`]: the Node object and its Lease;
 //! - [`pods`]: one pod's lifecycle;
 //! - [`probes`]: startup, liveness and readiness probes;
@@ -24,6 +25,7 @@ pub mod events;
 pub mod eviction;
 pub mod image;
 pub mod logs;
+pub mod net;
 pub mod node;
 pub mod pods;
 pub mod probes;

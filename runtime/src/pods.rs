@@ -21,6 +21,7 @@ use crate::image::credentials::Keyring;
 use crate::image::registry::Registries;
 use crate::image::{Image, ImageStore};
 use crate::logs::{LiveLogs, LogFile, Rotation, run_log};
+use crate::net::PodAddress;
 use crate::probes::{Probe, Probes};
 
 /// The kubelet's crash-loop back-off: 10 s doubling to 5 minutes.
@@ -47,9 +48,13 @@ pub struct Context {
     pub usage: crate::usage::Usage,
     /// Where pods keep their volumes: `DIR/UID/NAME`.
     pub volumes_dir: PathBuf,
-    /// The node's address: HTTP containers are served on it.
+    /// The node's address: HTTP containers are served on it at their hostPorts.
     pub address: String,
     pub node: String,
+    /// The node's pod addresses.
+    pub addresses: crate::net::Addresses,
+    /// What the node's pods share of the pod network.
+    pub network: Arc<crate::net::NodeNetwork>,
 }
 
 /// The directory of one pod's logs.
@@ -165,6 +170,8 @@ struct Report {
     initialized: bool,
     start_time: String,
     host_ip: String,
+    /// The pod's address, once it has one.
+    pod_ip: Option<String>,
     /// Why the node evicted the pod, once it has.
     evicted: Option<String>,
 }
@@ -217,6 +224,10 @@ impl Report {
             "initContainerStatuses": self.init.iter().map(ContainerReport::json).collect::<Vec<_>>(),
             "containerStatuses": self.app.iter().map(ContainerReport::json).collect::<Vec<_>>(),
         });
+        if let Some(ip) = &self.pod_ip {
+            status["podIP"] = ip.as_str().into();
+            status["podIPs"] = json!([{"ip": ip}]);
+        }
         if let Some(message) = &self.evicted {
             status["reason"] = crate::eviction::REASON.into();
             status["message"] = message.as_str().into();
@@ -234,6 +245,8 @@ struct Worker {
     ctx: Arc<Context>,
     pod: Pod,
     volumes: std::sync::OnceLock<BTreeMap<String, crate::volumes::Prepared>>,
+    /// The pod's address, taken before its containers start.
+    address: std::sync::OnceLock<PodAddress>,
     report: Mutex<Report>,
     /// Counts status changes; the status writer writes the latest report when it moves.
     changes: watch::Sender<u64>,
@@ -256,6 +269,22 @@ impl Worker {
 
     fn uid(&self) -> &str {
         self.pod.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    /// A `fieldRef` value for the environment: the pod's fields, and its and its node's
+    /// addresses.
+    fn field(&self, path: &str) -> Result<String, String> {
+        let pod_ip = || {
+            self.address
+                .get()
+                .map(|a| a.ip.to_string())
+                .unwrap_or_default()
+        };
+        Ok(match path {
+            "status.podIP" | "status.podIPs" => pod_ip(),
+            "status.hostIP" | "status.hostIPs" => self.ctx.address.clone(),
+            _ => field(&self.pod, path)?,
+        })
     }
 
     /// Whether the pod is being deleted or evicted: its containers are stopping and none
@@ -432,6 +461,7 @@ pub async fn run(
             .and_then(|t| t.as_str().map(str::to_string))
             .unwrap_or_else(now),
         host_ip,
+        pod_ip: None,
     };
     // Containers that ran here before: the node restarted under a running pod.
     let sandbox_changed = status
@@ -444,6 +474,7 @@ pub async fn run(
         ctx,
         pod,
         volumes: std::sync::OnceLock::new(),
+        address: std::sync::OnceLock::new(),
         report: Mutex::new(report),
         changes: watch::Sender::new(1),
         written: watch::Sender::new(0),
@@ -451,11 +482,14 @@ pub async fn run(
         evicting: evict.clone(),
     });
     let _status_writer = AbortOnDrop(tokio::spawn(write_statuses(worker.clone())));
+    // The pod's address is given up when its worker ends, however it ends.
+    let _address = ReleaseAddress(worker.ctx.addresses.clone(), worker.uid().to_string());
     if sandbox_changed {
         let message = "Pod sandbox changed, it will be killed and re-created.";
         worker.event("Normal", "SandboxChanged", message, None);
     }
     let mut lifecycle = Box::pin(async {
+        take_address(&worker).await;
         mount_volumes(&worker).await;
         let _refresh = AbortOnDrop(tokio::spawn(refresh_volumes(worker.clone())));
         lifecycle(worker.clone()).await;
@@ -480,7 +514,8 @@ pub async fn run(
         if ended {
             if eviction.is_none() {
                 // The pod ran to its end; its worker stays until the pod is deleted, to remove
-                // it then.
+                // it then. Its address is free again, as the kubelet frees a finished pod's.
+                worker.ctx.addresses.release(worker.uid());
                 worker.flush().await;
                 let _ = stop.wait_for(Option::is_some).await;
             }
@@ -605,6 +640,53 @@ pub async fn rejected(
     }
     let _ = stop.wait_for(Option::is_some).await;
     remove(&pods, &name, &uid).await;
+}
+
+/// Gives up a pod's address when dropped.
+struct ReleaseAddress(crate::net::Addresses, String);
+
+impl Drop for ReleaseAddress {
+    fn drop(&mut self) {
+        self.0.release(&self.1);
+    }
+}
+
+/// How long a pod waits at most before trying again for an address.
+const ADDRESS_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Gives the pod its address, as the kubelet's network plugin does when it makes the pod's
+/// sandbox: the one it had when the node restarted under it, else a free one. While none is
+/// free, the pod waits, with a FailedCreatePodSandBox event each time it tries.
+async fn take_address(worker: &Arc<Worker>) {
+    let preferred = worker
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok());
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match worker.ctx.addresses.hold(worker.uid(), preferred) {
+            Some(Ok(address)) => {
+                let _ = worker.address.set(address);
+                worker.update(|r| r.pod_ip = Some(address.ip.to_string()));
+                worker.publish();
+                return;
+            }
+            Some(Err(e)) => {
+                let message =
+                    format!("Failed to create pod sandbox: setting up the pod network: {e}");
+                worker.event("Warning", "FailedCreatePodSandBox", &message, None);
+            }
+            // The node has no pod range from the server yet.
+            None => {
+                worker.ctx.addresses.wait_for_range().await;
+                continue;
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(ADDRESS_RETRY_MAX);
+    }
 }
 
 /// Aborts a task when dropped: the pod worker's helpers end with it, even when the worker
@@ -900,7 +982,13 @@ async fn pre_stop(worker: &Arc<Worker>, container: &Container) {
         timeout_seconds: Some(86_400),
         ..Default::default()
     };
-    let outcome = match Probe::from_spec(&spec, container, &worker.ctx.address) {
+    // The hook reaches the container at its pod's address, as the kubelet's do.
+    let host = worker
+        .address
+        .get()
+        .map(|a| a.ip.to_string())
+        .unwrap_or_else(|| worker.ctx.address.clone());
+    let outcome = match Probe::from_spec(&spec, container, &host) {
         Ok(probe) => probe.check().await,
         Err(e) => Err(e),
     };
@@ -1284,7 +1372,10 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         .and_then(|l| l.get("memory"))
         .and_then(|q| quantity_bytes(&q.0))
         .map(|b| b as usize);
-    let probes = match Probes::of(container, &ctx.address) {
+    let Some(address) = worker.address.get().copied() else {
+        return Attempt::NotStarted;
+    };
+    let probes = match Probes::of(container, &address.ip.to_string()) {
         Ok(probes) => probes,
         Err(message) => {
             return worker
@@ -1305,7 +1396,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         Some(name),
     );
     let listeners = if kind == Kind::HttpHandler {
-        match listen(&ctx.address, container).await {
+        match listen(&address, &ctx.address, container).await {
             Ok(listeners) => listeners,
             Err(message) => {
                 return worker
@@ -1354,6 +1445,8 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         cpu: cpu_millicores.map(|m| crate::cpu::CpuLimit::new(m, std::time::Instant::now())),
         preopens,
         usage: tracked.usage().clone(),
+        pod: address,
+        network: ctx.network.clone(),
     };
     // Told to stop (the pod is being deleted), a container first runs its preStop hook. An
     // HTTP container then drains its requests and ends. A command cannot catch a signal, so
@@ -1418,18 +1511,18 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     Attempt::Exited(exit)
 }
 
-/// Listens on the node's address at each TCP port of an HTTP container (its hostPort, else its
-/// containerPort). Until pods have addresses of their own, two pods cannot serve one port.
+/// Listens for an HTTP container at each of its TCP containerPorts on its pod's address, and on
+/// the node's address at each hostPort it asks for.
 async fn listen(
-    address: &str,
+    pod: &PodAddress,
+    node_address: &str,
     container: &Container,
 ) -> Result<Vec<tokio::net::TcpListener>, String> {
-    let ports: Vec<i32> = container
+    let ports: Vec<_> = container
         .ports
         .iter()
         .flatten()
         .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
-        .map(|p| p.host_port.unwrap_or(p.container_port))
         .collect();
     if ports.is_empty() {
         return Err(format!(
@@ -1439,11 +1532,20 @@ async fn listen(
     }
     let mut listeners = Vec::new();
     for port in ports {
-        let at = format!("{address}:{port}");
-        let listener = tokio::net::TcpListener::bind(&at)
-            .await
-            .map_err(|e| format!("serving on {at}: {e}"))?;
-        listeners.push(listener);
+        let mut places = vec![(
+            format!("{}:{}", pod.loopback, port.container_port),
+            format!("{}:{}", pod.ip, port.container_port),
+        )];
+        if let Some(host_port) = port.host_port.filter(|p| *p > 0) {
+            let at = format!("{node_address}:{host_port}");
+            places.push((at.clone(), at));
+        }
+        for (at, named) in places {
+            let listener = tokio::net::TcpListener::bind(&at)
+                .await
+                .map_err(|e| format!("serving on {named}: {e}"))?;
+            listeners.push(listener);
+        }
     }
     Ok(listeners)
 }
@@ -1551,7 +1653,7 @@ async fn environment(
                         }
                     }
                 } else if let Some(r) = &from.field_ref {
-                    Some(field(&worker.pod, &r.field_path)?)
+                    Some(worker.field(&r.field_path)?)
                 } else if let Some(r) = &from.resource_field_ref {
                     Some(resource_field(container, &r.resource)?)
                 } else {

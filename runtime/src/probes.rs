@@ -1,8 +1,9 @@
 //! Container probes as the kubelet runs them: httpGet and tcpSocket checks with the upstream
 //! timing fields (initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold,
 //! failureThreshold) and the upstream failure messages, which the kubelet's Unhealthy events
-//! carry ("HTTP probe failed with statuscode: 500", "dial tcp 127.0.0.1:80: connect:
-//! connection refused").
+//! carry ("HTTP probe failed with statuscode: 500", "dial tcp 10.42.0.5:80: connect:
+//! connection refused"). A probe reaches the container at its pod's address, as the kubelet's
+//! do, through the pod network (see [`crate::net`]).
 //!
 //! A Wasm container has no commands to run, so exec probes (and gRPC ones, which need a health
 //! service the node cannot reach yet) are refused when the container is created, with a
@@ -55,27 +56,21 @@ fn seconds(value: Option<i32>, default: i32, min: i32) -> Duration {
     Duration::from_secs(value.unwrap_or(default).max(min) as u64)
 }
 
-/// The port a probe names: a number, or the name of one of the container's ports. While pods
-/// have no addresses of their own, a container is served on its hostPort when it has one, so
-/// a probe of that containerPort goes to the hostPort.
+/// The port a probe names: a number, or the name of one of the container's ports.
 fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
-    let ports = container.ports.iter().flatten();
     let number = match port {
         IntOrString::Int(n) => *n,
-        IntOrString::String(name) => ports
-            .clone()
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .map(|p| p.container_port)
             .ok_or_else(|| {
                 format!("the probe names port {name:?}, which the container does not define")
             })?,
     };
-    let served = ports
-        .clone()
-        .find(|p| p.container_port == number)
-        .and_then(|p| p.host_port)
-        .unwrap_or(number);
-    u16::try_from(served)
+    u16::try_from(number)
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("the probe's port {number} is out of range"))
@@ -160,7 +155,8 @@ impl Probe {
         match &self.action {
             Action::Tcp { host, port } => {
                 let target = format!("{host}:{port}");
-                match tokio::time::timeout(self.timeout, TcpStream::connect(&target)).await {
+                let dial = crate::net::host_target(host, *port);
+                match tokio::time::timeout(self.timeout, TcpStream::connect(&dial)).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(format!("dial tcp {target}: connect: {}", os_message(&e))),
                     Err(_) => Err(format!("dial tcp {target}: i/o timeout")),
@@ -205,7 +201,7 @@ async fn http_get(
     headers: &[(String, String)],
 ) -> Result<u16, String> {
     let target = format!("{host}:{port}");
-    let stream = TcpStream::connect(&target)
+    let stream = TcpStream::connect(crate::net::host_target(host, port))
         .await
         .map_err(|e| format!("dial tcp {target}: connect: {}", os_message(&e)))?;
     let io = wasmtime_wasi_http::io::TokioIo::new(stream);
@@ -273,13 +269,14 @@ mod tests {
             "readinessProbe": {"tcpSocket": {"port": 9090}, "periodSeconds": 0,
                                "failureThreshold": 5, "initialDelaySeconds": 2},
         }));
-        let probes = Probes::of(&c, "127.0.0.1").unwrap();
+        let probes = Probes::of(&c, "10.42.0.5").unwrap();
         let liveness = probes.liveness.unwrap();
+        // The probe reaches the container's port at the pod's address, whatever its hostPort.
         assert_eq!(
             liveness.action,
             Action::Http {
-                host: "127.0.0.1".into(),
-                port: 18080,
+                host: "10.42.0.5".into(),
+                port: 8080,
                 path: "/healthz".into(),
                 headers: vec![]
             }
@@ -296,7 +293,7 @@ mod tests {
         assert_eq!(
             readiness.action,
             Action::Tcp {
-                host: "127.0.0.1".into(),
+                host: "10.42.0.5".into(),
                 port: 9090
             }
         );

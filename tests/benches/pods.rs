@@ -155,8 +155,20 @@ async fn main() {
         .filter_map(|c| c.trim().parse().ok())
         .filter(|c| *c > 0)
         .collect();
-    let max_pods = (count * creator_counts.len() + 10).max(1000).to_string();
-    let server = Server::start_with(&["--max-pods", &max_pods]).expect("start skiff server");
+    let max_pods = (count * creator_counts.len() + 10).max(1000);
+    // A node range with an address for every pod: a /24 holds 253.
+    let mask = (16..=24u32)
+        .rev()
+        .find(|bits| (1usize << (32 - bits)) - 3 >= max_pods)
+        .unwrap_or(16)
+        .to_string();
+    let server = Server::start_with(&[
+        "--max-pods",
+        &max_pods.to_string(),
+        "--node-cidr-mask-size",
+        &mask,
+    ])
+    .expect("start skiff server");
     let pid = server.pid().expect("the server runs");
     let node = server.node_name();
     server.import_samples();

@@ -106,6 +106,7 @@ pub const SAMPLES: &[&str] = &[
     "memhog",
     "http-hello",
     "needs-gadget",
+    "netkit",
 ];
 
 /// The component a sample in `samples/` builds to (built once, for wasm32-wasip2).
@@ -446,6 +447,33 @@ impl Server {
             .to_string()
     }
 
+    /// The logs of a pod's container once they hold a line satisfying `want` (within a
+    /// minute); panics with what they hold when they never do.
+    pub fn logs_until(&self, pod: &str, container: &str, want: impl Fn(&str) -> bool) -> String {
+        eventually(Duration::from_secs(60), || {
+            let out = self.kubectl(&["logs", pod, "-c", container]);
+            let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+            logs.lines().any(&want).then_some(logs)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{pod}/{container} never logged what was expected: {}\n{}",
+                text(&self.kubectl(&["logs", pod, "-c", container])),
+                self.kubectl_ok(&["get", "pod", pod, "-o", "yaml"])
+            )
+        })
+    }
+
+    /// Where the host reaches pod `name` (in the default namespace): the loopback address its
+    /// pod address maps onto (10.42.a.b is served on 127.42.a.b), once it has one.
+    pub fn pod_address(&self, name: &str) -> String {
+        let ip = self.wait_for_nonempty(name, "{.status.podIP}");
+        match ip.strip_prefix("10.42.") {
+            Some(rest) => format!("127.42.{rest}"),
+            None => panic!("pod {name} has an address outside the pod network: {ip}"),
+        }
+    }
+
     /// Merge-patches one object (`kind/name`) with `patch`, failing the test unless it takes.
     pub fn merge_patch(&self, object: &str, patch: &str) -> String {
         self.kubectl_ok(&["patch", object, "--type=merge", "-p", patch])
@@ -769,4 +797,18 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// One HTTP/1.1 GET of `path` from `host`:`port` over a fresh connection; the whole response.
+pub fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect((host, port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response)?;
+    Ok(response)
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use skiff_tests::{Server, eventually, free_port, pod_on_node, text};
+use skiff_tests::{Server, eventually, free_port, http_get as get, pod_on_node, text};
 
 fn node_name(server: &Server) -> String {
     server.node_name()
@@ -206,22 +206,8 @@ spec:
     assert!(!gone.status.success(), "{}", text(&gone));
 }
 
-/// One HTTP/1.1 GET to 127.0.0.1:`port`; the whole response.
-fn get(port: u16, path: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response)?;
-    Ok(response)
-}
-
 #[test]
-fn an_http_component_is_served_on_its_container_port() {
+fn an_http_component_is_served_on_its_pods_address_and_its_host_port() {
     let server = Server::start().unwrap();
     let node = node_name(&server);
     server.import_samples();
@@ -242,7 +228,7 @@ spec:
   containers:
   - name: web
     image: samples.skiff.local/http-hello:0.1.0
-    ports: [{{containerPort: {port}}}]
+    ports: [{{containerPort: 8080, hostPort: {port}}}]
     env:
     - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
 "#
@@ -250,19 +236,28 @@ spec:
     };
     server.apply(&pod("web"));
     server.wait_for("web", "{.status.containerStatuses[0].ready}", "true");
-    let response = eventually(Duration::from_secs(30), || get(port, "/hi?x=1").ok())
-        .expect("the component answers");
+    // The hostPort is on the node's address; the containerPort on the pod's.
+    let response = eventually(Duration::from_secs(30), || {
+        get("127.0.0.1", port, "/hi?x=1").ok()
+    })
+    .expect("the component answers");
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(
         response.contains("hello, world\nGET /hi?x=1\npod web\n"),
         "{response}"
     );
     // Every request gets a fresh instance: a second one is answered the same.
-    let again = get(port, "/again").unwrap();
+    let again = get(&server.pod_address("web"), 8080, "/again").unwrap();
     assert!(again.contains("GET /again"), "{again}");
     let logs = server.kubectl_ok(&["logs", "web"]);
     assert_eq!(logs, "GET /hi?x=1\nGET /again\n");
-    // A second pod on the same port cannot be served beside it, and says why.
+    // A pod serving the same containerPort runs beside it, on its own address.
+    server.apply(&pod("web2").replace(&format!(", hostPort: {port}"), ""));
+    server.wait_for("web2", "{.status.containerStatuses[0].ready}", "true");
+    let beside = get(&server.pod_address("web2"), 8080, "/").unwrap();
+    assert!(beside.contains("pod web2"), "{beside}");
+    // A second pod asking for the same hostPort cannot be served beside it, and says why.
+    server.kubectl_ok(&["delete", "pod", "web2", "--timeout=30s"]);
     server.apply(&pod("web2"));
     let message = server.wait_for_nonempty(
         "web2",
@@ -275,7 +270,9 @@ spec:
     // Deleting the first pod frees its port, and the second pod's next try takes it.
     server.kubectl_ok(&["delete", "pod", "web", "--timeout=30s"]);
     let served = eventually(Duration::from_secs(60), || {
-        get(port, "/").ok().filter(|r| r.contains("pod web2"))
+        get("127.0.0.1", port, "/")
+            .ok()
+            .filter(|r| r.contains("pod web2"))
     });
     assert!(served.is_some(), "web2 never took over port {port}");
 }
@@ -375,12 +372,13 @@ fn deleting_an_http_pod_runs_its_pre_stop_hook_and_honours_the_grace_period() {
 
     // While its preStop hook sleeps, a terminating pod still answers.
     server.kubectl_ok(&["delete", "pod", "draining", "--wait=false"]);
-    let answer = get(draining, "/while-terminating").unwrap();
+    let draining_at = server.pod_address("draining");
+    let answer = get(&draining_at, draining, "/while-terminating").unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     server.wait_for_events("draining", &["Killing: Stopping container web"]);
     server.kubectl_ok(&["wait", "--for=delete", "pod/draining", "--timeout=60s"]);
     assert!(
-        get(draining, "/").is_err(),
+        get(&draining_at, draining, "/").is_err(),
         "a deleted pod's port still answers"
     );
 
@@ -417,9 +415,11 @@ spec:
 "#
     ));
     server.wait_for("web", "{.status.phase}", "Running");
+    // The pod keeps its address across the node's restart.
+    let address = server.pod_address("web");
     let answered = |path: &str| {
         eventually(Duration::from_secs(30), || {
-            get(port, path)
+            get(&address, port, path)
                 .ok()
                 .filter(|r| r.starts_with("HTTP/1.1 200"))
         })

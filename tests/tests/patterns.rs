@@ -14,22 +14,6 @@ fn with_patterns() -> Server {
     )
 }
 
-/// The logs of a container once they hold a line satisfying `want`.
-fn logs_until(server: &Server, pod: &str, container: &str, want: impl Fn(&str) -> bool) -> String {
-    eventually(Duration::from_secs(60), || {
-        let out = server.kubectl(&["logs", pod, "-c", container]);
-        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
-        logs.lines().any(&want).then_some(logs)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{pod}/{container} never logged what was expected: {}\n{}",
-            text(&server.kubectl(&["logs", pod, "-c", container])),
-            server.kubectl_ok(&["get", "pod", pod, "-o", "yaml"])
-        )
-    })
-}
-
 /// Starts a server with the sample images and applies one pod, whose YAML names its node
 /// NODE_NAME.
 fn with_pod(yaml: &str) -> Server {
@@ -43,7 +27,7 @@ fn with_pod(yaml: &str) -> Server {
 fn sidecar_adapter_and_init_containers_share_their_pods_volumes() {
     let server = with_patterns();
     // The sidecar ships what the app writes into the shared emptyDir.
-    let shipped = logs_until(&server, "sidecar", "shipper", |l| l.ends_with("n=3"));
+    let shipped = server.logs_until("sidecar", "shipper", |l| l.ends_with("n=3"));
     assert!(
         shipped
             .lines()
@@ -53,7 +37,7 @@ fn sidecar_adapter_and_init_containers_share_their_pods_volumes() {
     // The app itself writes nothing to stdout.
     assert_eq!(server.kubectl_ok(&["logs", "sidecar", "-c", "app"]), "");
     // The adapter turns the same lines into JSON.
-    let adapted = logs_until(&server, "adapter", "adapter", |l| l.contains("\"n\":\"2\""));
+    let adapted = server.logs_until("adapter", "adapter", |l| l.contains("\"n\":\"2\""));
     assert!(
         adapted
             .lines()
@@ -136,11 +120,11 @@ fn a_failing_init_container_keeps_the_app_from_starting() {
 #[test]
 fn a_mounted_config_map_is_read_live_and_a_memory_hog_is_oom_killed() {
     let server = with_patterns();
-    logs_until(&server, "config-reader", "reader", |l| {
+    server.logs_until("config-reader", "reader", |l| {
         l == "/config/greeting: hello"
     });
     server.merge_patch("configmap/greeting", r#"{"data":{"greeting":"bonjour"}}"#);
-    logs_until(&server, "config-reader", "reader", |l| {
+    server.logs_until("config-reader", "reader", |l| {
         l == "/config/greeting: bonjour"
     });
     // The running container saw the change: it was never restarted.

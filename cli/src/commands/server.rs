@@ -29,6 +29,11 @@ pub struct Args {
     /// disruption.
     #[arg(long, env = "SKIFF_DISABLE", value_delimiter = ',')]
     disable: Vec<String>,
+    /// The size of each node's pod address range within 10.42.0.0/16, in prefix bits
+    /// (kube-controller-manager's flag): 24 gives 256 nodes of 253 pods each, 18 gives 4 nodes
+    /// of 16,381.
+    #[arg(long, env = "SKIFF_NODE_CIDR_MASK_SIZE", default_value_t = 24, value_parser = clap::value_parser!(u8).range(16..=30))]
+    node_cidr_mask_size: u8,
     /// How long a node may go without renewing its Lease before it is marked Unknown and
     /// tainted unreachable.
     #[arg(long, env = "SKIFF_NODE_MONITOR_GRACE_PERIOD", default_value = "50s", value_parser = parse_duration)]
@@ -155,6 +160,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
         },
+        node_cidr_mask_size: args.node_cidr_mask_size,
         local_node: agent.as_ref().map(|a| skiff_control::api::LocalNode {
             name: a.name.clone(),
             logs: std::sync::Arc::new(NodeLogs {

@@ -1,7 +1,8 @@
 //! Gives every Node a pod address range, as kube-controller-manager's node IPAM controller
-//! does: `spec.podCIDR` and `spec.podCIDRs` get the lowest free /24 of the cluster range
-//! 10.42.0.0/16 (`10.42.N.0/24`, as k3s plans it). A range is free again once its Node is gone.
-//! When none is free, the Node gets a `CIDRNotAvailable` event and is tried again later.
+//! does: `spec.podCIDR` and `spec.podCIDRs` get the lowest free range of the cluster range
+//! 10.42.0.0/16, a /24 unless `--node-cidr-mask-size` says otherwise (`10.42.N.0/24`, as k3s
+//! plans it). A range is free again once its Node is gone. When none is free, the Node gets a
+//! `CIDRNotAvailable` event and is tried again later.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,8 +18,16 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-/// The ranges handed out: `10.42.N.0/24` for N in 0..=255.
-const PREFIX: [u8; 2] = [10, 42];
+/// The cluster range the node ranges are cut from: 10.42.0.0/16.
+const CLUSTER: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 42, 0, 0), 16);
+
+/// The node range sizes a cluster range of /16 allows: /16 (one node) to /30 (one pod each).
+pub const MASK_SIZES: std::ops::RangeInclusive<u8> = 16..=30;
+
+/// How many node ranges of `mask` bits the cluster range holds.
+fn ranges(mask: u8) -> u32 {
+    1 << (mask - CLUSTER.1)
+}
 
 /// What reconciling a Node can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -33,17 +42,21 @@ struct Context {
     nodes: Store<Node>,
     /// Ranges handed out that the cache may not show yet, by Node uid. Allocation is one at a
     /// time, so that two new Nodes never get the same range.
-    handed_out: Mutex<BTreeMap<String, u8>>,
+    handed_out: Mutex<BTreeMap<String, u32>>,
+    /// The size of a node's range, in prefix bits.
+    mask: u8,
 }
 
-/// Runs the node IPAM controller.
-pub async fn run(client: Client) {
+/// Runs the node IPAM controller, handing out ranges of `mask` bits (see [`MASK_SIZES`]).
+pub async fn run(client: Client, mask: u8) {
+    let mask = mask.clamp(*MASK_SIZES.start(), *MASK_SIZES.end());
     let nodes: Api<Node> = Api::all(client.clone());
     let controller = Controller::new(nodes, watcher::Config::default());
     let context = Arc::new(Context {
         client,
         nodes: controller.store(),
         handed_out: Mutex::new(BTreeMap::new()),
+        mask,
     });
     controller
         .run(reconcile, error_policy, context)
@@ -51,30 +64,30 @@ pub async fn run(client: Client) {
         .await;
 }
 
-/// The ranges a Node's spec holds.
-fn ranges_of(node: &Node) -> impl Iterator<Item = u8> + '_ {
+/// The ranges of `mask` bits a Node's spec holds, by index.
+fn ranges_of(node: &Node, mask: u8) -> impl Iterator<Item = u32> + '_ {
     node.spec
         .iter()
         .flat_map(|s| s.pod_cidrs.iter().flatten().chain(s.pod_cidr.iter()))
-        .filter_map(|c| index_of(c))
+        .filter_map(move |c| index_of(c, mask))
 }
 
-/// The third octet of a range this controller hands out.
-fn index_of(cidr: &str) -> Option<u8> {
+/// The index of a range of `mask` bits within the cluster range: 10.42.7.0/24 is range 7.
+fn index_of(cidr: &str, mask: u8) -> Option<u32> {
     let (address, bits) = cidr.split_once('/')?;
-    let octets: Vec<u8> = address
-        .split('.')
-        .map(|o| o.parse().ok())
-        .collect::<Option<_>>()?;
-    (bits == "24" && octets.len() == 4 && octets[..2] == PREFIX && octets[3] == 0)
-        .then_some(octets[2])
+    let address: std::net::Ipv4Addr = address.parse().ok()?;
+    let offset = u32::from(address).checked_sub(u32::from(CLUSTER.0))?;
+    let size = 1u32 << (32 - mask);
+    (bits.parse::<u8>().ok()? == mask && offset % size == 0 && offset / size < ranges(mask))
+        .then_some(offset / size)
 }
 
-/// The lowest range not in `used`.
-fn first_free(used: &BTreeSet<u8>) -> Option<String> {
-    (0..=u8::MAX)
-        .find(|n| !used.contains(n))
-        .map(|n| format!("{}.{}.{n}.0/24", PREFIX[0], PREFIX[1]))
+/// The lowest range of `mask` bits not in `used`.
+fn first_free(used: &BTreeSet<u32>, mask: u8) -> Option<String> {
+    (0..ranges(mask)).find(|n| !used.contains(n)).map(|n| {
+        let base = std::net::Ipv4Addr::from(u32::from(CLUSTER.0) + (n << (32 - mask)));
+        format!("{base}/{mask}")
+    })
 }
 
 #[tracing::instrument(name = "node_ipam", skip_all, fields(node = %node.name_any()))]
@@ -100,20 +113,22 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         cached
             .iter()
             .find(|n| n.metadata.uid.as_deref() == Some(holder.as_str()))
-            .is_some_and(|n| ranges_of(n).next().is_none())
+            .is_some_and(|n| ranges_of(n, ctx.mask).next().is_none())
     });
     let current = cached
         .iter()
         .find(|n| n.metadata.uid.as_deref() == Some(uid.as_str()));
-    if handed_out.contains_key(&uid) || current.is_some_and(|n| ranges_of(n).next().is_some()) {
+    if handed_out.contains_key(&uid)
+        || current.is_some_and(|n| ranges_of(n, ctx.mask).next().is_some())
+    {
         // Given a range already (a reconcile may run on a copy from before that), or given
         // one the watch has not brought yet.
         return Ok(Action::await_change());
     }
-    let mut used: BTreeSet<u8> = cached.iter().flat_map(|n| ranges_of(n)).collect();
+    let mut used: BTreeSet<u32> = cached.iter().flat_map(|n| ranges_of(n, ctx.mask)).collect();
     used.extend(handed_out.values());
     let name = node.name_any();
-    let Some(cidr) = first_free(&used) else {
+    let Some(cidr) = first_free(&used, ctx.mask) else {
         record_unavailable(&ctx.client, &node).await;
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
@@ -126,7 +141,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
             node: name.clone(),
             source,
         })?;
-    if let Some(index) = index_of(&cidr) {
+    if let Some(index) = index_of(&cidr, ctx.mask) {
         handed_out.insert(uid, index);
     }
     tracing::info!(%cidr, "pod CIDR assigned");
@@ -163,14 +178,29 @@ mod tests {
 
     #[test]
     fn ranges_are_read_and_handed_out_lowest_first() {
-        assert_eq!(index_of("10.42.7.0/24"), Some(7));
-        assert_eq!(index_of("10.43.7.0/24"), None);
-        assert_eq!(index_of("10.42.7.0/16"), None);
-        assert_eq!(index_of("10.42.7.1/24"), None);
-        assert_eq!(index_of("fd00::/64"), None);
-        let used: BTreeSet<u8> = [0, 1, 3].into();
-        assert_eq!(first_free(&used).as_deref(), Some("10.42.2.0/24"));
-        let all: BTreeSet<u8> = (0..=u8::MAX).collect();
-        assert_eq!(first_free(&all), None);
+        assert_eq!(index_of("10.42.7.0/24", 24), Some(7));
+        assert_eq!(index_of("10.43.7.0/24", 24), None);
+        assert_eq!(index_of("10.42.7.0/16", 24), None);
+        assert_eq!(index_of("10.42.7.1/24", 24), None);
+        assert_eq!(index_of("fd00::/64", 24), None);
+        let used: BTreeSet<u32> = [0, 1, 3].into();
+        assert_eq!(first_free(&used, 24).as_deref(), Some("10.42.2.0/24"));
+        let all: BTreeSet<u32> = (0..256).collect();
+        assert_eq!(first_free(&all, 24), None);
+    }
+
+    #[test]
+    fn other_range_sizes_are_cut_from_the_cluster_range_alike() {
+        // A /18 holds 16,382 pods: four nodes' worth of the cluster range.
+        assert_eq!(index_of("10.42.64.0/18", 18), Some(1));
+        assert_eq!(index_of("10.42.32.0/18", 18), None);
+        let used: BTreeSet<u32> = [0, 1].into();
+        assert_eq!(first_free(&used, 18).as_deref(), Some("10.42.128.0/18"));
+        assert_eq!(first_free(&(0..4).collect(), 18), None);
+        assert_eq!(
+            first_free(&BTreeSet::new(), 26).as_deref(),
+            Some("10.42.0.0/26")
+        );
+        assert_eq!(index_of("10.42.0.192/26", 26), Some(3));
     }
 }
