@@ -13,6 +13,7 @@ pub mod objects;
 pub mod patch;
 pub mod protobuf;
 pub mod selectors;
+pub mod services;
 pub mod subresources;
 pub mod table;
 pub mod watch;
@@ -67,6 +68,8 @@ pub struct ApiState {
     pub advertise: String,
     /// The default tolerationSeconds new pods get for not-ready and unreachable nodes.
     pub lifecycle: crate::controllers::Lifecycle,
+    /// The ClusterIPs and node ports Services hold.
+    pub services: services::ServiceAllocations,
 }
 
 /// The API router; requests must carry a [`UserInfo`] extension (set by the TLS listener from a

@@ -6,6 +6,7 @@ pub mod cron_job;
 pub mod daemon_set;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoint_slice;
 pub mod events;
 pub mod garbage_collector;
 pub mod job;
@@ -36,6 +37,7 @@ pub const NAMES: &[&str] = &[
     "daemonset",
     "node-lifecycle",
     "disruption",
+    "endpointslice",
 ];
 
 /// The node lifecycle's timings: upstream's kube-controller-manager `--node-monitor-grace-period`
@@ -81,6 +83,7 @@ pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle, node_ci
         "daemonset",
         "node-lifecycle",
         "disruption",
+        "endpointslice",
     ];
     if workloads.iter().any(|w| enabled(w)) {
         let pods = pods::PodCache::start(client.clone());
@@ -107,7 +110,10 @@ pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle, node_ci
             ));
         }
         if enabled("disruption") {
-            tokio::spawn(disruption::run(client.clone(), pods));
+            tokio::spawn(disruption::run(client.clone(), pods.clone()));
+        }
+        if enabled("endpointslice") {
+            tokio::spawn(endpoint_slice::run(client.clone(), pods));
         }
     }
     if enabled("cronjob") {

@@ -248,6 +248,7 @@ pub async fn run(
         local_node: config.local_node.clone(),
         nodes: crate::api::node_client::NodeClient::new(&authority, &node_serving)?,
         namespaces: crate::api::namespaces::Namespaces::follow(store.clone()),
+        services: crate::api::services::ServiceAllocations::follow(store.clone()),
         store,
         advertise: format!("{host}:{}", local.port()),
         lifecycle: config.lifecycle.clone(),

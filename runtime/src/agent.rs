@@ -187,6 +187,20 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         config.name.clone(),
         addresses.clone(),
     ));
+    let network = Arc::new(crate::net::NodeNetwork::default());
+    tokio::spawn(network.services.clone().follow(client.clone()));
+    match config.address.parse() {
+        Ok(address) => {
+            tokio::spawn(crate::net::proxy::run(
+                network.services.clone(),
+                address,
+                addresses.clone(),
+            ));
+        }
+        Err(_) => {
+            tracing::warn!(address = %config.address, "the node's address is not an IPv4 address: no node ports")
+        }
+    }
     let events = EventRecorder::spawn(client.clone(), config.event_rate);
     let workers: Workers = Arc::default();
     let manager = eviction::Manager {
@@ -219,7 +233,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         address: config.address.clone(),
         node: config.name.clone(),
         addresses: addresses.clone(),
-        network: Arc::default(),
+        network,
     });
     let pods: Api<Pod> = Api::all(client);
     let selector = format!("spec.nodeName={}", config.name);

@@ -26,7 +26,7 @@ pub struct Args {
     no_fsync: bool,
     /// Do not run this controller (repeatable): namespace, garbage-collector, node-ipam,
     /// scheduler, replicaset, deployment, job, cronjob, statefulset, daemonset, node-lifecycle,
-    /// disruption.
+    /// disruption, endpointslice.
     #[arg(long, env = "SKIFF_DISABLE", value_delimiter = ',')]
     disable: Vec<String>,
     /// The size of each node's pod address range within 10.42.0.0/16, in prefix bits

@@ -643,6 +643,7 @@ pub async fn create_value(
         default_storage_class(state, &mut object).await?;
     }
     let (mut object, warnings) = admit(request, r, object, None)?;
+    allocate(state, request, r, &mut object, None)?;
     if record {
         fieldmanager::record_update(
             r,
@@ -697,6 +698,30 @@ pub async fn create_value(
             Err(e) => return Err(ApiError::from_store(e, r, &name)),
         }
     }
+}
+
+/// Hands a Service being written its ClusterIP and node ports (see [`super::services`]).
+pub fn allocate(
+    state: &ApiState,
+    request: &ApiRequest,
+    resource: &Resource,
+    object: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    if resource.kind != "Service" || !resource.group.is_empty() || Part::of(request) != Part::Main {
+        return Ok(());
+    }
+    let namespace = meta_str(object, "namespace").unwrap_or("").to_string();
+    let name = meta_str(object, "name").unwrap_or("").to_string();
+    state
+        .services
+        .allocate(
+            &format!("{namespace}/{name}"),
+            object,
+            old,
+            request.query.dry_run(),
+        )
+        .map_err(|errors| ApiError::invalid(resource, &name, errors))
 }
 
 /// Upstream keeps generated names within 63 characters: a prefix of at most 58, then 5 more.
@@ -940,6 +965,7 @@ pub async fn update(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respo
         }
         let merged = prepare_update(r, &old.value, object.clone(), part);
         let (mut merged, warnings) = admit(request, r, merged, Some(&old.value))?;
+        allocate(state, request, r, &mut merged, Some(&old.value))?;
         record_write(request, r, &old.value, &mut merged);
         match update_object(state, r, key.clone(), &old, merged, request.query.dry_run()).await {
             Ok(written) => return Ok(with_warnings(json(StatusCode::OK, &*written), &warnings)),

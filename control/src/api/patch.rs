@@ -161,6 +161,7 @@ pub async fn patch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
             .insert("resourceVersion".into(), old.revision.to_string().into());
         let merged = objects::prepare_update(r, &old.value, patched, part);
         let (mut merged, warnings) = objects::admit(request, r, merged, Some(&old.value))?;
+        objects::allocate(state, request, r, &mut merged, Some(&old.value))?;
         if patch_type != PatchType::Apply {
             objects::record_write(request, r, &old.value, &mut merged);
         }

@@ -8,11 +8,19 @@
 //!   to `lo`), so every pod has a port space of its own and many pods bind :8080 side by side.
 //! - A pod's localhost is its loopback address: shared by its containers, by nothing else.
 
+pub mod proxy;
+pub mod services;
 pub mod sockets;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
+
+/// The cluster's Service addresses (ClusterIPs).
+pub const SERVICE_CIDR: Cidr = Cidr {
+    base: Ipv4Addr::new(10, 43, 0, 0),
+    bits: 16,
+};
 
 /// The cluster's pod addresses: 10.42.0.0/16, a range of it per node.
 pub const CLUSTER_CIDR: Cidr = Cidr {
@@ -128,6 +136,8 @@ pub struct NodeNetwork {
     /// The host addresses of sockets bound on a pod's localhost: only their own pod may
     /// connect to them.
     local_only: Mutex<HashSet<SocketAddr>>,
+    /// The cluster's Services, as the node sees them.
+    pub services: services::Services,
 }
 
 impl NodeNetwork {

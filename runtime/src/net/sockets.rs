@@ -12,7 +12,7 @@
 //! - IPv6 sockets are refused (`not-supported`): the pod network is IPv4.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use wasmtime::StoreContextMut;
@@ -24,7 +24,8 @@ use wasmtime_wasi::p2::bindings::sockets::udp::{
 use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp, udp_create_socket};
 use wasmtime_wasi::p2::{Network, SocketResult, TcpSocket, UdpSocket};
 
-use super::{NodeNetwork, PodAddress, loopback_of, pod_ip_of};
+use super::services::Protocol;
+use super::{NodeNetwork, PodAddress, SERVICE_CIDR, loopback_of, pod_ip_of};
 use crate::engine::Host;
 
 /// The `wasi:sockets` version wasmtime-wasi defines; guests importing an earlier 0.2 version
@@ -107,17 +108,34 @@ fn bind_target(pod: &PodAddress, guest: SocketAddr) -> Result<SocketAddr, ErrorC
     }
 }
 
-/// Where a guest's connection (or datagram) really goes.
-fn connect_target(pod: &PodAddress, guest: SocketAddr) -> Result<SocketAddr, ErrorCode> {
-    match guest.ip() {
-        IpAddr::V6(_) => Err(ErrorCode::NotSupported),
-        IpAddr::V4(ip) if ip.is_unspecified() || ip.is_loopback() => {
-            Ok(SocketAddr::new(pod.loopback.into(), guest.port()))
-        }
-        IpAddr::V4(ip) => Ok(match loopback_of(ip) {
-            Some(loopback) => SocketAddr::new(loopback.into(), guest.port()),
-            None => guest,
-        }),
+/// Where a guest's connection (or datagram) really goes: a ClusterIP reaches one of its
+/// Service's endpoints (refused while it has none).
+fn connect_target(
+    pod: &PodAddress,
+    node: &NodeNetwork,
+    guest: SocketAddr,
+    protocol: Protocol,
+) -> Result<SocketAddr, ErrorCode> {
+    let IpAddr::V4(ip) = guest.ip() else {
+        return Err(ErrorCode::NotSupported);
+    };
+    let to_host = |ip: Ipv4Addr, port: u16| match loopback_of(ip) {
+        Some(loopback) => SocketAddr::new(loopback.into(), port),
+        None => SocketAddr::new(ip.into(), port),
+    };
+    if ip.is_unspecified() || ip.is_loopback() {
+        Ok(SocketAddr::new(pod.loopback.into(), guest.port()))
+    } else if SERVICE_CIDR.contains(ip) {
+        let vip = SocketAddrV4::new(ip, guest.port());
+        let endpoint = node
+            .services
+            .table()
+            .at_cluster_ip(vip, protocol)
+            .and_then(|port| port.pick(pod.ip))
+            .ok_or(ErrorCode::ConnectionRefused)?;
+        Ok(to_host(*endpoint.ip(), endpoint.port()))
+    } else {
+        Ok(to_host(ip, guest.port()))
     }
 }
 
@@ -213,7 +231,7 @@ fn add_tcp(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             Box::new(async move {
                 let (net, mut sockets) = store.data_mut().pod_sockets();
                 let guest = SocketAddr::from(address);
-                let target = match connect_target(&net.pod, guest) {
+                let target = match connect_target(&net.pod, &net.node, guest, Protocol::Tcp) {
                     Ok(target) => target,
                     Err(code) => return Ok((Err(code),)),
                 };
@@ -347,7 +365,10 @@ fn add_udp(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             Box::new(async move {
                 let (net, mut sockets) = store.data_mut().pod_sockets();
                 let guest = remote.map(SocketAddr::from);
-                let target = match guest.map(|g| connect_target(&net.pod, g)).transpose() {
+                let target = match guest
+                    .map(|g| connect_target(&net.pod, &net.node, g, Protocol::Udp))
+                    .transpose()
+                {
                     Ok(target) => target,
                     Err(code) => return Ok((Err(code),)),
                 };
@@ -393,10 +414,12 @@ fn add_udp(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             for datagram in datagrams {
                 let remote_address = match datagram.remote_address {
                     None => None,
-                    Some(remote) => match connect_target(&net.pod, remote.into()) {
-                        Ok(target) => Some(target.into()),
-                        Err(code) => return Ok((Err(code),)),
-                    },
+                    Some(remote) => {
+                        match connect_target(&net.pod, &net.node, remote.into(), Protocol::Udp) {
+                            Ok(target) => Some(target.into()),
+                            Err(code) => return Ok((Err(code),)),
+                        }
+                    }
                 };
                 translated.push(OutgoingDatagram {
                     data: datagram.data,
@@ -478,25 +501,60 @@ mod tests {
     #[test]
     fn connections_to_localhost_stay_in_the_pod_and_pod_addresses_reach_their_pods() {
         assert_eq!(
-            connect_target(&pod(), at("127.0.0.1:8080")),
+            connect_target(
+                &pod(),
+                &NodeNetwork::default(),
+                at("127.0.0.1:8080"),
+                Protocol::Tcp
+            ),
             Ok(at("127.42.0.7:8080"))
         );
         assert_eq!(
-            connect_target(&pod(), at("10.42.1.9:80")),
+            connect_target(
+                &pod(),
+                &NodeNetwork::default(),
+                at("10.42.1.9:80"),
+                Protocol::Tcp
+            ),
             Ok(at("127.42.1.9:80"))
         );
         // Another pod's loopback address is not another pod's: all of 127/8 is the pod's own.
         assert_eq!(
-            connect_target(&pod(), at("127.42.0.8:8080")),
+            connect_target(
+                &pod(),
+                &NodeNetwork::default(),
+                at("127.42.0.8:8080"),
+                Protocol::Tcp
+            ),
             Ok(at("127.42.0.7:8080"))
         );
         assert_eq!(
-            connect_target(&pod(), at("192.0.2.1:443")),
+            connect_target(
+                &pod(),
+                &NodeNetwork::default(),
+                at("192.0.2.1:443"),
+                Protocol::Tcp
+            ),
             Ok(at("192.0.2.1:443"))
         );
         assert_eq!(
-            connect_target(&pod(), at("[::1]:80")),
+            connect_target(
+                &pod(),
+                &NodeNetwork::default(),
+                at("[::1]:80"),
+                Protocol::Tcp
+            ),
             Err(ErrorCode::NotSupported)
+        );
+        // A ClusterIP with no Service (or no endpoints) behind it refuses.
+        assert_eq!(
+            connect_target(
+                &pod(),
+                &NodeNetwork::default(),
+                at("10.43.0.9:80"),
+                Protocol::Tcp
+            ),
+            Err(ErrorCode::ConnectionRefused)
         );
     }
 

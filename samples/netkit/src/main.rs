@@ -136,7 +136,7 @@ fn fetch(target: &str, path: &str) -> std::io::Result<String> {
     let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nhost: {host}\r\n\r\n"
     )?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;

@@ -1,0 +1,401 @@
+//! The node's view of Services, as kube-proxy keeps it: for each Service port, the ready
+//! endpoints of its EndpointSlices (or, while none is ready, the serving ones still
+//! terminating, as kube-proxy falls back to them), reached by ClusterIP:port and, for NodePort
+//! and LoadBalancer Services, by the node port. Connections are spread round robin, or kept
+//! with the endpoint a client had before under `sessionAffinity: ClientIP`.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use tokio::sync::watch;
+
+/// The label naming an EndpointSlice's Service.
+const SERVICE_NAME: &str = "kubernetes.io/service-name";
+
+/// A transport protocol of a Service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    fn of(text: Option<&str>) -> Option<Protocol> {
+        match text.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// One port of a Service and where its connections go.
+#[derive(Debug)]
+pub struct ServicePort {
+    /// `namespace/name:port`, for logs and events.
+    pub name: String,
+    pub endpoints: Vec<SocketAddrV4>,
+    /// How long a client stays with its endpoint, under ClientIP affinity.
+    affinity: Option<Duration>,
+    next: AtomicUsize,
+    sticky: Mutex<HashMap<Ipv4Addr, (SocketAddrV4, Instant)>>,
+}
+
+impl ServicePort {
+    /// The endpoint for a connection from `client`; None while the port has no endpoints.
+    pub fn pick(&self, client: Ipv4Addr) -> Option<SocketAddrV4> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        if let Some(timeout) = self.affinity {
+            let mut sticky = self.sticky.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((endpoint, until)) = sticky.get(&client)
+                && *until > now
+                && self.endpoints.contains(endpoint)
+            {
+                let endpoint = *endpoint;
+                sticky.insert(client, (endpoint, now + timeout));
+                return Some(endpoint);
+            }
+            let endpoint = self.round_robin();
+            sticky.retain(|_, (_, until)| *until > now);
+            sticky.insert(client, (endpoint, now + timeout));
+            return Some(endpoint);
+        }
+        Some(self.round_robin())
+    }
+
+    /// The endpoints in turn.
+    fn round_robin(&self) -> SocketAddrV4 {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.endpoints[n % self.endpoints.len()]
+    }
+
+    /// The endpoints after the one picked, for a proxy trying another when one refuses.
+    pub fn others(&self, picked: SocketAddrV4) -> impl Iterator<Item = SocketAddrV4> + '_ {
+        let at = self
+            .endpoints
+            .iter()
+            .position(|e| *e == picked)
+            .unwrap_or(0);
+        (1..self.endpoints.len()).map(move |i| self.endpoints[(at + i) % self.endpoints.len()])
+    }
+}
+
+/// Every Service port the node serves.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    by_cluster_ip: HashMap<(SocketAddrV4, Protocol), Arc<ServicePort>>,
+    by_node_port: HashMap<(u16, Protocol), Arc<ServicePort>>,
+}
+
+impl ServiceTable {
+    /// The Service port at ClusterIP `vip`.
+    pub fn at_cluster_ip(&self, vip: SocketAddrV4, protocol: Protocol) -> Option<Arc<ServicePort>> {
+        self.by_cluster_ip.get(&(vip, protocol)).cloned()
+    }
+
+    /// The Service port at node port `port`.
+    pub fn at_node_port(&self, port: u16, protocol: Protocol) -> Option<Arc<ServicePort>> {
+        self.by_node_port.get(&(port, protocol)).cloned()
+    }
+
+    /// The node ports served, with the Service ports behind them.
+    pub fn node_ports(&self) -> impl Iterator<Item = (u16, Protocol)> + '_ {
+        self.by_node_port.keys().copied()
+    }
+
+    /// The table for `services` and their `slices`.
+    pub fn build(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> ServiceTable {
+        let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
+        for slice in slices {
+            if slice.address_type != "IPv4" {
+                continue;
+            }
+            if let Some(service) = slice.labels().get(SERVICE_NAME) {
+                by_service
+                    .entry((slice.namespace().unwrap_or_default(), service.clone()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        let mut table = ServiceTable::default();
+        for service in services {
+            let Some(spec) = &service.spec else { continue };
+            let namespace = service.namespace().unwrap_or_default();
+            let cluster_ip = spec
+                .cluster_ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+            let slices = by_service
+                .get(&(namespace.clone(), service.name_any()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+                let seconds = spec
+                    .session_affinity_config
+                    .as_ref()
+                    .and_then(|c| c.client_ip.as_ref())
+                    .and_then(|c| c.timeout_seconds)
+                    .unwrap_or(10800);
+                Duration::from_secs(seconds.max(1) as u64)
+            });
+            for port in spec.ports.iter().flatten() {
+                let Some(protocol) = Protocol::of(port.protocol.as_deref()) else {
+                    continue;
+                };
+                let port_name = port.name.clone().unwrap_or_default();
+                let endpoints = endpoints_of(slices, &port_name, protocol);
+                let entry = Arc::new(ServicePort {
+                    name: format!("{namespace}/{}:{}", service.name_any(), port.port),
+                    endpoints,
+                    affinity,
+                    next: AtomicUsize::new(0),
+                    sticky: Mutex::default(),
+                });
+                if let (Some(ip), Ok(number)) = (cluster_ip, u16::try_from(port.port)) {
+                    table
+                        .by_cluster_ip
+                        .insert((SocketAddrV4::new(ip, number), protocol), entry.clone());
+                }
+                if let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok())
+                    && node_port != 0
+                {
+                    table.by_node_port.insert((node_port, protocol), entry);
+                }
+            }
+        }
+        table
+    }
+}
+
+/// The endpoints of a Service port across its slices: the ready ones, else the serving ones
+/// still terminating.
+fn endpoints_of(
+    slices: &[&EndpointSlice],
+    port_name: &str,
+    protocol: Protocol,
+) -> Vec<SocketAddrV4> {
+    let mut ready = Vec::new();
+    let mut serving = Vec::new();
+    for slice in slices {
+        let Some(port) = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or("") == port_name
+                && Protocol::of(p.protocol.as_deref()) == Some(protocol)
+        }) else {
+            continue;
+        };
+        let Some(number) = port.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let conditions = endpoint.conditions.as_ref();
+            let is_ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let is_serving = conditions.and_then(|c| c.serving).unwrap_or(is_ready);
+            for address in &endpoint.addresses {
+                let Ok(ip) = address.parse::<Ipv4Addr>() else {
+                    continue;
+                };
+                let at = SocketAddrV4::new(ip, number);
+                if is_ready {
+                    ready.push(at);
+                } else if is_serving {
+                    serving.push(at);
+                }
+            }
+        }
+    }
+    let mut chosen = if ready.is_empty() { serving } else { ready };
+    chosen.sort();
+    chosen.dedup();
+    chosen
+}
+
+/// The node's Service table, kept up to date.
+#[derive(Debug, Clone)]
+pub struct Services {
+    table: Arc<RwLock<Arc<ServiceTable>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            table: Arc::default(),
+            changed: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Services {
+    /// The table as it is now.
+    pub fn table(&self) -> Arc<ServiceTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Wakes on every change of the table.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn replace(&self, table: ServiceTable) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Follows every Service and EndpointSlice of the cluster until the process ends.
+    pub async fn follow(self, client: kube::Client) {
+        let (services, service_writer) = reflector::store::<Service>();
+        let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+        let service_events = reflector::reflector(
+            service_writer,
+            watcher(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .map(|_| ())
+        .boxed();
+        let slice_events = reflector::reflector(
+            slice_writer,
+            watcher(
+                Api::<EndpointSlice>::all(client),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .map(|_| ())
+        .boxed();
+        let mut events = futures::stream::select(service_events, slice_events);
+        while events.next().await.is_some() {
+            // Events come in bursts: take what has arrived before rebuilding.
+            while let Some(Some(())) = futures::FutureExt::now_or_never(events.next()) {}
+            self.rebuild(&services, &slices);
+        }
+    }
+
+    fn rebuild(&self, services: &Store<Service>, slices: &Store<EndpointSlice>) {
+        self.replace(ServiceTable::build(&services.state(), &slices.state()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(spec: serde_json::Value) -> Arc<Service> {
+        Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": "web", "namespace": "default"}, "spec": spec}),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn slice(endpoints: serde_json::Value) -> Arc<EndpointSlice> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "web-x", "namespace": "default",
+                             "labels": {SERVICE_NAME: "web"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": endpoints,
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn at(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn connections_spread_over_ready_endpoints_by_cluster_ip_and_node_port() {
+        let services = [service(
+            json!({"clusterIP": "10.43.0.9", "type": "NodePort",
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080, "protocol": "TCP"}]}),
+        )];
+        let slices = [slice(json!([
+            {"addresses": ["10.42.0.2"], "conditions": {"ready": true}},
+            {"addresses": ["10.42.0.3"], "conditions": {"ready": true}},
+            {"addresses": ["10.42.0.4"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+        ]))];
+        let table = ServiceTable::build(&services, &slices);
+        let port = table
+            .at_cluster_ip(at("10.43.0.9:80"), Protocol::Tcp)
+            .unwrap();
+        let client = Ipv4Addr::new(10, 42, 0, 7);
+        let picks: Vec<_> = (0..4).map(|_| port.pick(client).unwrap()).collect();
+        assert_eq!(
+            picks,
+            [
+                at("10.42.0.2:8080"),
+                at("10.42.0.3:8080"),
+                at("10.42.0.2:8080"),
+                at("10.42.0.3:8080")
+            ]
+        );
+        assert!(table.at_node_port(30080, Protocol::Tcp).is_some());
+        assert!(
+            table
+                .at_cluster_ip(at("10.43.0.9:81"), Protocol::Tcp)
+                .is_none()
+        );
+        assert!(
+            table
+                .at_cluster_ip(at("10.43.0.9:80"), Protocol::Udp)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn terminating_endpoints_serve_only_while_none_is_ready_and_affinity_sticks() {
+        let services = [service(
+            json!({"clusterIP": "10.43.0.9", "sessionAffinity": "ClientIP",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+        )];
+        let slices = [slice(json!([
+            {"addresses": ["10.42.0.4"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+            {"addresses": ["10.42.0.5"], "conditions": {"ready": false, "serving": false}},
+        ]))];
+        let table = ServiceTable::build(&services, &slices);
+        let port = table
+            .at_cluster_ip(at("10.43.0.9:80"), Protocol::Tcp)
+            .unwrap();
+        assert_eq!(port.endpoints, [at("10.42.0.4:8080")]);
+        let slices = [slice(json!([
+            {"addresses": ["10.42.0.2"], "conditions": {"ready": true}},
+            {"addresses": ["10.42.0.3"], "conditions": {"ready": true}},
+        ]))];
+        let table = ServiceTable::build(&services, &slices);
+        let port = table
+            .at_cluster_ip(at("10.43.0.9:80"), Protocol::Tcp)
+            .unwrap();
+        let client = Ipv4Addr::new(10, 42, 0, 7);
+        let first = port.pick(client).unwrap();
+        assert!((0..5).all(|_| port.pick(client) == Some(first)));
+        let other = port.pick(Ipv4Addr::new(10, 42, 0, 8)).unwrap();
+        assert_ne!(
+            other, first,
+            "another client is spread to the next endpoint"
+        );
+        // A service without endpoints has nothing to pick.
+        let table = ServiceTable::build(&services, &[]);
+        let port = table
+            .at_cluster_ip(at("10.43.0.9:80"), Protocol::Tcp)
+            .unwrap();
+        assert_eq!(port.pick(client), None);
+    }
+}
