@@ -61,15 +61,35 @@ impl Default for Lifecycle {
     }
 }
 
-/// Starts every controller not in `disabled`; they run until the process ends. Nodes get pod
-/// ranges of `node_cidr_mask_size` bits.
-pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle, node_cidr_mask_size: u8) {
+/// How nodes get their pod ranges: cut from the /16 at `cluster_cidr`, of
+/// `node_cidr_mask_size` bits each.
+#[derive(Clone, Copy, Debug)]
+pub struct PodRanges {
+    pub cluster_cidr: std::net::Ipv4Addr,
+    pub node_cidr_mask_size: u8,
+}
+
+impl Default for PodRanges {
+    fn default() -> Self {
+        PodRanges {
+            cluster_cidr: node_ipam::DEFAULT_CLUSTER,
+            node_cidr_mask_size: 24,
+        }
+    }
+}
+
+/// Starts every controller not in `disabled`; they run until the process ends.
+pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle, ranges: PodRanges) {
     let enabled = |name: &str| !disabled.iter().any(|d| d == name);
     if enabled("namespace") {
         tokio::spawn(namespace::run(client.clone()));
     }
     if enabled("node-ipam") {
-        tokio::spawn(node_ipam::run(client.clone(), node_cidr_mask_size));
+        tokio::spawn(node_ipam::run(
+            client.clone(),
+            ranges.cluster_cidr,
+            ranges.node_cidr_mask_size,
+        ));
     }
     if enabled("scheduler") {
         tokio::spawn(crate::scheduler::run(client.clone()));

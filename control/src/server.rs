@@ -39,9 +39,9 @@ pub struct ServerConfig {
     pub local_node: Option<crate::api::LocalNode>,
     /// How long pods tolerate a not-ready or unreachable node, and how soon a silent node is.
     pub lifecycle: crate::controllers::Lifecycle,
-    /// The size of each node's pod range, in prefix bits (kube-controller-manager's
-    /// `--node-cidr-mask-size`).
-    pub node_cidr_mask_size: u8,
+    /// The cluster's pod range and the size of each node's (kube-controller-manager's
+    /// `--cluster-cidr` and `--node-cidr-mask-size`).
+    pub pod_ranges: crate::controllers::PodRanges,
 }
 
 /// Starts work that needs the API (the embedded node agent), given an in-process client.
@@ -258,7 +258,7 @@ pub async fn run(
         in_process_client(router.clone()),
         &config.disable,
         &config.lifecycle,
-        config.node_cidr_mask_size,
+        config.pod_ranges,
     );
     if let Some(agent) = agent {
         agent(in_process_client(router.clone()));

@@ -182,12 +182,13 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
     ));
     tokio::spawn(config.usage.clone().sample_forever());
     let addresses = crate::net::Addresses::default();
+    let network = Arc::new(crate::net::NodeNetwork::default());
     tokio::spawn(crate::net::follow_range(
         client.clone(),
         config.name.clone(),
         addresses.clone(),
+        network.clone(),
     ));
-    let network = Arc::new(crate::net::NodeNetwork::default());
     tokio::spawn(network.services.clone().follow(client.clone()));
     match config.address.parse() {
         Ok(address) => {

@@ -61,9 +61,16 @@ pub struct Host {
     cpu: Option<CpuMeter>,
     /// The instance's view of the pod network.
     net: PodSockets,
+    /// Where its outgoing HTTP requests go.
+    http_hooks: crate::net::http::PodHttp,
 }
 
 impl Host {
+    /// The instance's resource table.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// The pod network view and the stock sockets host, for the socket layer.
     pub(crate) fn pod_sockets(&mut self) -> (&mut PodSockets, WasiSocketsCtxView<'_>) {
         (
@@ -81,7 +88,7 @@ impl wasmtime_wasi_http::WasiHttpView for Host {
         wasmtime_wasi_http::WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.http_hooks,
         }
     }
 }
@@ -176,6 +183,8 @@ pub struct RunSpec {
     pub pod: PodAddress,
     /// What the node's pods share of the pod network.
     pub network: Arc<crate::net::NodeNetwork>,
+    /// How the pod resolves names.
+    pub dns: Arc<crate::net::dns::PodDns>,
 }
 
 /// A host directory the guest sees at `guest`.
@@ -376,7 +385,12 @@ impl Runtime {
                     held: 0,
                 },
                 cpu: None,
-                net: PodSockets::new(spec.pod, spec.network.clone()),
+                net: PodSockets::new(spec.pod, spec.network.clone(), spec.dns.clone()),
+                http_hooks: crate::net::http::PodHttp::new(
+                    spec.pod,
+                    spec.network.clone(),
+                    spec.dns.clone(),
+                ),
             },
         );
         store.limiter(|host| &mut host.limits);

@@ -1447,6 +1447,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         usage: tracked.usage().clone(),
         pod: address,
         network: ctx.network.clone(),
+        dns: Arc::new(crate::net::dns::PodDns::of(&worker.pod)),
     };
     // Told to stop (the pod is being deleted), a container first runs its preStop hook. An
     // HTTP container then drains its requests and ends. A command cannot catch a signal, so

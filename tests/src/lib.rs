@@ -107,6 +107,7 @@ pub const SAMPLES: &[&str] = &[
     "http-hello",
     "needs-gadget",
     "netkit",
+    "http-frontend",
 ];
 
 /// The component a sample in `samples/` builds to (built once, for wasm32-wasip2).
@@ -162,6 +163,43 @@ pub struct Server {
     child: Option<Child>,
     extra_args: Vec<String>,
     listen: String,
+    pod_range: PodRange,
+}
+
+/// A cluster pod range of its own (`10.B.0.0/16`, pods served on the host's 127.B.c.d) for a
+/// server, held through a locked file while the server lives: servers that concurrent tests
+/// start side by side never serve pods on the same addresses.
+struct PodRange {
+    second_octet: u8,
+    _lock: std::fs::File,
+}
+
+impl PodRange {
+    fn claim() -> anyhow::Result<PodRange> {
+        let dir = std::env::temp_dir().join("skiff-test-pod-ranges");
+        std::fs::create_dir_all(&dir)?;
+        // 10.100.0.0/16 to 10.250.0.0/16, tried from a place of the process's own.
+        let start = std::process::id() as usize % 151;
+        for i in 0..151 {
+            let octet = 100 + ((start + i) % 151) as u8;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("{octet}.lock")))?;
+            if file.try_lock().is_ok() {
+                return Ok(PodRange {
+                    second_octet: octet,
+                    _lock: file,
+                });
+            }
+        }
+        bail!("every test pod range is in use")
+    }
+
+    fn cidr(&self) -> String {
+        format!("10.{}.0.0/16", self.second_octet)
+    }
 }
 
 impl Server {
@@ -178,6 +216,7 @@ impl Server {
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             listen: "127.0.0.1:0".into(),
+            pod_range: PodRange::claim()?,
         };
         server.spawn()?;
         Ok(server)
@@ -303,6 +342,8 @@ impl Server {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(&self.listen)
+            .arg("--cluster-cidr")
+            .arg(self.pod_range.cidr())
             .args(&self.extra_args)
             .env(
                 "SKIFF_LOG",
@@ -465,13 +506,19 @@ impl Server {
     }
 
     /// Where the host reaches pod `name` (in the default namespace): the loopback address its
-    /// pod address maps onto (10.42.a.b is served on 127.42.a.b), once it has one.
+    /// pod address maps onto (10.B.c.d is served on 127.B.c.d), once it has one.
     pub fn pod_address(&self, name: &str) -> String {
         let ip = self.wait_for_nonempty(name, "{.status.podIP}");
-        match ip.strip_prefix("10.42.") {
-            Some(rest) => format!("127.42.{rest}"),
-            None => panic!("pod {name} has an address outside the pod network: {ip}"),
+        let prefix = format!("10.{}.", self.pod_range.second_octet);
+        match ip.strip_prefix(&prefix) {
+            Some(rest) => format!("127.{}.{rest}", self.pod_range.second_octet),
+            None => panic!("pod {name} has an address outside the server's pod range: {ip}"),
         }
+    }
+
+    /// The first two octets of the server's pod addresses (`10.B.`).
+    pub fn pod_prefix(&self) -> String {
+        format!("10.{}.", self.pod_range.second_octet)
     }
 
     /// Merge-patches one object (`kind/name`) with `patch`, failing the test unless it takes.

@@ -54,7 +54,10 @@ fn a_node_joins_with_the_token_runs_pods_and_goes_stale_when_stopped() {
     .expect("both nodes get distinct pod CIDRs");
     assert_eq!(
         ranges.into_iter().collect::<Vec<_>>(),
-        ["10.42.0.0/24", "10.42.1.0/24"]
+        [
+            format!("{}0.0/24", server.pod_prefix()),
+            format!("{}1.0/24", server.pod_prefix())
+        ]
     );
     // The node keeps its own credential, readable by it alone.
     let credential = node.dir.path().join("node/edge-1.kubeconfig");

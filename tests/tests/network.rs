@@ -48,7 +48,10 @@ fn containers_of_a_pod_share_a_localhost_that_no_other_pod_reaches() {
     server.apply_on_node(&ambassador("one", &[]));
     server.wait_for("one", "{.status.containerStatuses[1].ready}", "true");
     let one_ip = server.field("pod/one", "{.status.podIP}");
-    assert!(one_ip.starts_with("10.42.0."), "{one_ip}");
+    assert!(
+        one_ip.starts_with(&format!("{}0.", server.pod_prefix())),
+        "{one_ip}"
+    );
     assert_eq!(
         server.field("pod/one", "{.status.podIPs[0].ip}"),
         one_ip,

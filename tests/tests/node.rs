@@ -74,7 +74,8 @@ fn the_node_registers_ready_with_capacity_and_renews_its_lease() {
         (!cidrs.trim().is_empty()).then_some(cidrs)
     })
     .expect("the node gets a pod CIDR");
-    assert_eq!(cidrs.trim(), "10.42.0.0/24 10.42.0.0/24");
+    let range = format!("{}0.0/24", server.pod_prefix());
+    assert_eq!(cidrs.trim(), format!("{range} {range}"));
 }
 
 #[test]

@@ -272,3 +272,157 @@ fn requested_cluster_ips_and_node_ports_are_honoured_and_clashes_refused() {
         "the freed address and port were never handed out again"
     );
 }
+
+#[test]
+fn pods_find_services_and_stateful_pods_by_name() {
+    let server = Server::start().unwrap();
+    server.import_samples();
+    server.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: backend}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: backend}}
+  template:
+    metadata: {labels: {app: backend}}
+    spec:
+      containers:
+      - name: web
+        image: samples.skiff.local/http-hello:0.1.0
+        ports: [{name: http, containerPort: 8080}]
+        env:
+        - {name: GREETING_NAME, value: backend}
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend}
+spec:
+  selector: {app: backend}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: alt, port: 8080, targetPort: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: samples.skiff.local/http-hello:0.1.0
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: first-web}
+spec:
+  type: ExternalName
+  externalName: web-0.web.default.svc.cluster.local
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: frontend}
+spec:
+  containers:
+  - name: frontend
+    image: samples.skiff.local/http-frontend:0.1.0
+    ports: [{containerPort: 8080}]
+    env: [{name: BACKEND_URL, value: "http://backend/"}]
+"#,
+    );
+    server.kubectl_ok(&["rollout", "status", "deployment/backend", "--timeout=120s"]);
+    server.kubectl_ok(&["rollout", "status", "statefulset/web", "--timeout=120s"]);
+    server.wait_for("frontend", "{.status.containerStatuses[0].ready}", "true");
+
+    // wasi:http: the frontend calls http://backend/, the Service's port 80, by its short name.
+    let frontend = server.pod_address("frontend");
+    let answer = eventually(Duration::from_secs(30), || {
+        http_get(&frontend, 8080, "/")
+            .ok()
+            .filter(|r| r.contains("hello, backend"))
+    })
+    .unwrap_or_else(|| panic!("{:?}", http_get(&frontend, 8080, "/")));
+    assert!(
+        answer.contains("frontend: http://backend/ said 200"),
+        "{answer}"
+    );
+    assert!(answer.contains("pod backend-"), "{answer}");
+
+    // wasi:sockets: names through the search path, headless and StatefulSet records, and an
+    // ExternalName's target.
+    let ip = |pod: &str| server.field(&format!("pod/{pod}"), "{.status.podIP}");
+    let mut web: Vec<String> = (0..3).map(|i| ip(&format!("web-{i}"))).collect();
+    web.sort();
+    let names = [
+        ("backend.default.svc.cluster.local:8080", "get"),
+        ("web", "resolve"),
+        ("web-1.web.default.svc.cluster.local", "resolve"),
+        ("first-web", "resolve"),
+        ("backend.default", "resolve"),
+        // Absolute, so that no query leaves the node.
+        ("nothing-here.default.svc.cluster.local.", "resolve"),
+    ];
+    let containers: String = names
+        .iter()
+        .enumerate()
+        .map(|(i, (name, verb))| {
+            format!(
+                "\n  - name: c{i}\n    image: samples.skiff.local/netkit:0.1.0\n    \
+                 args: [{verb}, \"{name}\"]\n    env: [{{name: INTERVAL_MS, value: \"200\"}}]"
+            )
+        })
+        .collect();
+    server.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec:\n  containers:{containers}\n"
+    ));
+    let line = |i: usize, want: &dyn Fn(&str) -> bool| -> String {
+        let logs = server.logs_until("client", &format!("c{i}"), want);
+        logs.lines()
+            .rev()
+            .find(|l| want(l))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let got = line(0, &|l| l.contains("hello, backend"));
+    assert_eq!(
+        got, "backend.default.svc.cluster.local:8080: hello, backend",
+        "{got}"
+    );
+    assert_eq!(
+        line(1, &|l| l.split(' ').count() == 4),
+        format!("web: {}", web.join(" "))
+    );
+    assert_eq!(
+        line(2, &|l| l.contains(": 10.")),
+        format!("web-1.web.default.svc.cluster.local: {}", ip("web-1"))
+    );
+    assert_eq!(
+        line(3, &|l| l.contains(": 10.")),
+        format!("first-web: {}", ip("web-0"))
+    );
+    let backend_ip = server.field("service/backend", "{.spec.clusterIP}");
+    assert_eq!(
+        line(4, &|l| l.contains(": 10.")),
+        format!("backend.default: {backend_ip}")
+    );
+    assert!(
+        line(5, &|l| l.contains("error"))
+            .starts_with("nothing-here.default.svc.cluster.local.: error:")
+    );
+}

@@ -29,7 +29,11 @@ pub struct Args {
     /// disruption, endpointslice.
     #[arg(long, env = "SKIFF_DISABLE", value_delimiter = ',')]
     disable: Vec<String>,
-    /// The size of each node's pod address range within 10.42.0.0/16, in prefix bits
+    /// The cluster's pod addresses: a /16 of 10.0.0.0/8 (pod 10.B.c.d is served on the host's
+    /// 127.B.c.d, so two clusters on one host need two ranges).
+    #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.42.0.0/16", value_parser = skiff_control::controllers::node_ipam::parse_cluster_cidr)]
+    cluster_cidr: std::net::Ipv4Addr,
+    /// The size of each node's pod address range within the cluster's, in prefix bits
     /// (kube-controller-manager's flag): 24 gives 256 nodes of 253 pods each, 18 gives 4 nodes
     /// of 16,381.
     #[arg(long, env = "SKIFF_NODE_CIDR_MASK_SIZE", default_value_t = 24, value_parser = clap::value_parser!(u8).range(16..=30))]
@@ -160,7 +164,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
         },
-        node_cidr_mask_size: args.node_cidr_mask_size,
+        pod_ranges: skiff_control::controllers::PodRanges {
+            cluster_cidr: args.cluster_cidr,
+            node_cidr_mask_size: args.node_cidr_mask_size,
+        },
         local_node: agent.as_ref().map(|a| skiff_control::api::LocalNode {
             name: a.name.clone(),
             logs: std::sync::Arc::new(NodeLogs {

@@ -3,11 +3,15 @@
 //! packet filter:
 //!
 //! - Each pod has an address of its node's pod range (`Node.spec.podCIDR`, such as
-//!   10.42.3.0/24), which is what `status.podIP` and the guests see. It maps one to one onto a
-//!   host loopback address: pod 10.42.3.7 is served on 127.42.3.7 (Linux routes all of 127/8
-//!   to `lo`), so every pod has a port space of its own and many pods bind :8080 side by side.
+//!   10.42.3.0/24, cut from the cluster's /16 within 10.0.0.0/8), which is what
+//!   `status.podIP` and the guests see. It maps one to one onto a host loopback address: pod
+//!   10.42.3.7 is served on 127.42.3.7 (Linux routes all of 127/8 to `lo`), so every pod has a
+//!   port space of its own and many pods bind :8080 side by side. Clusters on one host keep
+//!   apart by their ranges (`skiff server --cluster-cidr`).
 //! - A pod's localhost is its loopback address: shared by its containers, by nothing else.
 
+pub mod dns;
+pub mod http;
 pub mod proxy;
 pub mod services;
 pub mod sockets;
@@ -22,14 +26,11 @@ pub const SERVICE_CIDR: Cidr = Cidr {
     bits: 16,
 };
 
-/// The cluster's pod addresses: 10.42.0.0/16, a range of it per node.
-pub const CLUSTER_CIDR: Cidr = Cidr {
-    base: Ipv4Addr::new(10, 42, 0, 0),
-    bits: 16,
+/// The addresses pod ranges are cut from: pod 10.B.c.d is served on 127.B.c.d.
+const POD_SPACE: Cidr = Cidr {
+    base: Ipv4Addr::new(10, 0, 0, 0),
+    bits: 8,
 };
-
-/// The host loopback addresses pods are served on: pod 10.42.a.b is 127.42.a.b.
-const LOOPBACK_PREFIX: [u8; 2] = [127, 42];
 
 /// An IPv4 address range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,14 @@ impl Cidr {
         let bits: u8 = bits.parse().ok().filter(|b| *b <= 32)?;
         let cidr = Cidr { base, bits };
         (u32::from(base) & !cidr.mask() == 0).then_some(cidr)
+    }
+
+    /// The /16 that holds this range: the cluster's pod range, for a node's.
+    pub fn cluster(&self) -> Cidr {
+        Cidr {
+            base: Ipv4Addr::from(u32::from(self.base) & 0xFFFF_0000),
+            bits: 16,
+        }
     }
 
     fn mask(&self) -> u32 {
@@ -79,7 +88,12 @@ impl std::fmt::Display for Cidr {
 
 /// Follows the node's pod range (`spec.podCIDR`, which the server's node IPAM controller sets)
 /// into `addresses`, until the process ends.
-pub async fn follow_range(client: kube::Client, node: String, addresses: Addresses) {
+pub async fn follow_range(
+    client: kube::Client,
+    node: String,
+    addresses: Addresses,
+    network: Arc<NodeNetwork>,
+) {
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
@@ -99,26 +113,29 @@ pub async fn follow_range(client: kube::Client, node: String, addresses: Address
         };
         if addresses.range() != Some(range) {
             match addresses.set_range(range) {
-                Ok(()) => tracing::info!(range = %range, "the node's pod range"),
+                Ok(()) => {
+                    network.set_cluster(range.cluster());
+                    tracing::info!(range = %range, "the node's pod range")
+                }
                 Err(e) => tracing::warn!(error = %e, "the node's pod range is unusable"),
             }
         }
     }
 }
 
-/// The host loopback address a pod address is served on, if it is a pod address.
+/// The host loopback address a pod address (of 10.0.0.0/8) is served on.
 pub fn loopback_of(pod_ip: Ipv4Addr) -> Option<Ipv4Addr> {
-    let [_, _, c, d] = pod_ip.octets();
-    CLUSTER_CIDR
+    let [_, b, c, d] = pod_ip.octets();
+    POD_SPACE
         .contains(pod_ip)
-        .then(|| Ipv4Addr::new(LOOPBACK_PREFIX[0], LOOPBACK_PREFIX[1], c, d))
+        .then(|| Ipv4Addr::new(127, b, c, d))
 }
 
-/// The pod address a host loopback address serves, if it serves one.
-pub fn pod_ip_of(loopback: Ipv4Addr) -> Option<Ipv4Addr> {
+/// The pod address of `cluster` a host loopback address serves, if it serves one.
+pub fn pod_ip_of(loopback: Ipv4Addr, cluster: Cidr) -> Option<Ipv4Addr> {
     let [a, b, c, d] = loopback.octets();
-    let [base_a, base_b, _, _] = CLUSTER_CIDR.base.octets();
-    ([a, b] == LOOPBACK_PREFIX).then(|| Ipv4Addr::new(base_a, base_b, c, d))
+    let pod_ip = Ipv4Addr::new(10, b, c, d);
+    (a == 127 && cluster.contains(pod_ip)).then_some(pod_ip)
 }
 
 /// Where the node dials `host:port`: a pod address at its host loopback address, anything else
@@ -133,6 +150,8 @@ pub fn host_target(host: &str, port: u16) -> String {
 /// What every pod on the node shares of the pod network.
 #[derive(Debug, Default)]
 pub struct NodeNetwork {
+    /// The cluster's pod range (a /16), once the node knows its own range.
+    cluster: std::sync::RwLock<Option<Cidr>>,
     /// The host addresses of sockets bound on a pod's localhost: only their own pod may
     /// connect to them.
     local_only: Mutex<HashSet<SocketAddr>>,
@@ -141,6 +160,23 @@ pub struct NodeNetwork {
 }
 
 impl NodeNetwork {
+    /// Notes the cluster's pod range.
+    pub fn set_cluster(&self, cluster: Cidr) {
+        *self.cluster.write().unwrap_or_else(|p| p.into_inner()) = Some(cluster);
+    }
+
+    /// The cluster's pod range, once known.
+    pub fn cluster(&self) -> Option<Cidr> {
+        *self.cluster.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The host loopback address of `ip` when it is a pod address of the cluster.
+    pub fn pod_loopback(&self, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.cluster()
+            .filter(|c| c.contains(ip))
+            .and_then(|_| loopback_of(ip))
+    }
+
     /// Notes where a guest's bind landed, and whether on its localhost.
     pub fn bound(&self, at: SocketAddr, localhost: bool) {
         let mut local_only = self.local_only.lock().unwrap_or_else(|p| p.into_inner());
@@ -168,6 +204,15 @@ pub struct PodAddress {
 }
 
 impl PodAddress {
+    /// The cluster's pod range, which the pod's address is in.
+    pub fn cluster(&self) -> Cidr {
+        Cidr {
+            base: self.ip,
+            bits: 32,
+        }
+        .cluster()
+    }
+
     pub fn new(ip: Ipv4Addr) -> Option<PodAddress> {
         Some(PodAddress {
             ip,
@@ -182,7 +227,7 @@ pub enum AddressError {
     /// As the host-local IPAM plugin words it.
     #[error("failed to allocate for range 0: no IP addresses available in range set: {0}")]
     Exhausted(Cidr),
-    #[error("the node's pod range {0} is not within the cluster's {CLUSTER_CIDR}")]
+    #[error("the node's pod range {0} is not a range of 10.0.0.0/8 of /16 or smaller")]
     OutsideCluster(Cidr),
 }
 
@@ -212,7 +257,7 @@ struct Allocation {
 impl Addresses {
     /// Sets the node's range, once the server has given it one.
     pub fn set_range(&self, range: Cidr) -> Result<(), AddressError> {
-        if !(CLUSTER_CIDR.contains(range.base) && range.bits >= CLUSTER_CIDR.bits) {
+        if !(POD_SPACE.contains(range.base) && range.bits >= 16) {
             return Err(AddressError::OutsideCluster(range));
         }
         let mut inner = self.lock();
@@ -319,10 +364,24 @@ mod tests {
 
     #[test]
     fn pod_addresses_map_onto_loopback_addresses_and_back() {
+        let cluster = Cidr::parse("10.42.0.0/16").unwrap();
         assert_eq!(loopback_of(ip("10.42.3.7")), Some(ip("127.42.3.7")));
-        assert_eq!(pod_ip_of(ip("127.42.3.7")), Some(ip("10.42.3.7")));
-        assert_eq!(loopback_of(ip("10.43.0.1")), None);
-        assert_eq!(pod_ip_of(ip("127.0.0.1")), None);
+        assert_eq!(pod_ip_of(ip("127.42.3.7"), cluster), Some(ip("10.42.3.7")));
+        assert_eq!(loopback_of(ip("192.168.0.1")), None);
+        assert_eq!(pod_ip_of(ip("127.0.0.1"), cluster), None);
+        assert_eq!(pod_ip_of(ip("127.44.0.1"), cluster), None);
+        let network = NodeNetwork::default();
+        assert_eq!(
+            network.pod_loopback(ip("10.42.3.7")),
+            None,
+            "no cluster known yet"
+        );
+        network.set_cluster(Cidr::parse("10.42.3.0/24").unwrap().cluster());
+        assert_eq!(
+            network.pod_loopback(ip("10.42.3.7")),
+            Some(ip("127.42.3.7"))
+        );
+        assert_eq!(network.pod_loopback(ip("10.9.0.1")), None);
     }
 
     #[test]
@@ -414,11 +473,11 @@ mod tests {
     fn a_range_outside_the_cluster_is_refused() {
         let addresses = Addresses::default();
         let error = addresses
-            .set_range(Cidr::parse("10.44.0.0/24").unwrap())
+            .set_range(Cidr::parse("192.168.0.0/24").unwrap())
             .unwrap_err();
         assert_eq!(
             error.to_string(),
-            "the node's pod range 10.44.0.0/24 is not within the cluster's 10.42.0.0/16"
+            "the node's pod range 192.168.0.0/24 is not a range of 10.0.0.0/8 of /16 or smaller"
         );
     }
 }

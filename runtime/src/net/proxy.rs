@@ -11,20 +11,31 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::services::{Protocol, Services};
-use super::{Addresses, loopback_of};
+use super::{Addresses, Cidr, loopback_of};
 
-/// Connects to a pod network endpoint from the host: a pod address at its loopback address,
-/// from `from` (a loopback address) when given.
-pub async fn dial(endpoint: SocketAddrV4, from: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
-    let target = match loopback_of(*endpoint.ip()) {
+/// Connects to a pod network endpoint from the host: a pod address of `cluster` at its
+/// loopback address, from `from` (a loopback address) when given.
+pub async fn dial(
+    endpoint: SocketAddrV4,
+    cluster: Option<Cidr>,
+    from: Option<Ipv4Addr>,
+) -> std::io::Result<TcpStream> {
+    let pod = cluster.is_some_and(|c| c.contains(*endpoint.ip()));
+    let target = match loopback_of(*endpoint.ip()).filter(|_| pod) {
         Some(loopback) => SocketAddrV4::new(loopback, endpoint.port()),
         None => endpoint,
     };
+    connect(SocketAddr::V4(target), from).await
+}
+
+/// Connects to a host address, from `from` (a loopback address) when the target is on the
+/// host's loopback too.
+pub async fn connect(target: SocketAddr, from: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     if let Some(from) = from.filter(|_| target.ip().is_loopback()) {
         socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
     }
-    let stream = socket.connect(SocketAddr::V4(target)).await?;
+    let stream = socket.connect(target).await?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
@@ -91,9 +102,10 @@ async fn serve(listener: TcpListener, port: u16, services: Services, addresses: 
                 return;
             };
             let from = addresses.gateway().map(|g| g.loopback);
+            let cluster = addresses.range().map(|r| r.cluster());
             let mut upstream = None;
             for endpoint in std::iter::once(first).chain(service.others(first)) {
-                match dial(endpoint, from).await {
+                match dial(endpoint, cluster, from).await {
                     Ok(stream) => {
                         upstream = Some(stream);
                         break;

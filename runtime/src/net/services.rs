@@ -97,12 +97,54 @@ impl ServicePort {
 pub struct ServiceTable {
     by_cluster_ip: HashMap<(SocketAddrV4, Protocol), Arc<ServicePort>>,
     by_node_port: HashMap<(u16, Protocol), Arc<ServicePort>>,
+    /// What the cluster DNS answers, by `<service>.<namespace>`.
+    names: HashMap<String, Record>,
+}
+
+/// A Service's DNS records.
+#[derive(Debug, Default)]
+struct Record {
+    /// Its ClusterIP; a headless Service has none.
+    cluster_ip: Option<Ipv4Addr>,
+    /// A headless Service's ready endpoint addresses.
+    endpoints: Vec<Ipv4Addr>,
+    /// The endpoints that have a hostname (StatefulSet pods), by it.
+    hostnames: HashMap<String, Ipv4Addr>,
+    /// An ExternalName Service's target.
+    external_name: Option<String>,
 }
 
 impl ServiceTable {
     /// The Service port at ClusterIP `vip`.
     pub fn at_cluster_ip(&self, vip: SocketAddrV4, protocol: Protocol) -> Option<Arc<ServicePort>> {
         self.by_cluster_ip.get(&(vip, protocol)).cloned()
+    }
+
+    /// The cluster DNS answer for `name` (`[hostname.]service.namespace.svc.cluster.local`).
+    pub fn lookup(&self, name: &str) -> Option<super::dns::Answer> {
+        use super::dns::{Answer, CLUSTER_DOMAIN};
+        let name = name.strip_suffix(&format!(".svc.{CLUSTER_DOMAIN}"))?;
+        let labels: Vec<&str> = name.split('.').collect();
+        match labels.as_slice() {
+            [service, namespace] => {
+                let record = self.names.get(&format!("{service}.{namespace}"))?;
+                if let Some(target) = &record.external_name {
+                    return Some(Answer::Alias(target.clone()));
+                }
+                Some(Answer::Addresses(match record.cluster_ip {
+                    Some(ip) => vec![ip],
+                    None => record.endpoints.clone(),
+                }))
+            }
+            [hostname, service, namespace] => {
+                let record = self.names.get(&format!("{service}.{namespace}"))?;
+                record
+                    .hostnames
+                    .get(*hostname)
+                    .map(|ip| Answer::Addresses(vec![*ip]))
+            }
+            _ => None,
+        }
     }
 
     /// The Service port at node port `port`.
@@ -141,6 +183,43 @@ impl ServiceTable {
                 .get(&(namespace.clone(), service.name_any()))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
+            let mut record = Record {
+                cluster_ip,
+                external_name: spec
+                    .external_name
+                    .clone()
+                    .filter(|_| spec.type_.as_deref() == Some("ExternalName")),
+                ..Record::default()
+            };
+            for slice in slices {
+                for endpoint in &slice.endpoints {
+                    let ready = endpoint
+                        .conditions
+                        .as_ref()
+                        .and_then(|c| c.ready)
+                        .unwrap_or(true);
+                    let Some(ip) = endpoint
+                        .addresses
+                        .first()
+                        .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                    else {
+                        continue;
+                    };
+                    if !ready {
+                        continue;
+                    }
+                    if !record.endpoints.contains(&ip) {
+                        record.endpoints.push(ip);
+                    }
+                    if let Some(hostname) = &endpoint.hostname {
+                        record.hostnames.insert(hostname.clone(), ip);
+                    }
+                }
+            }
+            record.endpoints.sort();
+            table
+                .names
+                .insert(format!("{}.{namespace}", service.name_any()), record);
             let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
                 let seconds = spec
                     .session_affinity_config

@@ -11,21 +11,25 @@
 //!   connected to, pod addresses for other pods, 127.0.0.1 within the pod.
 //! - IPv6 sockets are refused (`not-supported`): the pod network is IPv4.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, Resource};
-use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddressFamily, IpSocketAddress};
+use wasmtime::component::{Linker, Resource, ResourceType};
+use wasmtime_wasi::p2::bindings::sockets::network::{
+    ErrorCode, IpAddress, IpAddressFamily, IpSocketAddress,
+};
 use wasmtime_wasi::p2::bindings::sockets::udp::{
     IncomingDatagram, IncomingDatagramStream, OutgoingDatagram, OutgoingDatagramStream,
 };
 use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp, udp_create_socket};
-use wasmtime_wasi::p2::{Network, SocketResult, TcpSocket, UdpSocket};
+use wasmtime_wasi::p2::{Network, Pollable, SocketResult, TcpSocket, UdpSocket};
 
+use super::dns::PodDns;
 use super::services::Protocol;
-use super::{NodeNetwork, PodAddress, SERVICE_CIDR, loopback_of, pod_ip_of};
+use super::{NodeNetwork, PodAddress, SERVICE_CIDR, pod_ip_of};
 use crate::engine::Host;
 
 /// The `wasi:sockets` version wasmtime-wasi defines; guests importing an earlier 0.2 version
@@ -74,6 +78,7 @@ impl Asked {
 pub struct PodSockets {
     pod: PodAddress,
     node: Arc<NodeNetwork>,
+    dns: Arc<PodDns>,
     tcp: HashMap<u32, Asked>,
     udp: HashMap<u32, Asked>,
     /// The incoming datagram streams of sockets bound on localhost, which take datagrams from
@@ -82,10 +87,11 @@ pub struct PodSockets {
 }
 
 impl PodSockets {
-    pub fn new(pod: PodAddress, node: Arc<NodeNetwork>) -> PodSockets {
+    pub fn new(pod: PodAddress, node: Arc<NodeNetwork>, dns: Arc<PodDns>) -> PodSockets {
         PodSockets {
             pod,
             node,
+            dns,
             tcp: HashMap::new(),
             udp: HashMap::new(),
             local_only: HashSet::new(),
@@ -94,6 +100,72 @@ impl PodSockets {
 
     pub fn pod(&self) -> PodAddress {
         self.pod
+    }
+
+    /// Resolves `name` as the pod's resolver does.
+    pub fn resolve(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Option<Vec<Ipv4Addr>>> + Send + 'static {
+        let (dns, table, name) = (
+            self.dns.clone(),
+            self.node.services.table(),
+            name.to_string(),
+        );
+        async move { dns.resolve(&table, &name).await }
+    }
+
+    /// Where a connection to `guest` (an address as the guest sees it) goes on the host, from
+    /// which source; as a guest's connect through the socket layer goes.
+    pub fn route(&self, guest: SocketAddr) -> Result<(SocketAddr, Option<Ipv4Addr>), ErrorCode> {
+        let target = connect_target(&self.pod, &self.node, guest, Protocol::Tcp)?;
+        if target.ip() != IpAddr::V4(self.pod.loopback) && self.node.is_local_only(target) {
+            return Err(ErrorCode::ConnectionRefused);
+        }
+        let from = target.ip().is_loopback().then_some(self.pod.loopback);
+        Ok((target, from))
+    }
+}
+
+/// A name lookup under way.
+type Resolving = Pin<Box<dyn Future<Output = Option<Vec<Ipv4Addr>>> + Send>>;
+
+/// A name lookup under way, or its answer: what `resolve-addresses` gives the guest.
+pub struct Lookup {
+    pending: Option<Resolving>,
+    answer: Result<VecDeque<Ipv4Addr>, ErrorCode>,
+}
+
+impl Lookup {
+    /// Takes the answer if it has come.
+    fn poll_answer(&mut self) -> bool {
+        let Some(pending) = self.pending.as_mut() else {
+            return true;
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match pending.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(found) => {
+                self.settle(found);
+                true
+            }
+            std::task::Poll::Pending => false,
+        }
+    }
+
+    fn settle(&mut self, found: Option<Vec<Ipv4Addr>>) {
+        self.pending = None;
+        self.answer = found.map(VecDeque::from).ok_or(ErrorCode::NameUnresolvable);
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for Lookup {
+    async fn ready(&mut self) {
+        if let Some(pending) = self.pending.as_mut() {
+            let found = pending.await;
+            self.settle(found);
+        }
     }
 }
 
@@ -119,7 +191,7 @@ fn connect_target(
     let IpAddr::V4(ip) = guest.ip() else {
         return Err(ErrorCode::NotSupported);
     };
-    let to_host = |ip: Ipv4Addr, port: u16| match loopback_of(ip) {
+    let to_host = |ip: Ipv4Addr, port: u16| match node.pod_loopback(ip) {
         Some(loopback) => SocketAddr::new(loopback.into(), port),
         None => SocketAddr::new(ip.into(), port),
     };
@@ -152,7 +224,7 @@ fn guest_view(pod: &PodAddress, host: SocketAddr, within_pod: bool) -> SocketAdd
             pod.ip
         }
     } else {
-        pod_ip_of(ip).unwrap_or(ip)
+        pod_ip_of(ip, pod.cluster()).unwrap_or(ip)
     };
     SocketAddr::new(seen.into(), host.port())
 }
@@ -177,6 +249,7 @@ pub fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     add_tcp(linker)?;
     add_udp(linker)?;
+    add_name_lookup(linker)?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -231,21 +304,16 @@ fn add_tcp(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             Box::new(async move {
                 let (net, mut sockets) = store.data_mut().pod_sockets();
                 let guest = SocketAddr::from(address);
-                let target = match connect_target(&net.pod, &net.node, guest, Protocol::Tcp) {
-                    Ok(target) => target,
+                let (target, from) = match net.route(guest) {
+                    Ok(route) => route,
                     Err(code) => return Ok((Err(code),)),
                 };
-                // Another pod's localhost is not reachable, as it is not from another network
-                // namespace.
-                if target.ip() != IpAddr::V4(net.pod.loopback) && net.node.is_local_only(target) {
-                    return Ok((Err(ErrorCode::ConnectionRefused),));
-                }
                 let rep = this.rep();
                 // Within the host's loopback, the connection comes from the calling pod's
                 // address, so that the peer knows which pod calls.
                 let unbound = sockets.local_address(Resource::new_borrow(rep)).is_err();
-                if unbound && target.ip().is_loopback() {
-                    let source = SocketAddr::new(net.pod.loopback.into(), 0);
+                if let Some(from) = from.filter(|_| unbound) {
+                    let source = SocketAddr::new(from.into(), 0);
                     let network = Resource::new_borrow(network.rep());
                     if let Err(code) = answer(
                         sockets
@@ -311,6 +379,64 @@ fn add_tcp(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let asked = net.tcp.get(&this.rep()).copied().unwrap_or_default();
             let remote = answer(sockets.remote_address(this))?;
             Ok((remote.map(|r| asked.remote(&net.pod, r)),))
+        },
+    )?;
+    Ok(())
+}
+
+/// `wasi:sockets/ip-name-lookup`, answered as the pod's resolver answers (see
+/// [`super::dns`]), with a stream type of its own.
+fn add_name_lookup(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(&format!("wasi:sockets/ip-name-lookup@{SOCKETS}"))?;
+    instance.resource(
+        "resolve-address-stream",
+        ResourceType::host::<Lookup>(),
+        |mut store, rep| {
+            store
+                .data_mut()
+                .table()
+                .delete(Resource::<Lookup>::new_own(rep))?;
+            Ok(())
+        },
+    )?;
+    instance.func_wrap(
+        "resolve-addresses",
+        |mut store: StoreContextMut<'_, Host>, (network, name): (Resource<Network>, String)| {
+            let (net, sockets) = store.data_mut().pod_sockets();
+            sockets.table.get(&network)?;
+            if name.is_empty() || name.len() > 253 || name.contains(['/', ' ']) {
+                return Ok((Err(ErrorCode::InvalidArgument),));
+            }
+            let lookup = Lookup {
+                pending: Some(Box::pin(net.resolve(&name))),
+                answer: Ok(VecDeque::new()),
+            };
+            Ok((Ok(sockets.table.push(lookup)?),))
+        },
+    )?;
+    instance.func_wrap(
+        "[method]resolve-address-stream.resolve-next-address",
+        |mut store: StoreContextMut<'_, Host>, (this,): (Resource<Lookup>,)| {
+            let lookup = store.data_mut().table().get_mut(&this)?;
+            if !lookup.poll_answer() {
+                return Ok((Err(ErrorCode::WouldBlock),));
+            }
+            Ok((match &mut lookup.answer {
+                Ok(addresses) => Ok(addresses.pop_front().map(|ip| {
+                    let [a, b, c, d] = ip.octets();
+                    IpAddress::Ipv4((a, b, c, d))
+                })),
+                Err(code) => Err(*code),
+            },))
+        },
+    )?;
+    instance.func_wrap(
+        "[method]resolve-address-stream.subscribe",
+        |mut store: StoreContextMut<'_, Host>, (this,): (Resource<Lookup>,)| {
+            Ok((wasmtime_wasi::p2::subscribe(
+                store.data_mut().table(),
+                this,
+            )?,))
         },
     )?;
     Ok(())
@@ -474,6 +600,12 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn node() -> NodeNetwork {
+        let node = NodeNetwork::default();
+        node.set_cluster(super::super::Cidr::parse("10.42.0.0/16").unwrap());
+        node
+    }
+
     #[test]
     fn binds_on_any_local_address_bind_the_pods_loopback_address() {
         for guest in [
@@ -501,59 +633,29 @@ mod tests {
     #[test]
     fn connections_to_localhost_stay_in_the_pod_and_pod_addresses_reach_their_pods() {
         assert_eq!(
-            connect_target(
-                &pod(),
-                &NodeNetwork::default(),
-                at("127.0.0.1:8080"),
-                Protocol::Tcp
-            ),
+            connect_target(&pod(), &node(), at("127.0.0.1:8080"), Protocol::Tcp),
             Ok(at("127.42.0.7:8080"))
         );
         assert_eq!(
-            connect_target(
-                &pod(),
-                &NodeNetwork::default(),
-                at("10.42.1.9:80"),
-                Protocol::Tcp
-            ),
+            connect_target(&pod(), &node(), at("10.42.1.9:80"), Protocol::Tcp),
             Ok(at("127.42.1.9:80"))
         );
         // Another pod's loopback address is not another pod's: all of 127/8 is the pod's own.
         assert_eq!(
-            connect_target(
-                &pod(),
-                &NodeNetwork::default(),
-                at("127.42.0.8:8080"),
-                Protocol::Tcp
-            ),
+            connect_target(&pod(), &node(), at("127.42.0.8:8080"), Protocol::Tcp),
             Ok(at("127.42.0.7:8080"))
         );
         assert_eq!(
-            connect_target(
-                &pod(),
-                &NodeNetwork::default(),
-                at("192.0.2.1:443"),
-                Protocol::Tcp
-            ),
+            connect_target(&pod(), &node(), at("192.0.2.1:443"), Protocol::Tcp),
             Ok(at("192.0.2.1:443"))
         );
         assert_eq!(
-            connect_target(
-                &pod(),
-                &NodeNetwork::default(),
-                at("[::1]:80"),
-                Protocol::Tcp
-            ),
+            connect_target(&pod(), &node(), at("[::1]:80"), Protocol::Tcp),
             Err(ErrorCode::NotSupported)
         );
         // A ClusterIP with no Service (or no endpoints) behind it refuses.
         assert_eq!(
-            connect_target(
-                &pod(),
-                &NodeNetwork::default(),
-                at("10.43.0.9:80"),
-                Protocol::Tcp
-            ),
+            connect_target(&pod(), &node(), at("10.43.0.9:80"), Protocol::Tcp),
             Err(ErrorCode::ConnectionRefused)
         );
     }

@@ -8,6 +8,8 @@
 //! - `netkit get TARGET [PATH]`: asks TARGET for PATH (default `/`) every `$INTERVAL_MS`
 //!   (default 500), `$COUNT` times (default: without end), and logs each answer's body, or the
 //!   error, as `TARGET: ...`.
+//! - `netkit resolve NAME`: logs NAME's addresses every `$INTERVAL_MS`, `$COUNT` times:
+//!   `NAME: 10.42.0.5 10.42.0.6`, or the error.
 //! - `netkit udp-echo ADDR`: answers every datagram on ADDR with `echo ` and the datagram.
 //! - `netkit udp-send TARGET TEXT`: sends TEXT to TARGET and logs the answer.
 
@@ -24,9 +26,10 @@ fn main() {
         ["proxy", addr, target] => proxy(addr, target),
         ["get", target] => get(target, "/"),
         ["get", target, path] => get(target, path),
+        ["resolve", name] => resolve(name),
         ["udp-echo", addr] => udp_echo(addr),
         ["udp-send", target, text] => udp_send(target, text),
-        _ => Err("usage: netkit serve|proxy|get|udp-echo|udp-send ...".to_string()),
+        _ => Err("usage: netkit serve|proxy|get|resolve|udp-echo|udp-send ...".to_string()),
     };
     if let Err(e) = result {
         eprintln!("netkit: {e}");
@@ -134,10 +137,7 @@ fn fetch(target: &str, path: &str) -> std::io::Result<String> {
         .ok_or_else(|| std::io::Error::other("no address"))?;
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nhost: {host}\r\n\r\n"
-    )?;
+    write!(stream, "GET {path} HTTP/1.0\r\nhost: {host}\r\n\r\n")?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     let body = answer
@@ -147,20 +147,39 @@ fn fetch(target: &str, path: &str) -> std::io::Result<String> {
 }
 
 fn get(target: &str, path: &str) -> Result<(), String> {
+    repeat(|| match fetch(target, path) {
+        Ok(body) => println!("{target}: {body}"),
+        Err(e) => println!("{target}: error: {e}"),
+    });
+    Ok(())
+}
+
+/// Does `each` every `$INTERVAL_MS` (default 500), `$COUNT` times (default: without end).
+fn repeat(mut each: impl FnMut()) {
     let interval = Duration::from_millis(env_number("INTERVAL_MS").unwrap_or(500));
     let count = env_number("COUNT");
     let mut done = 0;
     loop {
-        match fetch(target, path) {
-            Ok(body) => println!("{target}: {body}"),
-            Err(e) => println!("{target}: error: {e}"),
-        }
+        each();
         done += 1;
         if count.is_some_and(|c| done >= c) {
-            return Ok(());
+            return;
         }
         std::thread::sleep(interval);
     }
+}
+
+fn resolve(name: &str) -> Result<(), String> {
+    repeat(|| match (name, 0).to_socket_addrs() {
+        Ok(found) => {
+            let mut ips: Vec<String> = found.map(|a| a.ip().to_string()).collect();
+            ips.sort();
+            ips.dedup();
+            println!("{name}: {}", ips.join(" "));
+        }
+        Err(e) => println!("{name}: error: {e}"),
+    });
+    Ok(())
 }
 
 fn udp_echo(addr: &str) -> Result<(), String> {
