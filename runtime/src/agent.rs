@@ -190,19 +190,22 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         network.clone(),
     ));
     tokio::spawn(network.services.clone().follow(client.clone()));
+    let events = EventRecorder::spawn(client.clone(), config.event_rate);
     match config.address.parse() {
         Ok(address) => {
-            tokio::spawn(crate::net::proxy::run(
-                network.services.clone(),
+            tokio::spawn(crate::net::proxy::run(crate::net::proxy::Proxy {
+                services: network.services.clone(),
                 address,
-                addresses.clone(),
-            ));
+                addresses: addresses.clone(),
+                client: client.clone(),
+                events: events.clone(),
+                node: config.name.clone(),
+            }));
         }
         Err(_) => {
-            tracing::warn!(address = %config.address, "the node's address is not an IPv4 address: no node ports")
+            tracing::warn!(address = %config.address, "the node's address is not an IPv4 address: no node ports or load balancers")
         }
     }
-    let events = EventRecorder::spawn(client.clone(), config.event_rate);
     let workers: Workers = Arc::default();
     let manager = eviction::Manager {
         config: config.eviction.clone(),

@@ -426,3 +426,68 @@ spec:
             .starts_with("nothing-here.default.svc.cluster.local.: error:")
     );
 }
+
+#[test]
+fn a_load_balancer_answers_on_the_nodes_address_or_stays_pending_when_its_port_is_taken() {
+    let server = Server::start().unwrap();
+    server.import_samples();
+    server.apply(&web(2, "lb"));
+    server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    let port = skiff_tests::free_port();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let service = |name: &str, port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, labels: {{app: web}}}}\nspec:\n  \
+             type: LoadBalancer\n  selector: {{app: web}}\n  ports: [{{port: {port}, targetPort: http}}]\n"
+        )
+    };
+    server.apply(&service("front", port));
+    let ingress = eventually(Duration::from_secs(30), || {
+        let ip = server.field("service/front", "{.status.loadBalancer.ingress[0].ip}");
+        (!ip.is_empty()).then_some(ip)
+    })
+    .expect("the load balancer gets the node's address");
+    assert_eq!(ingress, "127.0.0.1");
+    let row = server.kubectl_ok(&["get", "service", "front", "--no-headers"]);
+    assert!(
+        row.contains(" 127.0.0.1 ") && row.contains(&format!("{port}:3")),
+        "{row}"
+    );
+    let answer = eventually(Duration::from_secs(30), || {
+        http_get("127.0.0.1", port, "/")
+            .ok()
+            .filter(|r| r.contains("hello, lb"))
+    });
+    assert!(
+        answer.is_some(),
+        "the load balancer never answered on port {port}"
+    );
+
+    // A second Service on the same port, and one on a port another process holds, stay
+    // Pending with a Warning event each.
+    server.apply(&service("second", port));
+    server.apply(&service("elsewhere", taken_port));
+    for name in ["second", "elsewhere"] {
+        let warned = eventually(Duration::from_secs(30), || {
+            let events = server.kubectl_ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={name},reason=PortInUse"),
+                "-o",
+                "jsonpath={.items[*].message}",
+            ]);
+            (!events.is_empty()).then_some(events)
+        })
+        .unwrap_or_else(|| panic!("no PortInUse event for {name}"));
+        assert!(warned.contains("the port is in use"), "{warned}");
+        assert_eq!(
+            server.field(&format!("service/{name}"), "{.status.loadBalancer}"),
+            "{}"
+        );
+        let row = server.kubectl_ok(&["get", "service", name, "--no-headers"]);
+        assert!(row.contains("<pending>"), "{row}");
+    }
+    drop(taken);
+}

@@ -1,17 +1,24 @@
 //! The node's Service proxy for traffic from outside the pod network: it listens on the node's
-//! address at every NodePort of the cluster's Services (TCP) and passes each connection to
-//! one of the port's endpoints, as kube-proxy does. A connection comes into the pod network
+//! address at every NodePort of the cluster's Services (TCP), and at the port of every
+//! LoadBalancer Service as k3s's ServiceLB does (listing the node's address in the Service's
+//! `status.loadBalancer.ingress`, or, when the port is in use, leaving it out with a Warning
+//! `PortInUse` event), and passes each connection to one of the port's endpoints, as kube-proxy
+//! does. A connection comes into the pod network
 //! from the node's own address in its range (10.42.N.1), as kube-proxy's masquerading makes
 //! it. An endpoint that refuses (a pod going away before its slice says so) is passed over for
 //! the next.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::services::{Protocol, Services};
+use super::services::{Protocol, ServicePort, ServiceTable, Services};
 use super::{Addresses, Cidr, loopback_of};
+use crate::events::EventRecorder;
 
 /// Connects to a pod network endpoint from the host: a pod address of `cluster` at its
 /// loopback address, from `from` (a loopback address) when given.
@@ -40,57 +47,199 @@ pub async fn connect(target: SocketAddr, from: Option<Ipv4Addr>) -> std::io::Res
     Ok(stream)
 }
 
-/// Serves the node ports on `address` (the node's) until the process ends.
-pub async fn run(services: Services, address: Ipv4Addr, addresses: Addresses) {
-    let mut changed = services.subscribe();
-    let mut listening: HashMap<u16, tokio::task::JoinHandle<()>> = HashMap::new();
+/// Where a port the node listens on leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    NodePort(u16),
+    /// A LoadBalancer Service's port: `namespace`, `name`, port.
+    LoadBalancer(String, String, u16),
+}
+
+impl Route {
+    fn service(&self, table: &ServiceTable) -> Option<Arc<ServicePort>> {
+        match self {
+            Route::NodePort(port) => table.at_node_port(*port, Protocol::Tcp),
+            Route::LoadBalancer(namespace, name, port) => table
+                .load_balancers()
+                .iter()
+                .find(|lb| {
+                    lb.namespace == *namespace
+                        && lb.name == *name
+                        && lb.port == *port
+                        && lb.protocol == Protocol::Tcp
+                })
+                .map(|lb| lb.service.clone()),
+        }
+    }
+}
+
+/// How often ports that could not be opened are tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the node's Service proxy needs.
+pub struct Proxy {
+    pub services: Services,
+    /// The node's address, which node ports and load balancers are served on.
+    pub address: Ipv4Addr,
+    pub addresses: Addresses,
+    pub client: kube::Client,
+    pub events: EventRecorder,
+    pub node: String,
+}
+
+/// Serves the node ports and LoadBalancer ports on the node's address until the process ends.
+pub async fn run(proxy: Proxy) {
+    let mut changed = proxy.services.subscribe();
+    let mut listening: HashMap<u16, (Route, tokio::task::JoinHandle<()>)> = HashMap::new();
+    let mut warned: HashSet<(String, u16)> = HashSet::new();
     loop {
-        let table = services.table();
-        let wanted: Vec<u16> = table
+        let table = proxy.services.table();
+        // Node ports first, then each load balancer's port, the oldest Service's first.
+        let mut wanted: Vec<(u16, Route)> = table
             .node_ports()
             .filter(|(_, protocol)| *protocol == Protocol::Tcp)
-            .map(|(port, _)| port)
+            .map(|(port, _)| (port, Route::NodePort(port)))
             .collect();
-        listening.retain(|port, task| {
-            let keep = wanted.contains(port) && !task.is_finished();
+        let mut blocked: HashSet<String> = HashSet::new();
+        for lb in table
+            .load_balancers()
+            .iter()
+            .filter(|lb| lb.protocol == Protocol::Tcp)
+        {
+            let route = Route::LoadBalancer(lb.namespace.clone(), lb.name.clone(), lb.port);
+            if wanted.iter().any(|(port, _)| *port == lb.port) {
+                blocked.insert(lb.uid.clone());
+                continue;
+            }
+            wanted.push((lb.port, route));
+        }
+        listening.retain(|port, (route, task)| {
+            let keep = wanted.contains(&(*port, route.clone())) && !task.is_finished();
             if !keep {
                 task.abort();
             }
             keep
         });
-        for port in wanted {
+        for (port, route) in wanted {
             if listening.contains_key(&port) {
                 continue;
             }
-            let at = SocketAddr::new(IpAddr::V4(address), port);
+            let at = SocketAddr::new(IpAddr::V4(proxy.address), port);
             match TcpListener::bind(at).await {
                 Ok(listener) => {
-                    let task =
-                        tokio::spawn(serve(listener, port, services.clone(), addresses.clone()));
-                    listening.insert(port, task);
+                    let task = tokio::spawn(serve(
+                        listener,
+                        route.clone(),
+                        proxy.services.clone(),
+                        proxy.addresses.clone(),
+                    ));
+                    listening.insert(port, (route, task));
                 }
                 Err(e) => {
-                    tracing::warn!(port, error = %e, "can't open node port; it is in use")
+                    tracing::warn!(port, error = %e, "can't open the port; it is in use");
+                    if let Route::LoadBalancer(namespace, name, _) = &route
+                        && let Some(lb) = table
+                            .load_balancers()
+                            .iter()
+                            .find(|lb| lb.namespace == *namespace && lb.name == *name)
+                    {
+                        blocked.insert(lb.uid.clone());
+                    }
                 }
             }
         }
-        if changed.changed().await.is_err() {
-            return;
+        for lb in table.load_balancers() {
+            if blocked.contains(&lb.uid) && warned.insert((lb.uid.clone(), lb.port)) {
+                let message = format!(
+                    "node {} cannot serve port {} on {}: the port is in use",
+                    proxy.node, lb.port, proxy.address
+                );
+                let involved = json!({"kind": "Service", "apiVersion": "v1",
+                    "namespace": lb.namespace, "name": lb.name, "uid": lb.uid});
+                let event = crate::events::kubelet_event(
+                    &proxy.node,
+                    involved,
+                    "Warning",
+                    "PortInUse",
+                    &message,
+                    None,
+                );
+                if let Some(mut event) = event {
+                    if let Some(source) = event.source.as_mut() {
+                        source.component = Some("service-lb".into());
+                    }
+                    proxy.events.record(event);
+                }
+            }
+        }
+        publish_ingress(&proxy, &table, &blocked).await;
+        tokio::select! {
+            changed = changed.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(RETRY) => {}
         }
     }
 }
 
-/// Takes connections on one node port.
-async fn serve(listener: TcpListener, port: u16, services: Services, addresses: Addresses) {
+/// Lists the node's address in `status.loadBalancer.ingress` of every LoadBalancer Service it
+/// serves, and takes it out of those it cannot (a port in use).
+async fn publish_ingress(proxy: &Proxy, table: &ServiceTable, blocked: &HashSet<String>) {
+    let address = proxy.address.to_string();
+    let mut seen = HashSet::new();
+    for lb in table.load_balancers() {
+        if !seen.insert(lb.uid.clone()) {
+            continue;
+        }
+        let serving = !blocked.contains(&lb.uid);
+        if serving == lb.ingress.contains(&address) {
+            continue;
+        }
+        let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+            kube::Api::namespaced(proxy.client.clone(), &lb.namespace);
+        let Ok(current) = api.get_status(&lb.name).await else {
+            continue;
+        };
+        let mut ingress: Vec<serde_json::Value> = current
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|l| l.ingress)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| i.ip.as_deref() != Some(address.as_str()))
+            .filter_map(|i| serde_json::to_value(i).ok())
+            .collect();
+        if serving {
+            ingress.push(json!({"ip": address, "ipMode": "VIP"}));
+        }
+        // The resourceVersion makes it a compare-and-swap with the other nodes' writes; one
+        // that loses is made again on the next change.
+        let patch = json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "status": {"loadBalancer": {"ingress": ingress}},
+        });
+        if let Err(e) = api
+            .patch_status(
+                &lb.name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+        {
+            tracing::debug!(service = %lb.name, error = %e, "writing the load balancer's status failed; trying again");
+        }
+    }
+}
+
+/// Takes connections on one port.
+async fn serve(listener: TcpListener, route: Route, services: Services, addresses: Addresses) {
     loop {
         let Ok((client, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let _ = client.set_nodelay(true);
-        let (services, addresses) = (services.clone(), addresses.clone());
+        let (services, addresses, route) = (services.clone(), addresses.clone(), route.clone());
         tokio::spawn(async move {
-            let Some(service) = services.table().at_node_port(port, Protocol::Tcp) else {
+            let Some(service) = route.service(&services.table()) else {
                 return;
             };
             let caller = match peer.ip() {

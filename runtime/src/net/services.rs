@@ -99,6 +99,22 @@ pub struct ServiceTable {
     by_node_port: HashMap<(u16, Protocol), Arc<ServicePort>>,
     /// What the cluster DNS answers, by `<service>.<namespace>`.
     names: HashMap<String, Record>,
+    /// The ports of LoadBalancer Services, oldest Service first.
+    load_balancers: Vec<LoadBalancer>,
+}
+
+/// A port of a LoadBalancer Service, which every node serves on its own address, as k3s's
+/// ServiceLB does.
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub service: Arc<ServicePort>,
+    /// The addresses `status.loadBalancer.ingress` lists now.
+    pub ingress: Vec<String>,
 }
 
 /// A Service's DNS records.
@@ -150,6 +166,11 @@ impl ServiceTable {
     /// The Service port at node port `port`.
     pub fn at_node_port(&self, port: u16, protocol: Protocol) -> Option<Arc<ServicePort>> {
         self.by_node_port.get(&(port, protocol)).cloned()
+    }
+
+    /// The ports of LoadBalancer Services, oldest Service first.
+    pub fn load_balancers(&self) -> &[LoadBalancer] {
+        &self.load_balancers
     }
 
     /// The node ports served, with the Service ports behind them.
@@ -247,6 +268,29 @@ impl ServiceTable {
                         .by_cluster_ip
                         .insert((SocketAddrV4::new(ip, number), protocol), entry.clone());
                 }
+                if spec.type_.as_deref() == Some("LoadBalancer")
+                    && spec.load_balancer_class.is_none()
+                    && let Ok(number) = u16::try_from(port.port)
+                {
+                    let ingress = service
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.load_balancer.as_ref())
+                        .and_then(|l| l.ingress.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i.ip.clone())
+                        .collect();
+                    table.load_balancers.push(LoadBalancer {
+                        namespace: namespace.clone(),
+                        name: service.name_any(),
+                        uid: service.metadata.uid.clone().unwrap_or_default(),
+                        port: number,
+                        protocol,
+                        service: entry.clone(),
+                        ingress,
+                    });
+                }
                 if let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok())
                     && node_port != 0
                 {
@@ -254,6 +298,16 @@ impl ServiceTable {
                 }
             }
         }
+        let created = |lb: &LoadBalancer| {
+            services
+                .iter()
+                .find(|s| s.metadata.uid.as_deref() == Some(lb.uid.as_str()))
+                .and_then(|s| s.metadata.creation_timestamp.clone())
+                .map(|t| t.0)
+        };
+        table
+            .load_balancers
+            .sort_by_key(|lb| (created(lb), lb.namespace.clone(), lb.name.clone()));
         table
     }
 }
