@@ -42,6 +42,8 @@ pub struct ServerConfig {
     /// The cluster's pod range and the size of each node's (kube-controller-manager's
     /// `--cluster-cidr` and `--node-cidr-mask-size`).
     pub pod_ranges: crate::controllers::PodRanges,
+    /// The node ports Services get (kube-apiserver's `--service-node-port-range`).
+    pub node_port_range: std::ops::RangeInclusive<u16>,
 }
 
 /// Starts work that needs the API (the embedded node agent), given an in-process client.
@@ -101,8 +103,24 @@ async fn seed(store: &Store) -> Result<(), ServerError> {
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "WaitForFirstConsumer",
     });
-    seed_object(store, classes, "local-path", local_path).await
+    seed_object(store, classes, "local-path", local_path).await?;
+    // The built-in Ingress controller's class, the default one (the nodes serve it).
+    let ingress_classes = registry::find("networking.k8s.io", "v1", "ingressclasses")
+        .expect("ingress classes are served");
+    let skiff = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {
+            "name": "skiff",
+            "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"},
+        },
+        "spec": {"controller": INGRESS_CONTROLLER},
+    });
+    seed_object(store, ingress_classes, "skiff", skiff).await
 }
+
+/// The controller name of the built-in Ingress controller's IngressClass.
+pub const INGRESS_CONTROLLER: &str = "skiff.dev/ingress";
 
 /// Creates a cluster-scoped object at first start; an existing one is left as it is.
 async fn seed_object(
@@ -248,7 +266,10 @@ pub async fn run(
         local_node: config.local_node.clone(),
         nodes: crate::api::node_client::NodeClient::new(&authority, &node_serving)?,
         namespaces: crate::api::namespaces::Namespaces::follow(store.clone()),
-        services: crate::api::services::ServiceAllocations::follow(store.clone()),
+        services: crate::api::services::ServiceAllocations::follow(
+            store.clone(),
+            config.node_port_range.clone(),
+        ),
         store,
         advertise: format!("{host}:{}", local.port()),
         lifecycle: config.lifecycle.clone(),

@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub endpoint: Option<std::net::SocketAddr>,
     /// When the node evicts pods to relieve memory pressure, and its memory capacity.
     pub eviction: crate::eviction::EvictionConfig,
+    /// Where the node serves Ingresses.
+    pub ingress: crate::net::ingress::IngressPorts,
 }
 
 impl AgentConfig {
@@ -193,6 +195,13 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
     let events = EventRecorder::spawn(client.clone(), config.event_rate);
     match config.address.parse() {
         Ok(address) => {
+            tokio::spawn(crate::net::ingress::run(crate::net::ingress::Controller {
+                client: client.clone(),
+                services: network.services.clone(),
+                addresses: addresses.clone(),
+                address,
+                ports: config.ingress,
+            }));
             tokio::spawn(crate::net::proxy::run(crate::net::proxy::Proxy {
                 services: network.services.clone(),
                 address,

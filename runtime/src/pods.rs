@@ -651,6 +651,10 @@ impl Drop for ReleaseAddress {
     }
 }
 
+/// How long a stopping HTTP container waits at most for the Services to stop sending it
+/// connections.
+const DRAIN_MAX: Duration = Duration::from_secs(5);
+
 /// How long a pod waits at most before trying again for an address.
 const ADDRESS_RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -1457,6 +1461,13 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
         worker.terminating().await;
         if !worker.killed_at_once() {
             pre_stop(worker, container).await;
+            // An HTTP container keeps taking connections until the node's Services no longer
+            // send it any, as a server that drains on SIGTERM does: none is turned away while
+            // its endpoint is still being taken out of rotation.
+            if kind == Kind::HttpHandler {
+                let drained = ctx.network.services.wait_unlisted(address.ip);
+                let _ = tokio::time::timeout(DRAIN_MAX, drained).await;
+            }
         }
     };
     let run = async {

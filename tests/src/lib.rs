@@ -200,6 +200,12 @@ impl PodRange {
     fn cidr(&self) -> String {
         format!("10.{}.0.0/16", self.second_octet)
     }
+
+    /// Node ports of the server's own, as its node listens on them on the host's loopback.
+    fn node_ports(&self) -> std::ops::RangeInclusive<u16> {
+        let first = 30000 + (u16::from(self.second_octet) - 100) * 15;
+        first..=first + 14
+    }
 }
 
 impl Server {
@@ -344,6 +350,11 @@ impl Server {
             .arg(&self.listen)
             .arg("--cluster-cidr")
             .arg(self.pod_range.cidr())
+            .arg("--service-node-port-range")
+            .arg({
+                let ports = self.pod_range.node_ports();
+                format!("{}-{}", ports.start(), ports.end())
+            })
             .args(&self.extra_args)
             .env(
                 "SKIFF_LOG",
@@ -514,6 +525,11 @@ impl Server {
             Some(rest) => format!("127.{}.{rest}", self.pod_range.second_octet),
             None => panic!("pod {name} has an address outside the server's pod range: {ip}"),
         }
+    }
+
+    /// The node ports the server hands out: a range of its own among concurrent tests'.
+    pub fn node_ports(&self) -> std::ops::RangeInclusive<u16> {
+        self.pod_range.node_ports()
     }
 
     /// The first two octets of the server's pod addresses (`10.B.`).

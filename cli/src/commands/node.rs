@@ -167,6 +167,13 @@ pub struct AgentFlags {
     /// Log files kept per container run, the current one included (containerLogMaxFiles).
     #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
     container_log_max_files: u64,
+    /// The port the node serves Ingresses over HTTP on, at its address (0: none; ports under
+    /// 1024 need root, so 8080 then, say).
+    #[arg(long, env = "SKIFF_INGRESS_HTTP_PORT", default_value_t = 80)]
+    ingress_http_port: u16,
+    /// The port the node serves Ingresses over HTTPS on (0: none; 8443 when not root, say).
+    #[arg(long, env = "SKIFF_INGRESS_HTTPS_PORT", default_value_t = 443)]
+    ingress_https_port: u16,
     /// Pods the node runs at most: its `pods` capacity (the kubelet's --max-pods).
     #[arg(long, env = "SKIFF_MAX_PODS", default_value_t = 1000)]
     max_pods: u32,
@@ -229,6 +236,10 @@ impl AgentFlags {
                 hard: self.eviction_hard,
                 pressure_transition: self.eviction_pressure_transition_period,
                 memory: self.memory,
+            },
+            ingress: skiff_runtime::net::ingress::IngressPorts {
+                http: self.ingress_http_port,
+                https: self.ingress_https_port,
             },
         }
     }

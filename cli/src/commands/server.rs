@@ -29,6 +29,9 @@ pub struct Args {
     /// disruption, endpointslice.
     #[arg(long, env = "SKIFF_DISABLE", value_delimiter = ',')]
     disable: Vec<String>,
+    /// The ports NodePort and LoadBalancer Services get theirs from (kube-apiserver's flag).
+    #[arg(long, env = "SKIFF_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = skiff_control::api::services::parse_node_port_range)]
+    service_node_port_range: std::ops::RangeInclusive<u16>,
     /// The cluster's pod addresses: a /16 of 10.0.0.0/8 (pod 10.B.c.d is served on the host's
     /// 127.B.c.d, so two clusters on one host need two ranges).
     #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.42.0.0/16", value_parser = skiff_control::controllers::node_ipam::parse_cluster_cidr)]
@@ -164,6 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
         },
+        node_port_range: args.service_node_port_range,
         pod_ranges: skiff_control::controllers::PodRanges {
             cluster_cidr: args.cluster_cidr,
             node_cidr_mask_size: args.node_cidr_mask_size,

@@ -291,27 +291,58 @@ async fn default_storage_class(state: &ApiState, claim: &mut Value) -> Result<()
     if claim["spec"].get("storageClassName").is_some() {
         return Ok(());
     }
-    let classes = registry::find("storage.k8s.io", "v1", "storageclasses")
-        .expect("storage classes are served");
-    let (items, _, _) =
-        list_objects(state, classes, None, &Selectors::default(), None, None).await?;
-    let default = items
-        .iter()
-        .filter(|c| {
-            c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-        })
-        .max_by(|a, b| {
-            let created = |c: &Value| {
-                c["metadata"]["creationTimestamp"]
-                    .as_str()
-                    .map(str::to_string)
-            };
-            created(a).cmp(&created(b))
-        });
+    let default = default_class(
+        state,
+        ("storage.k8s.io", "storageclasses"),
+        "storageclass.kubernetes.io/is-default-class",
+    )
+    .await?;
     if let (Some(class), Some(spec)) = (default, claim["spec"].as_object_mut()) {
-        spec.insert("storageClassName".into(), class["metadata"]["name"].clone());
+        spec.insert("storageClassName".into(), class.into());
     }
     Ok(())
+}
+
+/// Upstream's DefaultIngressClass admission: a new Ingress that names no class (neither
+/// `spec.ingressClassName` nor the old `kubernetes.io/ingress.class` annotation) gets the
+/// default IngressClass.
+async fn default_ingress_class(state: &ApiState, ingress: &mut Value) -> Result<(), ApiError> {
+    let annotated = ingress["metadata"]["annotations"]
+        .get("kubernetes.io/ingress.class")
+        .is_some();
+    if annotated || ingress["spec"].get("ingressClassName").is_some() {
+        return Ok(());
+    }
+    let default = default_class(
+        state,
+        ("networking.k8s.io", "ingressclasses"),
+        "ingressclass.kubernetes.io/is-default-class",
+    )
+    .await?;
+    if let (Some(class), Some(spec)) = (default, ingress["spec"].as_object_mut()) {
+        spec.insert("ingressClassName".into(), class.into());
+    }
+    Ok(())
+}
+
+/// The name of the newest class (of `group`, `plural`) that `annotation` marks the default.
+async fn default_class(
+    state: &ApiState,
+    (group, plural): (&str, &str),
+    annotation: &str,
+) -> Result<Option<String>, ApiError> {
+    let classes = registry::find(group, "v1", plural).expect("the classes are served");
+    let (items, _, _) =
+        list_objects(state, classes, None, &Selectors::default(), None, None).await?;
+    Ok(items
+        .iter()
+        .filter(|c| c["metadata"]["annotations"][annotation] == "true")
+        .max_by_key(|c| {
+            c["metadata"]["creationTimestamp"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .and_then(|c| c["metadata"]["name"].as_str().map(str::to_string)))
 }
 
 /// Runs admission on an object about to be written: unknown fields (per `fieldValidation`),
@@ -641,6 +672,9 @@ pub async fn create_value(
     }
     if r.kind == "PersistentVolumeClaim" && r.group.is_empty() {
         default_storage_class(state, &mut object).await?;
+    }
+    if r.kind == "Ingress" && r.group == "networking.k8s.io" {
+        default_ingress_class(state, &mut object).await?;
     }
     let (mut object, warnings) = admit(request, r, object, None)?;
     allocate(state, request, r, &mut object, None)?;

@@ -21,8 +21,19 @@ use crate::store::{EventType, Store, StoreError};
 /// The service range: 10.43.0.0/16, as k3s plans it.
 pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
 
-/// The node port range.
+/// The node port range kube-apiserver uses unless `--service-node-port-range` says otherwise.
 pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// Reads a node port range, `FIRST-LAST`, as kube-apiserver's `--service-node-port-range`.
+pub fn parse_node_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let refuse = || format!("{text}: a node port range is FIRST-LAST, such as 30000-32767");
+    let (first, last) = text.split_once('-').ok_or_else(refuse)?;
+    let first: u16 = first.trim().parse().map_err(|_| refuse())?;
+    let last: u16 = last.trim().parse().map_err(|_| refuse())?;
+    (first > 0 && first <= last)
+        .then_some(first..=last)
+        .ok_or_else(refuse)
+}
 
 /// How long an address handed out stays held without the store showing it.
 const PENDING: Duration = Duration::from_secs(60);
@@ -44,9 +55,19 @@ struct Held {
 }
 
 /// The addresses and node ports in use.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServiceAllocations {
     held: Arc<Mutex<Held>>,
+    node_ports: std::ops::RangeInclusive<u16>,
+}
+
+impl Default for ServiceAllocations {
+    fn default() -> Self {
+        ServiceAllocations {
+            held: Arc::default(),
+            node_ports: NODE_PORTS,
+        }
+    }
 }
 
 /// The ClusterIPs and node ports a stored Service holds.
@@ -113,9 +134,13 @@ impl Held {
 }
 
 impl ServiceAllocations {
-    /// Follows the Services in `store` until the process ends.
-    pub fn follow(store: Store) -> Self {
-        let allocations = ServiceAllocations::default();
+    /// Follows the Services in `store` until the process ends; node ports come from
+    /// `node_ports`.
+    pub fn follow(store: Store, node_ports: std::ops::RangeInclusive<u16>) -> Self {
+        let allocations = ServiceAllocations {
+            node_ports,
+            ..ServiceAllocations::default()
+        };
         let held = allocations.held.clone();
         tokio::spawn(async move {
             loop {
@@ -142,6 +167,7 @@ impl ServiceAllocations {
         old: Option<&Value>,
         dry_run: bool,
     ) -> Result<(), Vec<FieldError>> {
+        let range = self.node_ports.clone();
         let mut held = self.lock();
         let now = Instant::now();
         let pending = Holder {
@@ -250,14 +276,14 @@ impl ServiceAllocations {
                     .and_then(|o| o["nodePort"].as_i64())
                     .filter(|p| *p != 0);
                 match asked.or(previous) {
-                    Some(n) => match u16::try_from(n).ok().filter(|p| NODE_PORTS.contains(p)) {
+                    Some(n) => match u16::try_from(n).ok().filter(|p| range.contains(p)) {
                         None => errors.push(invalid(
                             field,
                             json!(n),
                             format!(
                                 "provided port is not in the valid range. The range of valid ports is {}-{}",
-                                NODE_PORTS.start(),
-                                NODE_PORTS.end()
+                                range.start(),
+                                range.end()
                             ),
                         )),
                         Some(p)
@@ -276,17 +302,17 @@ impl ServiceAllocations {
                         }
                     },
                     None => {
-                        let count = NODE_PORTS.end() - NODE_PORTS.start() + 1;
+                        let count = range.end() - range.start() + 1;
                         let start = held.next_port;
                         let found = (0..count)
-                            .map(|i| NODE_PORTS.start() + (start + i) % count)
+                            .map(|i| range.start() + (start + i) % count)
                             .find(|p| {
                                 Held::free_for(held.ports.get(p), service, now)
                                     && !ports_taken.contains(p)
                             });
                         match found {
                             Some(p) => {
-                                held.next_port = p - NODE_PORTS.start() + 1;
+                                held.next_port = p - range.start() + 1;
                                 port["nodePort"] = json!(p);
                                 ports_taken.push(p);
                             }

@@ -12,6 +12,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod ingress;
 pub mod proxy;
 pub mod services;
 pub mod sockets;

@@ -195,37 +195,44 @@ async fn publish_ingress(proxy: &Proxy, table: &ServiceTable, blocked: &HashSet<
         }
         let api: kube::Api<k8s_openapi::api::core::v1::Service> =
             kube::Api::namespaced(proxy.client.clone(), &lb.namespace);
-        let Ok(current) = api.get_status(&lb.name).await else {
-            continue;
-        };
-        let mut ingress: Vec<serde_json::Value> = current
-            .status
-            .and_then(|s| s.load_balancer)
-            .and_then(|l| l.ingress)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|i| i.ip.as_deref() != Some(address.as_str()))
-            .filter_map(|i| serde_json::to_value(i).ok())
-            .collect();
-        if serving {
-            ingress.push(json!({"ip": address, "ipMode": "VIP"}));
-        }
-        // The resourceVersion makes it a compare-and-swap with the other nodes' writes; one
-        // that loses is made again on the next change.
-        let patch = json!({
-            "metadata": {"resourceVersion": current.metadata.resource_version},
-            "status": {"loadBalancer": {"ingress": ingress}},
-        });
-        if let Err(e) = api
-            .patch_status(
-                &lb.name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(patch),
-            )
-            .await
-        {
-            tracing::debug!(service = %lb.name, error = %e, "writing the load balancer's status failed; trying again");
-        }
+        publish_address(&api, &lb.name, &address, serving).await;
+    }
+}
+
+/// Lists `address` in (or takes it out of, unless `serving`) `status.loadBalancer.ingress`
+/// of object `name` (a Service or an Ingress). The write carries the resourceVersion read, so
+/// that it is a compare-and-swap with the other nodes' writes; one that loses is made again
+/// on the next change.
+pub async fn publish_address<K>(api: &kube::Api<K>, name: &str, address: &str, serving: bool)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let Ok(current) = api.get_status(name).await else {
+        return;
+    };
+    let Ok(current) = serde_json::to_value(&current) else {
+        return;
+    };
+    let mut ingress: Vec<serde_json::Value> = current["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i["ip"].as_str() != Some(address))
+        .collect();
+    if serving {
+        ingress.push(json!({"ip": address, "ipMode": "VIP"}));
+    }
+    let patch = json!({
+        "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+        "status": {"loadBalancer": {"ingress": ingress}},
+    });
+    let params = kube::api::PatchParams::default();
+    if let Err(e) = api
+        .patch_status(name, &params, &kube::api::Patch::Merge(patch))
+        .await
+    {
+        tracing::debug!(%name, error = %e, "writing the load balancer status failed; trying again");
     }
 }
 

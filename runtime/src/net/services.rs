@@ -18,6 +18,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 
+/// How long a drained endpoint still takes connections begun before it left the table.
+const LINGER: Duration = Duration::from_millis(200);
+
 /// The label naming an EndpointSlice's Service.
 const SERVICE_NAME: &str = "kubernetes.io/service-name";
 
@@ -101,6 +104,15 @@ pub struct ServiceTable {
     names: HashMap<String, Record>,
     /// The ports of LoadBalancer Services, oldest Service first.
     load_balancers: Vec<LoadBalancer>,
+    /// Every Service port by its Service (`namespace/name`) and its number and name.
+    by_service: HashMap<String, Vec<(u16, String, Arc<ServicePort>)>>,
+}
+
+/// A Service port as an Ingress backend names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
 }
 
 /// A port of a LoadBalancer Service, which every node serves on its own address, as k3s's
@@ -166,6 +178,31 @@ impl ServiceTable {
     /// The Service port at node port `port`.
     pub fn at_node_port(&self, port: u16, protocol: Protocol) -> Option<Arc<ServicePort>> {
         self.by_node_port.get(&(port, protocol)).cloned()
+    }
+
+    /// The TCP port `port` of Service `name` in `namespace`.
+    pub fn service_port(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: &PortRef,
+    ) -> Option<Arc<ServicePort>> {
+        self.by_service
+            .get(&format!("{namespace}/{name}"))?
+            .iter()
+            .find(|(number, port_name, _)| match port {
+                PortRef::Number(n) => number == n,
+                PortRef::Name(n) => port_name == n,
+            })
+            .map(|(_, _, entry)| entry.clone())
+    }
+
+    /// Whether any Service port sends connections to `ip`.
+    pub fn sends_to(&self, ip: Ipv4Addr) -> bool {
+        self.by_service
+            .values()
+            .flatten()
+            .any(|(_, _, port)| port.endpoints.iter().any(|e| *e.ip() == ip))
     }
 
     /// The ports of LoadBalancer Services, oldest Service first.
@@ -263,6 +300,13 @@ impl ServiceTable {
                     next: AtomicUsize::new(0),
                     sticky: Mutex::default(),
                 });
+                if let (Protocol::Tcp, Ok(number)) = (protocol, u16::try_from(port.port)) {
+                    table
+                        .by_service
+                        .entry(format!("{namespace}/{}", service.name_any()))
+                        .or_default()
+                        .push((number, port_name.clone(), entry.clone()));
+                }
                 if let (Some(ip), Ok(number)) = (cluster_ip, u16::try_from(port.port)) {
                     table
                         .by_cluster_ip
@@ -379,6 +423,21 @@ impl Services {
     /// Wakes on every change of the table.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Waits until no Service port sends connections to `ip` any more, then a moment more
+    /// for connections begun before (LINGER); returns at once when none did.
+    pub async fn wait_unlisted(&self, ip: Ipv4Addr) {
+        let mut changed = self.subscribe();
+        if !self.table().sends_to(ip) {
+            return;
+        }
+        while self.table().sends_to(ip) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(LINGER).await;
     }
 
     fn replace(&self, table: ServiceTable) {
