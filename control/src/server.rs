@@ -269,7 +269,8 @@ pub async fn run(
         services: crate::api::services::ServiceAllocations::follow(
             store.clone(),
             config.node_port_range.clone(),
-        ),
+        )
+        .await,
         store,
         advertise: format!("{host}:{}", local.port()),
         lifecycle: config.lifecycle.clone(),

@@ -271,6 +271,10 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
             Ok(watcher::Event::InitDone) => {
                 let pods = listed.take().unwrap_or_default();
                 for pod in &pods {
+                    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                    if matches!(phase, Some("Succeeded" | "Failed")) {
+                        continue;
+                    }
                     let held = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref());
                     if let (Some(uid), Some(ip)) = (&pod.metadata.uid, held)
                         && let Ok(ip) = ip.parse()
@@ -288,6 +292,10 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                     .and_then(|u| lock(&workers).remove(u));
                 if let Some(gone) = gone {
                     gone.task.abort();
+                }
+                // A pod the node ran no worker for may still have an address kept for it.
+                if let Some(uid) = &pod.metadata.uid {
+                    addresses.release(uid);
                 }
                 continue;
             }

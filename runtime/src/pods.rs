@@ -483,7 +483,7 @@ pub async fn run(
     });
     let _status_writer = AbortOnDrop(tokio::spawn(write_statuses(worker.clone())));
     // The pod's address is given up when its worker ends, however it ends.
-    let _address = ReleaseAddress(worker.ctx.addresses.clone(), worker.uid().to_string());
+    let _address = ReleaseAddress(worker.clone());
     if sandbox_changed {
         let message = "Pod sandbox changed, it will be killed and re-created.";
         worker.event("Normal", "SandboxChanged", message, None);
@@ -515,7 +515,7 @@ pub async fn run(
             if eviction.is_none() {
                 // The pod ran to its end; its worker stays until the pod is deleted, to remove
                 // it then. Its address is free again, as the kubelet frees a finished pod's.
-                worker.ctx.addresses.release(worker.uid());
+                release_address(&worker);
                 worker.flush().await;
                 let _ = stop.wait_for(Option::is_some).await;
             }
@@ -643,11 +643,19 @@ pub async fn rejected(
 }
 
 /// Gives up a pod's address when dropped.
-struct ReleaseAddress(crate::net::Addresses, String);
+struct ReleaseAddress(Arc<Worker>);
 
 impl Drop for ReleaseAddress {
     fn drop(&mut self) {
-        self.0.release(&self.1);
+        release_address(&self.0);
+    }
+}
+
+/// Gives up the pod's address, and what the node noted of its sockets.
+fn release_address(worker: &Worker) {
+    worker.ctx.addresses.release(worker.uid());
+    if let Some(address) = worker.address.get() {
+        worker.ctx.network.forget(address.loopback);
     }
 }
 

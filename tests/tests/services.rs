@@ -282,6 +282,26 @@ fn requested_cluster_ips_and_node_ports_are_honoured_and_clashes_refused() {
         taken.is_some(),
         "the freed address and port were never handed out again"
     );
+
+    // Changing the type drops what the new type has no use for, as upstream does.
+    server.merge_patch("service/second", r#"{"spec":{"type":"ClusterIP"}}"#);
+    assert_eq!(
+        server.field("service/second", "{.spec.ports[0].nodePort}"),
+        ""
+    );
+    assert_eq!(
+        server.field("service/second", "{.spec.clusterIP}"),
+        "10.43.7.7"
+    );
+    server.merge_patch(
+        "service/second",
+        r#"{"spec":{"type":"ExternalName","externalName":"example.com"}}"#,
+    );
+    assert_eq!(server.field("service/second", "{.spec.clusterIP}"), "");
+    assert_eq!(
+        server.field("service/second", "{.spec.externalName}"),
+        "example.com"
+    );
 }
 
 #[test]
@@ -501,4 +521,27 @@ fn a_load_balancer_answers_on_the_nodes_address_or_stays_pending_when_its_port_i
         assert!(row.contains("<pending>"), "{row}");
     }
     drop(taken);
+
+    // A pod relabelled out of the Services leaves their endpoints.
+    let pod = server.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    server.kubectl_ok(&["label", "pod", &pod, "app=debug", "--overwrite"]);
+    let left = eventually(Duration::from_secs(30), || {
+        let listed = server.kubectl_ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=front",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].targetRef.name}",
+        ]);
+        (!listed.contains(&pod)).then_some(())
+    });
+    assert!(left.is_some(), "{pod} is still an endpoint of front");
 }

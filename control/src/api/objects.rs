@@ -871,19 +871,70 @@ fn keep_service_allocations(old: &Value, new: &mut Value) {
     if !new["spec"].is_object() {
         return;
     }
-    for field in [
-        "clusterIP",
-        "clusterIPs",
-        "ipFamilies",
-        "ipFamilyPolicy",
-        "healthCheckNodePort",
-    ] {
+    let type_of = |svc: &Value| {
+        svc["spec"]["type"]
+            .as_str()
+            .unwrap_or("ClusterIP")
+            .to_string()
+    };
+    let (old_type, new_type) = (type_of(old), type_of(new));
+    // Upstream keeps what was allocated while the new type still needs it...
+    let fields: &[&str] = if new_type == "ExternalName" {
+        &["healthCheckNodePort"]
+    } else {
+        &[
+            "clusterIP",
+            "clusterIPs",
+            "ipFamilies",
+            "ipFamilyPolicy",
+            "healthCheckNodePort",
+        ]
+    };
+    for field in fields {
         let missing = new["spec"]
-            .get(field)
+            .get(*field)
             .is_none_or(|v| v.is_null() || v == "");
-        if missing && let Some(v) = old["spec"].get(field) {
-            new["spec"][field] = v.clone();
+        if missing && let Some(v) = old["spec"].get(*field) {
+            new["spec"][*field] = v.clone();
         }
+    }
+    if old_type == new_type {
+        return;
+    }
+    // ...and, as its dropTypeDependentFields, drops what the new type has no use for when the
+    // write left it as it was.
+    let spec = new["spec"].as_object_mut().expect("checked above");
+    if new_type == "ExternalName" && spec.get("clusterIP") == old["spec"].get("clusterIP") {
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            spec.remove(field);
+        }
+    }
+    let keeps_node_ports = new_type == "NodePort"
+        || (new_type == "LoadBalancer"
+            && spec.get("allocateLoadBalancerNodePorts") != Some(&json!(false)));
+    if !keeps_node_ports && let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        let old_ports = old["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        for port in ports {
+            let unchanged = old_ports
+                .iter()
+                .any(|o| o["port"] == port["port"] && o.get("nodePort") == port.get("nodePort"));
+            if unchanged && let Some(port) = port.as_object_mut() {
+                port.remove("nodePort");
+            }
+        }
+    }
+    if new_type != "LoadBalancer" {
+        if spec.get("healthCheckNodePort") == old["spec"].get("healthCheckNodePort") {
+            spec.remove("healthCheckNodePort");
+        }
+        spec.remove("allocateLoadBalancerNodePorts");
+    }
+    let external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if !matches!(new_type.as_str(), "NodePort" | "LoadBalancer") && !external_ips {
+        spec.remove("externalTrafficPolicy");
     }
 }
 

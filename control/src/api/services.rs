@@ -114,10 +114,13 @@ impl Held {
         })
     }
 
-    /// Replaces what `service` holds by what the store shows.
+    /// Replaces what `service` holds by what the store shows; what was handed out to a write
+    /// not stored yet stays held until it lapses.
     fn stored(&mut self, service: &str, value: Option<&Value>) {
-        self.ips.retain(|_, h| h.service != service);
-        self.ports.retain(|_, h| h.service != service);
+        let now = Instant::now();
+        let keep = |h: &Holder| h.service != service || h.pending_until.is_some_and(|u| u > now);
+        self.ips.retain(|_, h| keep(h));
+        self.ports.retain(|_, h| keep(h));
         let Some(value) = value else { return };
         let (ips, ports) = holdings(value);
         let holder = Holder {
@@ -135,21 +138,25 @@ impl Held {
 
 impl ServiceAllocations {
     /// Follows the Services in `store` until the process ends; node ports come from
-    /// `node_ports`.
-    pub fn follow(store: Store, node_ports: std::ops::RangeInclusive<u16>) -> Self {
+    /// `node_ports`. Returns once the first listing is in, so that nothing in use is handed
+    /// out again after a restart.
+    pub async fn follow(store: Store, node_ports: std::ops::RangeInclusive<u16>) -> Self {
         let allocations = ServiceAllocations {
             node_ports,
             ..ServiceAllocations::default()
         };
         let held = allocations.held.clone();
+        let (listed, first) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
+            let mut listed = Some(listed);
             loop {
-                if let Err(e) = follow_once(&store, &held).await {
+                if let Err(e) = follow_once(&store, &held, &mut listed).await {
                     tracing::debug!(error = %e, "service allocations restart from a list");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
+        let _ = first.await;
         allocations
     }
 
@@ -302,10 +309,10 @@ impl ServiceAllocations {
                         }
                     },
                     None => {
-                        let count = range.end() - range.start() + 1;
-                        let start = held.next_port;
+                        let count = u32::from(range.end() - range.start()) + 1;
+                        let start = u32::from(held.next_port);
                         let found = (0..count)
-                            .map(|i| range.start() + (start + i) % count)
+                            .map(|i| range.start() + ((start + i) % count) as u16)
                             .find(|p| {
                                 Held::free_for(held.ports.get(p), service, now)
                                     && !ports_taken.contains(p)
@@ -344,8 +351,13 @@ impl ServiceAllocations {
     }
 }
 
-/// Lists the Services, then applies their events, until the watch fails.
-async fn follow_once(store: &Store, held: &Mutex<Held>) -> Result<(), StoreError> {
+/// Lists the Services, then applies their events, until the watch fails. `listed` is told
+/// when the first listing is in.
+async fn follow_once(
+    store: &Store,
+    held: &Mutex<Held>,
+    listed: &mut Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<(), StoreError> {
     let page = store.list("services", None, None, None).await?;
     {
         let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
@@ -362,6 +374,9 @@ async fn follow_once(store: &Store, held: &Mutex<Held>) -> Result<(), StoreError
             );
             held.stored(&key, Some(&item.value));
         }
+    }
+    if let Some(listed) = listed.take() {
+        let _ = listed.send(());
     }
     let mut watch = store.watch(Some("services".into()), page.revision).await?;
     while let Some(event) = watch.events.recv().await {
@@ -466,6 +481,7 @@ mod tests {
             "provided port is not in the valid range. The range of valid ports is 30000-32767"
         );
         // Once the store shows the first service gone, what it held is free again.
+        allocations.lock().stored("default/a", Some(&a));
         allocations.lock().stored("default/a", None);
         allocations
             .allocate("default/b", &mut b, None, false)

@@ -54,13 +54,15 @@ pub async fn run(client: Client, cache: Arc<PodCache>) {
     });
     controller
         .owns(slices, watcher::Config::default())
+        // A pod's change touches the Services that select it now and those that did before
+        // it was relabelled, which the event does not tell: every Service of its namespace
+        // with a selector looks again.
         .watches_stream(cache.subscribe(), move |pod| {
             let namespace = pod.namespace().unwrap_or_default();
-            let labels = pod.labels().clone();
             all.state()
                 .iter()
                 .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
-                .filter(|s| selector(s).is_some_and(|sel| selects(sel, &labels)))
+                .filter(|s| selector(s).is_some())
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -99,15 +101,16 @@ fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
     }
 }
 
-/// One endpoint of a pod, as upstream writes it.
-fn endpoint(pod: &Pod, ip: &str, publish_not_ready: bool) -> Value {
+/// One endpoint of a pod, as upstream writes it: `hostname` only for a pod whose subdomain is
+/// the Service (a StatefulSet's pods and their governing Service).
+fn endpoint(pod: &Pod, ip: &str, service: &str, publish_not_ready: bool) -> Value {
     let ready = super::pods::is_ready(pod);
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let mut endpoint = json!({
         "addresses": [ip],
         "conditions": {
             "ready": publish_not_ready || (ready && !terminating),
-            "serving": publish_not_ready || ready,
+            "serving": ready,
             "terminating": terminating,
         },
         "targetRef": {"kind": "Pod", "namespace": pod.namespace(), "name": pod.name_any(),
@@ -117,7 +120,9 @@ fn endpoint(pod: &Pod, ip: &str, publish_not_ready: bool) -> Value {
     if let Some(node) = spec.and_then(|s| s.node_name.as_deref()) {
         endpoint["nodeName"] = json!(node);
     }
-    if let Some(hostname) = spec.and_then(|s| s.hostname.as_deref()) {
+    if let Some(hostname) = spec.and_then(|s| s.hostname.as_deref())
+        && spec.and_then(|s| s.subdomain.as_deref()) == Some(service)
+    {
         endpoint["hostname"] = json!(hostname);
     }
     endpoint
@@ -158,7 +163,7 @@ fn desired(service: &Service, pods: &[Arc<Pod>]) -> Vec<(Value, Vec<Value>)> {
             .entry(ports.to_string())
             .or_insert_with(|| (ports, Vec::new()))
             .1
-            .push(endpoint(pod, ip, publish_not_ready));
+            .push(endpoint(pod, ip, &service.name_any(), publish_not_ready));
     }
     let mut slices: Vec<(Value, Vec<Value>)> = groups.into_values().collect();
     for (_, endpoints) in &mut slices {

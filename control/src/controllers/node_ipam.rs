@@ -34,14 +34,15 @@ fn ranges(mask: u8) -> u32 {
 pub fn parse_cluster_cidr(text: &str) -> Result<std::net::Ipv4Addr, String> {
     let refuse = || {
         format!(
-            "{text}: the cluster range must be a /16 of 10.0.0.0/8 other than the Service \
-             range 10.43.0.0/16, such as 10.42.0.0/16"
+            "{text}: the cluster range must be a /16 of 10.0.0.0/8 other than 10.0.0.0/16 \
+             and the Service range 10.43.0.0/16, such as 10.42.0.0/16"
         )
     };
     let (address, bits) = text.split_once('/').ok_or_else(refuse)?;
     let base: std::net::Ipv4Addr = address.parse().map_err(|_| refuse())?;
     let [a, b, c, d] = base.octets();
-    (bits == "16" && a == 10 && b != 43 && c == 0 && d == 0)
+    // 10.0.c.d would be served on 127.0.c.d, the host's own localhost.
+    (bits == "16" && a == 10 && b != 0 && b != 43 && c == 0 && d == 0)
         .then_some(base)
         .ok_or_else(refuse)
 }
@@ -241,6 +242,7 @@ mod tests {
         assert_eq!(index_of("10.42.0.0/24", other, 24), None);
         for refused in [
             "10.43.0.0/16",
+            "10.0.0.0/16",
             "10.42.0.0/17",
             "192.168.0.0/16",
             "10.42.1.0/16",

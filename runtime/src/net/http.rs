@@ -1,9 +1,10 @@
 //! Outgoing `wasi:http` requests in the pod network. They do not pass through the socket
 //! layer, so the same routing is done here: the request's host is resolved as the pod's
 //! resolver resolves it (`http://backend/` is the `backend` Service of the pod's namespace),
-//! and a plain HTTP request to a ClusterIP, a pod or the pod's own localhost goes where a
-//! socket's connect would (a Service's endpoint, round robin), from the calling pod's address.
-//! Anything else (HTTPS, hosts outside the cluster) is sent as wasmtime sends it.
+//! and a plain HTTP request goes where a socket's connect to that address would (a Service's
+//! endpoint, round robin; a pod; the pod's own localhost; a host outside), from the calling
+//! pod's address within the node. HTTPS is for hosts outside the cluster, sent as wasmtime
+//! sends it; to an address inside it is refused (`destination-ip-prohibited`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -74,7 +75,12 @@ impl WasiHttpHooks for PodHttp {
             let in_cluster = ip.is_loopback()
                 || sockets.pod().cluster().contains(ip)
                 || SERVICE_CIDR.contains(ip);
-            if !(plain && in_cluster) {
+            if !plain {
+                // HTTPS leaves the cluster only: wasmtime's client verifies the name against
+                // public roots, which no in-cluster address has a certificate from.
+                if in_cluster {
+                    return Err(Error::DestinationIpProhibited);
+                }
                 let (response, io) =
                     wasmtime_wasi_http::default_send_request(request, options).await?;
                 return Ok((
@@ -82,6 +88,7 @@ impl WasiHttpHooks for PodHttp {
                     Box::new(io) as Box<dyn Future<Output = _> + Send>,
                 ));
             }
+            // Plain HTTP goes to the address the pod's resolver gave, as a socket's connect.
             let (target, from) = sockets
                 .route(SocketAddr::new(IpAddr::V4(ip), port))
                 .map_err(|_| Error::ConnectionRefused)?;

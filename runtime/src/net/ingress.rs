@@ -546,14 +546,9 @@ impl Forwarder {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let forwarded_for = match request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(earlier) => format!("{earlier}, {}", peer.ip()),
-            None => peer.ip().to_string(),
-        };
+        // What a client says of earlier hops is not trusted: the header names the peer alone,
+        // as ingress-nginx sets it by default.
+        let forwarded_for = peer.ip().to_string();
         let headers = request.headers_mut();
         for (name, value) in [
             ("x-forwarded-for", forwarded_for),

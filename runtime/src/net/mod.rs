@@ -188,6 +188,13 @@ impl NodeNetwork {
         }
     }
 
+    /// Forgets the localhost-bound sockets of the pod at loopback address `pod`, once it has
+    /// given up its address.
+    pub fn forget(&self, pod: Ipv4Addr) {
+        let mut local_only = self.local_only.lock().unwrap_or_else(|p| p.into_inner());
+        local_only.retain(|at| at.ip() != std::net::IpAddr::V4(pod));
+    }
+
     /// Whether a socket bound on its pod's localhost is at `at`.
     pub fn is_local_only(&self, at: SocketAddr) -> bool {
         let local_only = self.local_only.lock().unwrap_or_else(|p| p.into_inner());
@@ -228,7 +235,7 @@ pub enum AddressError {
     /// As the host-local IPAM plugin words it.
     #[error("failed to allocate for range 0: no IP addresses available in range set: {0}")]
     Exhausted(Cidr),
-    #[error("the node's pod range {0} is not a range of 10.0.0.0/8 of /16 or smaller")]
+    #[error("the node's pod range {0} is not a range of 10.1.0.0-10.255.255.255 of /16 or smaller")]
     OutsideCluster(Cidr),
 }
 
@@ -258,7 +265,8 @@ struct Allocation {
 impl Addresses {
     /// Sets the node's range, once the server has given it one.
     pub fn set_range(&self, range: Cidr) -> Result<(), AddressError> {
-        if !(POD_SPACE.contains(range.base) && range.bits >= 16) {
+        // 10.0.c.d would be served on 127.0.c.d: the host's own localhost.
+        if !(POD_SPACE.contains(range.base) && range.bits >= 16 && range.base.octets()[1] != 0) {
             return Err(AddressError::OutsideCluster(range));
         }
         let mut inner = self.lock();
@@ -478,7 +486,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             error.to_string(),
-            "the node's pod range 192.168.0.0/24 is not a range of 10.0.0.0/8 of /16 or smaller"
+            "the node's pod range 192.168.0.0/24 is not a range of 10.1.0.0-10.255.255.255 of /16 or smaller"
         );
     }
 }

@@ -197,6 +197,29 @@ impl ServiceTable {
             .map(|(_, _, entry)| entry.clone())
     }
 
+    /// Keeps each Service port's turn and client affinities from the table before, so that a
+    /// rebuild (any Service or slice of the cluster changing) moves no client.
+    fn carry_over(&self, before: &ServiceTable) {
+        let old: HashMap<&str, &Arc<ServicePort>> = before
+            .by_service
+            .values()
+            .flatten()
+            .map(|(_, _, port)| (port.name.as_str(), port))
+            .collect();
+        for (_, _, port) in self.by_service.values().flatten() {
+            if let Some(previous) = old.get(port.name.as_str()) {
+                let turn = previous.next.load(Ordering::Relaxed);
+                port.next.store(turn, Ordering::Relaxed);
+                let sticky = previous
+                    .sticky
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                *port.sticky.lock().unwrap_or_else(|p| p.into_inner()) = sticky;
+            }
+        }
+    }
+
     /// Whether any Service port sends connections to `ip`.
     pub fn sends_to(&self, ip: Ipv4Addr) -> bool {
         self.by_service
@@ -260,6 +283,7 @@ impl ServiceTable {
                         .addresses
                         .first()
                         .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                        .filter(|ip| routable(*ip))
                     else {
                         continue;
                     };
@@ -294,7 +318,11 @@ impl ServiceTable {
                 let port_name = port.name.clone().unwrap_or_default();
                 let endpoints = endpoints_of(slices, &port_name, protocol);
                 let entry = Arc::new(ServicePort {
-                    name: format!("{namespace}/{}:{}", service.name_any(), port.port),
+                    name: format!(
+                        "{namespace}/{}:{}/{protocol:?}",
+                        service.name_any(),
+                        port.port
+                    ),
                     endpoints,
                     affinity,
                     next: AtomicUsize::new(0),
@@ -356,6 +384,16 @@ impl ServiceTable {
     }
 }
 
+/// Whether an endpoint address may be sent connections: never the host's own loopback, an
+/// unspecified, link-local or multicast address, as upstream's validation refuses them.
+fn routable(ip: Ipv4Addr) -> bool {
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_broadcast())
+}
+
 /// The endpoints of a Service port across its slices: the ready ones, else the serving ones
 /// still terminating.
 fn endpoints_of(
@@ -383,6 +421,9 @@ fn endpoints_of(
                 let Ok(ip) = address.parse::<Ipv4Addr>() else {
                     continue;
                 };
+                if !routable(ip) {
+                    continue;
+                }
                 let at = SocketAddrV4::new(ip, number);
                 if is_ready {
                     ready.push(at);
@@ -478,7 +519,9 @@ impl Services {
     }
 
     fn rebuild(&self, services: &Store<Service>, slices: &Store<EndpointSlice>) {
-        self.replace(ServiceTable::build(&services.state(), &slices.state()));
+        let table = ServiceTable::build(&services.state(), &slices.state());
+        table.carry_over(&self.table());
+        self.replace(table);
     }
 }
 
