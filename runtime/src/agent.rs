@@ -189,7 +189,6 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         client.clone(),
         config.name.clone(),
         addresses.clone(),
-        network.clone(),
     ));
     tokio::spawn(network.services.clone().follow(client.clone()));
     let events = EventRecorder::spawn(client.clone(), config.event_rate);

@@ -994,12 +994,13 @@ async fn pre_stop(worker: &Arc<Worker>, container: &Container) {
         timeout_seconds: Some(86_400),
         ..Default::default()
     };
-    // The hook reaches the container at its pod's address, as the kubelet's do.
+    // The hook reaches the container at its pod's address, as the kubelet's do (a container
+    // only runs once the pod has one).
     let host = worker
         .address
         .get()
         .map(|a| a.ip.to_string())
-        .unwrap_or_else(|| worker.ctx.address.clone());
+        .unwrap_or_default();
     let outcome = match Probe::from_spec(&spec, container, &host) {
         Ok(probe) => probe.check().await,
         Err(e) => Err(e),

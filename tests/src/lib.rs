@@ -864,12 +864,22 @@ pub fn free_port() -> u16 {
 
 /// One HTTP/1.1 GET of `path` from `host`:`port` over a fresh connection; the whole response.
 pub fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<String> {
+    http_get_as(host, port, "test", path)
+}
+
+/// [`http_get`] with `Host: host_header`.
+pub fn http_get_as(
+    host: &str,
+    port: u16,
+    host_header: &str,
+    path: &str,
+) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut tcp = std::net::TcpStream::connect((host, port))?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         tcp,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     tcp.read_to_string(&mut response)?;

@@ -2,10 +2,9 @@
 //! host, TLS terminated with a Secret's certificate (checked with curl), and the Ingress's
 //! status naming the node.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use skiff_tests::{Server, eventually, free_port, text};
+use skiff_tests::{Server, eventually, free_port, http_get_as, text};
 
 /// A Deployment and a Service `name` of the HTTP hello greeting `name`.
 fn app(name: &str) -> String {
@@ -33,19 +32,6 @@ spec:
   ports: [{{name: web, port: 80, targetPort: http}}]
 "#
     )
-}
-
-/// A GET of `path` from 127.0.0.1:`port` with `Host: host`; the whole response.
-fn get(port: u16, host: &str, path: &str) -> std::io::Result<String> {
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response)?;
-    Ok(response)
 }
 
 #[test]
@@ -127,9 +113,16 @@ spec:
     // By path, then by host.
     let answered = |host: &str, path: &str, want: &str| {
         eventually(Duration::from_secs(30), || {
-            get(http, host, path).ok().filter(|r| r.contains(want))
+            http_get_as("127.0.0.1", http, host, path)
+                .ok()
+                .filter(|r| r.contains(want))
         })
-        .unwrap_or_else(|| panic!("{host}{path}: {:?}", get(http, host, path)))
+        .unwrap_or_else(|| {
+            panic!(
+                "{host}{path}: {:?}",
+                http_get_as("127.0.0.1", http, host, path)
+            )
+        })
     };
     let api = answered("anything.example", "/api/items", "hello, api");
     assert!(api.contains("GET /api/items"), "{api}");

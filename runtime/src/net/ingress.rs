@@ -510,29 +510,10 @@ impl Forwarder {
                 "no service behind this route\n",
             );
         };
-        let caller = match peer.ip() {
-            IpAddr::V4(ip) => ip,
-            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-        };
-        let Some(first) = service.pick(caller) else {
+        let Some(stream) = super::proxy::dial_service(&service, peer, &self.addresses).await else {
             return plain(
                 http::StatusCode::SERVICE_UNAVAILABLE,
-                "no endpoints available for this service\n",
-            );
-        };
-        let from = self.addresses.gateway().map(|g| g.loopback);
-        let cluster = self.addresses.range().map(|r| r.cluster());
-        let mut stream = None;
-        for endpoint in std::iter::once(first).chain(service.others(first)) {
-            if let Ok(connected) = super::proxy::dial(endpoint, cluster, from).await {
-                stream = Some(connected);
-                break;
-            }
-        }
-        let Some(stream) = stream else {
-            return plain(
-                http::StatusCode::BAD_GATEWAY,
-                "the service's endpoints refused the connection\n",
+                "no endpoint of the service took the connection\n",
             );
         };
         let Ok((mut sender, connection)) =

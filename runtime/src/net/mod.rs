@@ -89,12 +89,7 @@ impl std::fmt::Display for Cidr {
 
 /// Follows the node's pod range (`spec.podCIDR`, which the server's node IPAM controller sets)
 /// into `addresses`, until the process ends.
-pub async fn follow_range(
-    client: kube::Client,
-    node: String,
-    addresses: Addresses,
-    network: Arc<NodeNetwork>,
-) {
+pub async fn follow_range(client: kube::Client, node: String, addresses: Addresses) {
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
@@ -114,14 +109,16 @@ pub async fn follow_range(
         };
         if addresses.range() != Some(range) {
             match addresses.set_range(range) {
-                Ok(()) => {
-                    network.set_cluster(range.cluster());
-                    tracing::info!(range = %range, "the node's pod range")
-                }
+                Ok(()) => tracing::info!(range = %range, "the node's pod range"),
                 Err(e) => tracing::warn!(error = %e, "the node's pod range is unusable"),
             }
         }
     }
+}
+
+/// The host loopback address of `ip` when it is a pod address of `cluster`.
+pub fn loopback_in(ip: Ipv4Addr, cluster: Cidr) -> Option<Ipv4Addr> {
+    cluster.contains(ip).then(|| loopback_of(ip)).flatten()
 }
 
 /// The host loopback address a pod address (of 10.0.0.0/8) is served on.
@@ -151,8 +148,6 @@ pub fn host_target(host: &str, port: u16) -> String {
 /// What every pod on the node shares of the pod network.
 #[derive(Debug, Default)]
 pub struct NodeNetwork {
-    /// The cluster's pod range (a /16), once the node knows its own range.
-    cluster: std::sync::RwLock<Option<Cidr>>,
     /// The host addresses of sockets bound on a pod's localhost: only their own pod may
     /// connect to them.
     local_only: Mutex<HashSet<SocketAddr>>,
@@ -161,23 +156,6 @@ pub struct NodeNetwork {
 }
 
 impl NodeNetwork {
-    /// Notes the cluster's pod range.
-    pub fn set_cluster(&self, cluster: Cidr) {
-        *self.cluster.write().unwrap_or_else(|p| p.into_inner()) = Some(cluster);
-    }
-
-    /// The cluster's pod range, once known.
-    pub fn cluster(&self) -> Option<Cidr> {
-        *self.cluster.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The host loopback address of `ip` when it is a pod address of the cluster.
-    pub fn pod_loopback(&self, ip: Ipv4Addr) -> Option<Ipv4Addr> {
-        self.cluster()
-            .filter(|c| c.contains(ip))
-            .and_then(|_| loopback_of(ip))
-    }
-
     /// Notes where a guest's bind landed, and whether on its localhost.
     pub fn bound(&self, at: SocketAddr, localhost: bool) {
         let mut local_only = self.local_only.lock().unwrap_or_else(|p| p.into_inner());
@@ -379,18 +357,11 @@ mod tests {
         assert_eq!(loopback_of(ip("192.168.0.1")), None);
         assert_eq!(pod_ip_of(ip("127.0.0.1"), cluster), None);
         assert_eq!(pod_ip_of(ip("127.44.0.1"), cluster), None);
-        let network = NodeNetwork::default();
         assert_eq!(
-            network.pod_loopback(ip("10.42.3.7")),
-            None,
-            "no cluster known yet"
-        );
-        network.set_cluster(Cidr::parse("10.42.3.0/24").unwrap().cluster());
-        assert_eq!(
-            network.pod_loopback(ip("10.42.3.7")),
+            loopback_in(ip("10.42.3.7"), cluster),
             Some(ip("127.42.3.7"))
         );
-        assert_eq!(network.pod_loopback(ip("10.9.0.1")), None);
+        assert_eq!(loopback_in(ip("10.9.0.1"), cluster), None);
     }
 
     #[test]

@@ -35,6 +35,31 @@ pub async fn dial(
     connect(SocketAddr::V4(target), from).await
 }
 
+/// Connects to one of `service`'s endpoints for a client at `peer`, from the node's own
+/// address in its range, passing over endpoints that refuse; None when none takes it.
+pub async fn dial_service(
+    service: &ServicePort,
+    peer: SocketAddr,
+    addresses: &Addresses,
+) -> Option<TcpStream> {
+    let caller = match peer.ip() {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let first = service.pick(caller)?;
+    let from = addresses.gateway().map(|g| g.loopback);
+    let cluster = addresses.range().map(|r| r.cluster());
+    for endpoint in std::iter::once(first).chain(service.others(first)) {
+        match dial(endpoint, cluster, from).await {
+            Ok(stream) => return Some(stream),
+            Err(e) => {
+                tracing::debug!(service = %service.name, %endpoint, error = %e, "endpoint refused; trying the next")
+            }
+        }
+    }
+    None
+}
+
 /// Connects to a host address, from `from` (a loopback address) when the target is on the
 /// host's loopback too.
 pub async fn connect(target: SocketAddr, from: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
@@ -249,31 +274,11 @@ async fn serve(listener: TcpListener, route: Route, services: Services, addresse
             let Some(service) = route.service(&services.table()) else {
                 return;
             };
-            let caller = match peer.ip() {
-                IpAddr::V4(ip) => ip,
-                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-            };
-            let Some(first) = service.pick(caller) else {
-                // No endpoints: the connection is closed, as kube-proxy rejects it.
+            // No endpoint takes it: the connection is closed, as kube-proxy rejects it.
+            let Some(mut upstream) = dial_service(&service, peer, &addresses).await else {
                 return;
             };
-            let from = addresses.gateway().map(|g| g.loopback);
-            let cluster = addresses.range().map(|r| r.cluster());
-            let mut upstream = None;
-            for endpoint in std::iter::once(first).chain(service.others(first)) {
-                match dial(endpoint, cluster, from).await {
-                    Ok(stream) => {
-                        upstream = Some(stream);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::debug!(service = %service.name, %endpoint, error = %e, "endpoint refused; trying the next")
-                    }
-                }
-            }
-            let (Some(mut upstream), mut client) = (upstream, client) else {
-                return;
-            };
+            let mut client = client;
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         });
     }

@@ -29,7 +29,7 @@ use wasmtime_wasi::p2::{Network, Pollable, SocketResult, TcpSocket, UdpSocket};
 
 use super::dns::PodDns;
 use super::services::Protocol;
-use super::{NodeNetwork, PodAddress, SERVICE_CIDR, pod_ip_of};
+use super::{NodeNetwork, PodAddress, SERVICE_CIDR, loopback_in, pod_ip_of};
 use crate::engine::Host;
 
 /// The `wasi:sockets` version wasmtime-wasi defines; guests importing an earlier 0.2 version
@@ -191,7 +191,7 @@ fn connect_target(
     let IpAddr::V4(ip) = guest.ip() else {
         return Err(ErrorCode::NotSupported);
     };
-    let to_host = |ip: Ipv4Addr, port: u16| match node.pod_loopback(ip) {
+    let to_host = |ip: Ipv4Addr, port: u16| match loopback_in(ip, pod.cluster()) {
         Some(loopback) => SocketAddr::new(loopback.into(), port),
         None => SocketAddr::new(ip.into(), port),
     };
@@ -601,9 +601,7 @@ mod tests {
     }
 
     fn node() -> NodeNetwork {
-        let node = NodeNetwork::default();
-        node.set_cluster(super::super::Cidr::parse("10.42.0.0/16").unwrap());
-        node
+        NodeNetwork::default()
     }
 
     #[test]
