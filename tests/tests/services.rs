@@ -283,6 +283,20 @@ fn requested_cluster_ips_and_node_ports_are_honoured_and_clashes_refused() {
         "the freed address and port were never handed out again"
     );
 
+    // An endpoint may not point at the node's own loopback, as upstream refuses it.
+    let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: sneaky, \
+                 labels: {kubernetes.io/service-name: second}}\naddressType: IPv4\n\
+                 endpoints: [{addresses: [127.0.0.1]}]\nports: [{port: 6443}]\n";
+    let refused = server.kubectl_stdin(&["apply", "-f", "-"], slice);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains(
+            "endpoints[0].addresses[0]: Invalid value: \"127.0.0.1\": may not be in the loopback range"
+        ),
+        "{}",
+        text(&refused)
+    );
+
     // Changing the type drops what the new type has no use for, as upstream does.
     server.merge_patch("service/second", r#"{"spec":{"type":"ClusterIP"}}"#);
     assert_eq!(
@@ -544,4 +558,17 @@ fn a_load_balancer_answers_on_the_nodes_address_or_stays_pending_when_its_port_i
         (!listed.contains(&pod)).then_some(())
     });
     assert!(left.is_some(), "{pod} is still an endpoint of front");
+
+    // A Service that stops being a LoadBalancer no longer lists the node.
+    server.merge_patch("service/front", r#"{"spec":{"type":"ClusterIP"}}"#);
+    let withdrawn = eventually(Duration::from_secs(30), || {
+        server
+            .field("service/front", "{.status.loadBalancer.ingress[*].ip}")
+            .is_empty()
+            .then_some(())
+    });
+    assert!(
+        withdrawn.is_some(),
+        "the node's address stayed in front's status"
+    );
 }

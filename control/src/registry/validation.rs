@@ -4021,6 +4021,7 @@ pub fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Vec
         ("", "Namespace") => validate_namespace(object, old),
         ("", "PersistentVolumeClaim") => validate_pvc(object, old),
         ("", "Endpoints") => validate_endpoints(object, old),
+        ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(object, old),
         ("apps", "Deployment") => validate_deployment(object, old),
         ("apps", "ReplicaSet") => validate_replica_set(object, old),
         ("apps", "StatefulSet") => validate_stateful_set(object, old),
@@ -6590,6 +6591,60 @@ fn validate_pvc(pvc: &Value, old: Option<&Value>) -> Errs {
                     "field can not be less than status.capacity",
                 ));
             }
+        }
+    }
+    errs
+}
+
+/// Upstream `ValidateEndpointSlice`, as far as the addresses go: the type is one of the
+/// three, fixed once set, and every IPv4 or IPv6 address a valid one of its family and not a
+/// special one (unspecified, loopback, link-local), as since CVE-2021-25737.
+fn validate_endpoint_slice(slice: &Value, old: Option<&Value>) -> Errs {
+    let mut errs = vec![];
+    if let Some(old) = old {
+        errs.extend(validate_object_meta_update(slice, old));
+        if str_of(slice, "addressType") != str_of(old, "addressType") {
+            errs.push(invalid(
+                &Path::new("addressType"),
+                str_of(slice, "addressType"),
+                "field is immutable",
+            ));
+        }
+    }
+    errs.extend(validate_object_meta(slice, NameRule::Subdomain));
+    let address_type = str_of(slice, "addressType");
+    match address_type {
+        "" => errs.push(required(&Path::new("addressType"), "")),
+        "IPv4" | "IPv6" | "FQDN" => {}
+        other => errs.push(not_supported(
+            &Path::new("addressType"),
+            other,
+            &["FQDN", "IPv4", "IPv6"],
+        )),
+    }
+    for (i, endpoint) in arr_of(slice, "endpoints").iter().enumerate() {
+        let path = Path::new("endpoints").index(i).child("addresses");
+        let addresses = arr_of(endpoint, "addresses");
+        if addresses.is_empty() {
+            errs.push(required(&path, "must contain at least 1 address"));
+        }
+        for (j, address) in addresses.iter().enumerate() {
+            let text = address.as_str().unwrap_or("");
+            let at = path.index(j);
+            let family_ok = match address_type {
+                "IPv4" => text.parse::<std::net::Ipv4Addr>().is_ok(),
+                "IPv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),
+                _ => continue,
+            };
+            if !family_ok {
+                errs.push(invalid(
+                    &at,
+                    text,
+                    &format!("must be a valid {address_type} address"),
+                ));
+                continue;
+            }
+            errs.extend(validate_non_special_ip(text, &at));
         }
     }
     errs

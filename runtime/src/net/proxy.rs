@@ -197,6 +197,8 @@ pub async fn run(proxy: Proxy) {
                 }
             }
         }
+        // A conflict that clears is warned about again should it come back.
+        warned.retain(|(uid, _)| blocked.contains(uid));
         publish_ingress(&proxy, &table, &blocked).await;
         tokio::select! {
             changed = changed.changed() => if changed.is_err() { return },
@@ -221,6 +223,14 @@ async fn publish_ingress(proxy: &Proxy, table: &ServiceTable, blocked: &HashSet<
         let api: kube::Api<k8s_openapi::api::core::v1::Service> =
             kube::Api::namespaced(proxy.client.clone(), &lb.namespace);
         publish_address(&api, &lb.name, &address, serving).await;
+    }
+    // A Service that stopped being a LoadBalancer no longer lists the node.
+    for (namespace, name, listed) in table.former_load_balancers() {
+        if listed.contains(&address) {
+            let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+                kube::Api::namespaced(proxy.client.clone(), namespace);
+            publish_address(&api, name, &address, false).await;
+        }
     }
 }
 

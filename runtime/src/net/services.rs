@@ -104,6 +104,9 @@ pub struct ServiceTable {
     names: HashMap<String, Record>,
     /// The ports of LoadBalancer Services, oldest Service first.
     load_balancers: Vec<LoadBalancer>,
+    /// Services no longer of type LoadBalancer whose status still lists addresses:
+    /// `(namespace, name, addresses)`.
+    former_load_balancers: Vec<(String, String, Vec<String>)>,
     /// Every Service port by its Service (`namespace/name`) and its number and name.
     by_service: HashMap<String, Vec<(u16, String, Arc<ServicePort>)>>,
 }
@@ -228,6 +231,11 @@ impl ServiceTable {
             .any(|(_, _, port)| port.endpoints.iter().any(|e| *e.ip() == ip))
     }
 
+    /// Services no longer of type LoadBalancer whose status still lists addresses.
+    pub fn former_load_balancers(&self) -> &[(String, String, Vec<String>)] {
+        &self.former_load_balancers
+    }
+
     /// The ports of LoadBalancer Services, oldest Service first.
     pub fn load_balancers(&self) -> &[LoadBalancer] {
         &self.load_balancers
@@ -264,6 +272,24 @@ impl ServiceTable {
                 .get(&(namespace.clone(), service.name_any()))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
+            if spec.type_.as_deref() != Some("LoadBalancer") {
+                let listed: Vec<String> = service
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.load_balancer.as_ref())
+                    .and_then(|l| l.ingress.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i.ip.clone())
+                    .collect();
+                if !listed.is_empty() {
+                    table.former_load_balancers.push((
+                        namespace.clone(),
+                        service.name_any(),
+                        listed,
+                    ));
+                }
+            }
             let mut record = Record {
                 cluster_ip,
                 external_name: spec
