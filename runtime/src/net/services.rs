@@ -273,15 +273,7 @@ impl ServiceTable {
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             if spec.type_.as_deref() != Some("LoadBalancer") {
-                let listed: Vec<String> = service
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.load_balancer.as_ref())
-                    .and_then(|l| l.ingress.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|i| i.ip.clone())
-                    .collect();
+                let listed = listed_addresses(service);
                 if !listed.is_empty() {
                     table.former_load_balancers.push((
                         namespace.clone(),
@@ -370,15 +362,7 @@ impl ServiceTable {
                     && spec.load_balancer_class.is_none()
                     && let Ok(number) = u16::try_from(port.port)
                 {
-                    let ingress = service
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.load_balancer.as_ref())
-                        .and_then(|l| l.ingress.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|i| i.ip.clone())
-                        .collect();
+                    let ingress = listed_addresses(service);
                     table.load_balancers.push(LoadBalancer {
                         namespace: namespace.clone(),
                         name: service.name_any(),
@@ -408,6 +392,19 @@ impl ServiceTable {
             .sort_by_key(|lb| (created(lb), lb.namespace.clone(), lb.name.clone()));
         table
     }
+}
+
+/// The addresses a Service's `status.loadBalancer.ingress` lists.
+fn listed_addresses(service: &Service) -> Vec<String> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.clone())
+        .collect()
 }
 
 /// Whether an endpoint address may be sent connections: never the host's own loopback, an
