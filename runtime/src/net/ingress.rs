@@ -13,12 +13,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -312,45 +311,21 @@ pub struct Controller {
 pub async fn run(controller: Controller) {
     let shared = Shared::default();
     let served = serve_ports(&controller, &shared).await;
-    let (ingresses, ingress_writer) = reflector::store::<Ingress>();
-    let (classes, class_writer) = reflector::store::<IngressClass>();
-    let (secrets, secret_writer) = reflector::store::<Secret>();
     let client = controller.client.clone();
-    let events = futures::stream::select_all([
-        reflector::reflector(
-            ingress_writer,
-            watcher(
-                Api::<Ingress>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ())
-        .boxed(),
-        reflector::reflector(
-            class_writer,
-            watcher(
-                Api::<IngressClass>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ())
-        .boxed(),
-        reflector::reflector(
-            secret_writer,
-            watcher(
-                Api::<Secret>::all(client),
-                watcher::Config::default().fields("type=kubernetes.io/tls"),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ())
-        .boxed(),
-    ]);
-    tokio::pin!(events);
-    while events.next().await.is_some() {
-        while let Some(Some(())) = futures::FutureExt::now_or_never(events.next()) {}
+    let (ingresses, ingress_changes) = super::cached(
+        Api::<Ingress>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (classes, class_changes) = super::cached(
+        Api::<IngressClass>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (secrets, secret_changes) = super::cached(
+        Api::<Secret>::all(client),
+        watcher::Config::default().fields("type=kubernetes.io/tls"),
+    );
+    let mut changes = futures::stream::select_all([ingress_changes, class_changes, secret_changes]);
+    while super::next_burst(&mut changes).await {
         rebuild(&controller, &shared, served, &ingresses, &classes, &secrets).await;
     }
 }

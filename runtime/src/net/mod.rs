@@ -116,6 +116,47 @@ pub async fn follow_range(client: kube::Client, node: String, addresses: Address
     }
 }
 
+/// A cache of every object `api` lists (narrowed by `config`), and the stream of its changes,
+/// a `()` each, which keeps the cache filled while it is read.
+pub(crate) fn cached<K>(
+    api: kube::Api<K>,
+    config: kube::runtime::watcher::Config,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    futures::stream::BoxStream<'static, ()>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (store, writer) = reflector::store::<K>();
+    let changes = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .map(|_| ())
+        .boxed();
+    (store, changes)
+}
+
+/// Waits for the next change of any of `changes`, taking what else has arrived with it, so
+/// that a burst costs one rebuild; false once they have all ended.
+pub(crate) async fn next_burst(
+    changes: &mut futures::stream::SelectAll<futures::stream::BoxStream<'static, ()>>,
+) -> bool {
+    use futures::StreamExt;
+    if changes.next().await.is_none() {
+        return false;
+    }
+    while let Some(Some(())) = futures::FutureExt::now_or_never(changes.next()) {}
+    true
+}
+
 /// The host loopback address of `ip` when it is a pod address of `cluster`.
 pub fn loopback_in(ip: Ipv4Addr, cluster: Cidr) -> Option<Ipv4Addr> {
     cluster.contains(ip).then(|| loopback_of(ip)).flatten()

@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 
@@ -511,32 +510,16 @@ impl Services {
 
     /// Follows every Service and EndpointSlice of the cluster until the process ends.
     pub async fn follow(self, client: kube::Client) {
-        let (services, service_writer) = reflector::store::<Service>();
-        let (slices, slice_writer) = reflector::store::<EndpointSlice>();
-        let service_events = reflector::reflector(
-            service_writer,
-            watcher(
-                Api::<Service>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ())
-        .boxed();
-        let slice_events = reflector::reflector(
-            slice_writer,
-            watcher(
-                Api::<EndpointSlice>::all(client),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ())
-        .boxed();
-        let mut events = futures::stream::select(service_events, slice_events);
-        while events.next().await.is_some() {
-            // Events come in bursts: take what has arrived before rebuilding.
-            while let Some(Some(())) = futures::FutureExt::now_or_never(events.next()) {}
+        let (services, service_changes) = super::cached(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        let (slices, slice_changes) = super::cached(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default(),
+        );
+        let mut changes = futures::stream::select_all([service_changes, slice_changes]);
+        while super::next_burst(&mut changes).await {
             self.rebuild(&services, &slices);
         }
     }
