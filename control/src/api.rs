@@ -11,9 +11,11 @@ pub mod namespaces;
 pub mod node_client;
 pub mod objects;
 pub mod patch;
+pub mod portforward;
 pub mod protobuf;
 pub mod selectors;
 pub mod services;
+pub mod spdy;
 pub mod subresources;
 pub mod table;
 pub mod watch;
@@ -40,12 +42,14 @@ use crate::store::Store;
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// The node agent running in the API server's process: its pods' logs are read from its files,
-/// and its usage from its counters.
+/// its usage from its counters, and its pods' ports are reached directly.
 #[derive(Clone)]
 pub struct LocalNode {
     pub name: String,
     pub logs: std::sync::Arc<dyn logs::PodLogs>,
     pub summary: std::sync::Arc<dyn metrics::NodeSummary>,
+    /// Reaches its pods' ports, for port-forwarding.
+    pub ports: std::sync::Arc<dyn portforward::PodPorts>,
 }
 
 impl std::fmt::Debug for LocalNode {
@@ -341,6 +345,13 @@ async fn handle(state: Arc<ApiState>, request: Request) -> Result<Response, ApiE
         .get::<UserInfo>()
         .cloned()
         .ok_or(ApiError::Unauthorized)?;
+    let is_pod = target.resource.group.is_empty() && target.resource.kind == "Pod";
+    if is_pod && target.subresource.as_deref() == Some("portforward") && target.name.is_some() {
+        return match parts.method {
+            Method::GET | Method::POST => portforward::serve(&state, &target, parts).await,
+            _ => Err(ApiError::MethodNotAllowed),
+        };
+    }
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::TooLarge(MAX_BODY))?;

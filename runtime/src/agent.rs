@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub eviction: crate::eviction::EvictionConfig,
     /// Where the node serves Ingresses.
     pub ingress: crate::net::ingress::IngressPorts,
+    /// The node's pod addresses, shared with whoever reaches its pods from the same process.
+    pub addresses: crate::net::Addresses,
 }
 
 impl AgentConfig {
@@ -161,6 +163,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
             pods_dir: config.pods_dir(),
             live_logs: config.live_logs.clone(),
             usage: config.usage.clone(),
+            addresses: config.addresses.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = endpoint::serve(listener, identity, served).await {
@@ -183,7 +186,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         pressure_seen.clone(),
     ));
     tokio::spawn(config.usage.clone().sample_forever());
-    let addresses = crate::net::Addresses::default();
+    let addresses = config.addresses.clone();
     let network = Arc::new(crate::net::NodeNetwork::default());
     tokio::spawn(crate::net::follow_range(
         client.clone(),

@@ -1,8 +1,10 @@
 //! The node's HTTPS endpoint, which the API server reaches for what only the node holds, at the
 //! kubelet's paths: a container's log at `GET /containerLogs/NAMESPACE/POD/CONTAINER`, and what
-//! the node and its containers use at `GET /stats/summary` (see [`crate::usage`]). For a log,
-//! the API server names the pod's UID and the run (`uid`, `run`) beside `kubectl logs`'s own
-//! parameters (`follow`, `timestamps`, `tailLines`, `sinceTime`, `limitBytes`).
+//! the node and its containers use at `GET /stats/summary` (see [`crate::usage`]), and a
+//! connection to a pod's port at `POST /portForward/NAMESPACE/POD?uid=&port=` (upgraded to the
+//! connection's bytes, for `kubectl port-forward`). For a log, the API server names the pod's
+//! UID and the run (`uid`, `run`) beside `kubectl logs`'s own parameters (`follow`,
+//! `timestamps`, `tailLines`, `sinceTime`, `limitBytes`).
 //!
 //! It serves with a certificate the server's node-serving CA signed for the node's name and
 //! address, asked for on every start, and answers only clients whose certificate the cluster CA
@@ -28,6 +30,9 @@ use crate::logs::{LiveLogs, LogOptions};
 
 /// The group whose members may use a node's endpoint.
 const MASTERS: &str = "system:masters";
+
+/// The protocol an upgraded port-forward request speaks: the bytes of a TCP connection.
+const UPGRADE: &str = "skiff-tcp";
 
 /// How long a peer may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -86,6 +91,8 @@ pub struct Served {
     pub pods_dir: PathBuf,
     pub live_logs: LiveLogs,
     pub usage: crate::usage::Usage,
+    /// The node's pod addresses, which port-forwarding reaches pods at.
+    pub addresses: crate::net::Addresses,
 }
 
 fn tls_config(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
@@ -165,7 +172,8 @@ pub async fn serve(
                 async move { Ok::<_, std::convert::Infallible>(answer(&served, allowed, request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .with_upgrades();
             if let Err(e) = connection.await {
                 tracing::debug!(peer = %peer, error = %e, "node endpoint connection ended");
             }
@@ -226,6 +234,9 @@ async fn answer(
                 .await
                 .unwrap_or_else(|(code, reason, message)| failure(code, reason, &message))
         }
+        (&Method::POST, ["portForward", _, _]) => port_forward(served, request)
+            .await
+            .unwrap_or_else(|(code, reason, message)| failure(code, reason, &message)),
         (&Method::GET, ["stats", "summary"]) => {
             let summary = served.usage.summary(&served.node);
             json_response(
@@ -243,6 +254,27 @@ async fn answer(
 
 type Refusal = (StatusCode, &'static str, String);
 
+/// A request's query parameters.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: &str) -> Params {
+        Params(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    /// The first value of `key`.
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 fn bad(message: String) -> Refusal {
     (StatusCode::BAD_REQUEST, "BadRequest", message)
 }
@@ -254,15 +286,8 @@ async fn container_log(
     container: &str,
     query: &str,
 ) -> Result<hyper::Response<Body>, Refusal> {
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let params = Params::parse(query);
+    let get = |key: &str| params.get(key);
     let flag = |key: &str| get(key).is_some_and(|v| v == "true" || v == "1");
     let number = |key: &str| -> Result<Option<usize>, Refusal> {
         get(key)
@@ -324,5 +349,69 @@ async fn container_log(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain"),
     );
+    Ok(response)
+}
+
+/// `POST /portForward/NAMESPACE/POD?uid=&port=`: a connection to the pod's port, made from
+/// within the pod, and the request's connection upgraded to carry it (`Upgrade: skiff-tcp`).
+/// The connection is made before the answer, so that a refusal is told in it.
+async fn port_forward(
+    served: &Served,
+    mut request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Body>, Refusal> {
+    let params = Params::parse(request.uri().query().unwrap_or(""));
+    let get = |key: &str| params.get(key);
+    let uid = get("uid").ok_or_else(|| bad("uid: Required value".into()))?;
+    let port = get("port")
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| bad("port: Invalid value: must be a number from 1 to 65535".into()))?;
+    let upgrading = request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|u| u.as_bytes() == UPGRADE.as_bytes());
+    if !upgrading {
+        return Err(bad(format!("Upgrade: {UPGRADE} is required")));
+    }
+    let pod = crate::net::proxy::to_pod(&served.addresses, uid, port)
+        .await
+        .map_err(|e| {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            (
+                code,
+                if code == StatusCode::NOT_FOUND {
+                    "NotFound"
+                } else {
+                    "ServiceUnavailable"
+                },
+                format!("failed to connect to localhost:{port} inside the pod: {e}"),
+            )
+        })?;
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "a port-forward upgrade failed");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(upgraded);
+        let mut pod = pod;
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut pod).await;
+    });
+    let mut response = hyper::Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response.headers_mut().insert(
+        header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    response
+        .headers_mut()
+        .insert(header::UPGRADE, http::HeaderValue::from_static(UPGRADE));
     Ok(response)
 }

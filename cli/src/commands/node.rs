@@ -241,6 +241,7 @@ impl AgentFlags {
                 http: self.ingress_http_port,
                 https: self.ingress_https_port,
             },
+            addresses: skiff_runtime::net::Addresses::default(),
         }
     }
 }

@@ -133,6 +133,28 @@ impl skiff_control::api::metrics::NodeSummary for NodeSummary {
     }
 }
 
+/// Reaches the embedded node's pods' ports.
+struct NodePorts {
+    addresses: skiff_runtime::net::Addresses,
+}
+
+impl skiff_control::api::portforward::PodPorts for NodePorts {
+    fn connect(
+        &self,
+        uid: &str,
+        port: u16,
+    ) -> futures::future::BoxFuture<
+        'static,
+        std::io::Result<Box<dyn skiff_control::api::portforward::Connection>>,
+    > {
+        let (addresses, uid) = (self.addresses.clone(), uid.to_string());
+        Box::pin(async move {
+            let stream = skiff_runtime::net::proxy::to_pod(&addresses, &uid, port).await?;
+            Ok(Box::new(stream) as Box<dyn skiff_control::api::portforward::Connection>)
+        })
+    }
+}
+
 /// The data directory: the flag, else `~/.local/share/skiff`.
 pub fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = flag {
@@ -181,6 +203,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             summary: std::sync::Arc::new(NodeSummary {
                 name: a.name.clone(),
                 usage: a.usage.clone(),
+            }),
+            ports: std::sync::Arc::new(NodePorts {
+                addresses: a.addresses.clone(),
             }),
         }),
     };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
@@ -82,6 +83,59 @@ impl NodeClient {
         node: &Value,
         path_and_query: &str,
     ) -> Result<http::Response<hyper::body::Incoming>, ApiError> {
+        let (mut sender, host, failed) = self.connect(name, node, path_and_query).await?;
+        let request = http::Request::get(path_and_query)
+            .header(http::header::HOST, host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| failed(&e))?;
+        // The body may stream for as long as a followed log lasts; the answer itself must come.
+        tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| failed(&"net/http: timeout awaiting response headers"))?
+            .map_err(|e| failed(&e))
+    }
+
+    /// `POST path_and_query` on the endpoint of `node`, upgraded to the byte stream the node
+    /// opens (a connection to a pod's port). Fails with the node's message when it opens none.
+    pub async fn upgrade(
+        &self,
+        name: &str,
+        node: &Value,
+        path_and_query: &str,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ApiError> {
+        let (mut sender, host, failed) = self.connect(name, node, path_and_query).await?;
+        let request = http::Request::post(path_and_query)
+            .header(http::header::HOST, host)
+            .header(http::header::CONNECTION, "Upgrade")
+            .header(http::header::UPGRADE, UPGRADE)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| failed(&e))?;
+        let response = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| failed(&"net/http: timeout awaiting response headers"))?
+            .map_err(|e| failed(&e))?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ApiError::Internal(failure_message(response).await));
+        }
+        let upgraded = hyper::upgrade::on(response).await.map_err(|e| failed(&e))?;
+        Ok(TokioIo::new(upgraded))
+    }
+
+    /// An HTTP/1 connection to `node`'s endpoint, once its certificate shows it is that node's;
+    /// with the Host header to send and how to word a failure.
+    async fn connect(
+        &self,
+        name: &str,
+        node: &Value,
+        path_and_query: &str,
+    ) -> Result<
+        (
+            SendRequest,
+            String,
+            impl Fn(&dyn std::fmt::Display) -> ApiError,
+        ),
+        ApiError,
+    > {
         let Some((address, port)) = endpoint_of(node) else {
             return Err(ApiError::BadRequest(format!(
                 "node {name} does not report an endpoint (status.daemonEndpoints.kubeletEndpoint) to reach it on"
@@ -93,7 +147,8 @@ impl NodeClient {
             address.clone()
         };
         let url = format!("https://{host}:{port}{path_and_query}");
-        let failed = |e: &dyn std::fmt::Display| ApiError::Internal(format!("Get \"{url}\": {e}"));
+        let failed =
+            move |e: &dyn std::fmt::Display| ApiError::Internal(format!("Get \"{url}\": {e}"));
         let server_name = ServerName::try_from(address.clone()).map_err(|e| failed(&e))?;
         let connect = async {
             let tcp = tokio::net::TcpStream::connect((address.as_str(), port))
@@ -124,26 +179,22 @@ impl NodeClient {
                 presented.as_deref().unwrap_or("no one")
             )));
         }
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| failed(&e))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| failed(&e))?;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "a node connection ended");
             }
         });
-        let request = http::Request::get(path_and_query)
-            .header(http::header::HOST, format!("{host}:{port}"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| failed(&e))?;
-        // The body may stream for as long as a followed log lasts; the answer itself must come.
-        tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
-            .await
-            .map_err(|_| failed(&"net/http: timeout awaiting response headers"))?
-            .map_err(|e| failed(&e))
+        Ok((sender, format!("{host}:{port}"), failed))
     }
 }
+
+type SendRequest = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// The protocol a node endpoint's upgraded connection speaks: the bytes of a TCP connection.
+pub const UPGRADE: &str = "skiff-tcp";
 
 /// The message of a node's failure answer (a `metav1.Status`), or its text.
 pub async fn failure_message(response: http::Response<hyper::body::Incoming>) -> String {

@@ -366,6 +366,14 @@ impl Addresses {
         PodAddress::new(ip).map(Ok)
     }
 
+    /// The address pod `uid` holds, if any.
+    pub fn of(&self, uid: &str) -> Option<PodAddress> {
+        self.lock()
+            .by_pod
+            .get(uid)
+            .and_then(|ip| PodAddress::new(*ip))
+    }
+
     /// Gives up pod `uid`'s address.
     pub fn release(&self, uid: &str) {
         let mut inner = self.lock();

@@ -60,6 +60,19 @@ pub async fn dial_service(
     None
 }
 
+/// Connects to `port` of pod `uid` as from within the pod, so that a port it serves on
+/// localhost only is reached too: what `kubectl port-forward` reaches.
+pub async fn to_pod(addresses: &Addresses, uid: &str, port: u16) -> std::io::Result<TcpStream> {
+    let address = addresses.of(uid).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the pod has no address on this node",
+        )
+    })?;
+    let target = SocketAddr::new(IpAddr::V4(address.loopback), port);
+    connect(target, Some(address.loopback)).await
+}
+
 /// Connects to a host address, from `from` (a loopback address) when the target is on the
 /// host's loopback too.
 pub async fn connect(target: SocketAddr, from: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
