@@ -175,7 +175,7 @@ struct ServingRequest {
 
 /// Issues a node its serving certificate from `node_serving`, for its own name and the
 /// addresses it names; the answer's CA is the cluster's, which its clients' certificates chain
-/// to.
+/// to, and `nodeServingCA` the one its peers' serving certificates chain to.
 fn serving_certificate(
     authority: &Authority,
     node_serving: &Authority,
@@ -216,7 +216,16 @@ fn serving_certificate(
         }
     }
     match node_serving.issue_serving(&user.name, &names) {
-        Ok(credential) => issued(authority, &credential),
+        Ok(credential) => json_response(
+            StatusCode::OK,
+            &json!({
+                "ca": authority.ca.cert_pem,
+                "certificate": credential.cert_pem,
+                "key": credential.key_pem,
+                // What the node checks its peers' serving certificates against.
+                "nodeServingCA": node_serving.ca.cert_pem,
+            }),
+        ),
         Err(e) => status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",

@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 use crate::api::{self, ApiState};
 use crate::auth::{MASTERS, UserInfo};
-use crate::pki::{Authority, PkiError};
+use crate::pki::{Authority, CertifiedKey, PkiError};
 use crate::registry;
 use crate::store::{Key, SqliteBackend, Store, StoreError, Write};
 
@@ -46,8 +46,24 @@ pub struct ServerConfig {
     pub node_port_range: std::ops::RangeInclusive<u16>,
 }
 
-/// Starts work that needs the API (the embedded node agent), given an in-process client.
-pub type StartWithClient = Box<dyn FnOnce(kube::Client) + Send>;
+/// Starts work that needs the API (the embedded node agent), given an in-process client and
+/// what issues the node its certificates.
+pub type StartWithClient = Box<dyn FnOnce(kube::Client, NodeIssuer) + Send>;
+
+/// Issues the embedded node what a joined node gets over the network: a client certificate
+/// (`system:node:NAME` in `system:nodes`) and a serving certificate for its name and addresses.
+pub type NodeIssuer = Arc<dyn Fn(&str, &[String]) -> Result<IssuedNode, PkiError> + Send + Sync>;
+
+/// A node's certificates, with the CAs to check its peers by.
+#[derive(Debug, Clone)]
+pub struct IssuedNode {
+    /// The cluster CA, which clients' certificates chain to.
+    pub ca_pem: String,
+    /// The CA nodes' serving certificates chain to.
+    pub node_serving_ca_pem: String,
+    pub client: CertifiedKey,
+    pub serving: CertifiedKey,
+}
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -282,8 +298,22 @@ pub async fn run(
         &config.lifecycle,
         config.pod_ranges,
     );
+    let authority = Arc::new(authority);
+    let node_serving = Arc::new(node_serving);
     if let Some(agent) = agent {
-        agent(in_process_client(router.clone()));
+        let (cluster, serving) = (authority.clone(), node_serving.clone());
+        let issuer: NodeIssuer = Arc::new(move |name: &str, addresses: &[String]| {
+            let user = format!("system:node:{name}");
+            let mut names = vec![name.to_string()];
+            names.extend(addresses.iter().filter(|a| *a != name).cloned());
+            Ok(IssuedNode {
+                ca_pem: cluster.ca.cert_pem.clone(),
+                node_serving_ca_pem: serving.ca.cert_pem.clone(),
+                client: cluster.client(&user, &[crate::join::NODES])?,
+                serving: serving.issue_serving(&user, &names)?,
+            })
+        });
+        agent(in_process_client(router.clone()), issuer);
     }
 
     // The join token is in place before the admin kubeconfig, which tells that the server is up.
@@ -304,11 +334,7 @@ pub async fn run(
         path: kubeconfig_path.clone(),
         source,
     })?;
-    let router = router.merge(crate::join::routes(
-        Arc::new(authority),
-        Arc::new(node_serving),
-        token,
-    ));
+    let router = router.merge(crate::join::routes(authority, node_serving, token));
     tracing::info!(url = %url, kubeconfig = %kubeconfig_path.display(), "serving the Kubernetes API");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -48,6 +48,18 @@ pub struct AgentConfig {
     pub ingress: crate::net::ingress::IngressPorts,
     /// The node's pod addresses, shared with whoever reaches its pods from the same process.
     pub addresses: crate::net::Addresses,
+    /// The node's serving certificate when it was issued beforehand (a node in the server's
+    /// process); else the node asks the server for one.
+    pub identity: Option<endpoint::Identity>,
+    /// The node's client certificate, which it presents to other nodes' tunnels.
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A client certificate and its key (PEM).
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 impl AgentConfig {
@@ -142,12 +154,17 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         memory_allocatable: memory_capacity
             .saturating_sub(config.eviction.hard.memory_reserve(memory_capacity)),
     };
+    let addresses = config.addresses.clone();
+    let network = Arc::new(crate::net::NodeNetwork::default());
     if let Some(address) = config.endpoint {
         let listener = endpoint::bind(address).await?;
         info.endpoint_port = Some(listener.local_addr()?.port());
         let names = [config.name.clone(), config.address.clone()];
         let mut delay = std::time::Duration::from_millis(100);
         let identity = loop {
+            if let Some(identity) = config.identity.clone() {
+                break identity;
+            }
             match endpoint::request_identity(&client, &names).await {
                 Ok(identity) => break identity,
                 Err(e) if endpoint::refused(&e) => return Err(e),
@@ -158,12 +175,28 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                 }
             }
         };
+        if let (Some(client_certificate), Some(peers_ca_pem)) =
+            (&config.client_certificate, &identity.peers_ca_pem)
+        {
+            let credentials = crate::net::tunnel::Credentials {
+                cert_pem: client_certificate.cert_pem.clone(),
+                key_pem: client_certificate.key_pem.clone(),
+                peers_ca_pem: peers_ca_pem.clone(),
+            };
+            tokio::spawn(network.tunnel.clone().run(
+                client.clone(),
+                config.name.clone(),
+                addresses.clone(),
+                credentials,
+            ));
+        }
         let served = endpoint::Served {
             node: config.name.clone(),
             pods_dir: config.pods_dir(),
             live_logs: config.live_logs.clone(),
             usage: config.usage.clone(),
-            addresses: config.addresses.clone(),
+            addresses: addresses.clone(),
+            tunnel: network.tunnel.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = endpoint::serve(listener, identity, served).await {
@@ -186,8 +219,6 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         pressure_seen.clone(),
     ));
     tokio::spawn(config.usage.clone().sample_forever());
-    let addresses = config.addresses.clone();
-    let network = Arc::new(crate::net::NodeNetwork::default());
     tokio::spawn(crate::net::follow_range(
         client.clone(),
         config.name.clone(),
@@ -201,6 +232,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                 client: client.clone(),
                 services: network.services.clone(),
                 addresses: addresses.clone(),
+                tunnel: network.tunnel.clone(),
                 address,
                 ports: config.ingress,
             }));
@@ -208,6 +240,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                 services: network.services.clone(),
                 address,
                 addresses: addresses.clone(),
+                tunnel: network.tunnel.clone(),
                 client: client.clone(),
                 events: events.clone(),
                 node: config.name.clone(),

@@ -8,8 +8,9 @@
 //!
 //! It serves with a certificate the server's node-serving CA signed for the node's name and
 //! address, asked for on every start, and answers only clients whose certificate the cluster CA
-//! signed for the group `system:masters`: the API server's kubelet client and administrators. Anyone else
-//! fails the handshake (no certificate, or one of another CA) or gets 403.
+//! signed for the group `system:masters`: the API server's kubelet client and administrators;
+//! and other nodes (`system:nodes`) at `POST /tunnel` only (see [`crate::net::tunnel`]). Anyone
+//! else fails the handshake (no certificate, or one of another CA) or gets 403.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,12 +28,12 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::logs::{LiveLogs, LogOptions};
+use crate::net::tunnel::UPGRADE;
 
 /// The group whose members may use a node's endpoint.
 const MASTERS: &str = "system:masters";
-
-/// The protocol an upgraded port-forward request speaks: the bytes of a TCP connection.
-const UPGRADE: &str = "skiff-tcp";
+/// The group of nodes, which may use the tunnel.
+const NODES: &str = "system:nodes";
 
 /// How long a peer may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -44,6 +45,8 @@ pub struct Identity {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// The CA other nodes' serving certificates chain to, which the tunnel checks them by.
+    pub peers_ca_pem: Option<String>,
 }
 
 /// Asks the API server for a serving certificate for the node's name and `addresses`; the
@@ -70,6 +73,7 @@ pub async fn request_identity(
         ca_pem: field("ca")?,
         cert_pem: field("certificate")?,
         key_pem: field("key")?,
+        peers_ca_pem: field("nodeServingCA").ok(),
     })
 }
 
@@ -91,8 +95,10 @@ pub struct Served {
     pub pods_dir: PathBuf,
     pub live_logs: LiveLogs,
     pub usage: crate::usage::Usage,
-    /// The node's pod addresses, which port-forwarding reaches pods at.
+    /// The node's pod addresses, which port-forwarding and the tunnel reach pods at.
     pub addresses: crate::net::Addresses,
+    /// The other nodes, whose ranges tunnelled connections come from.
+    pub tunnel: crate::net::tunnel::Tunnel,
 }
 
 fn tls_config(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
@@ -121,14 +127,35 @@ fn tls_config(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
     Ok(config)
 }
 
-/// Whether a verified client certificate names a member of `system:masters`.
-fn may_use(der: &[u8]) -> bool {
+/// Who a verified client certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Caller {
+    /// A member of `system:masters`: the API server, an administrator.
+    Master,
+    /// A node (`system:node:NAME` in `system:nodes`), which may use the tunnel only.
+    Node(String),
+    Other,
+}
+
+fn caller(der: &[u8]) -> Caller {
     use x509_parser::prelude::FromDer;
-    x509_parser::certificate::X509Certificate::from_der(der).is_ok_and(|(_, cert)| {
+    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der) else {
+        return Caller::Other;
+    };
+    let in_group = |group: &str| {
         cert.subject()
             .iter_organization()
-            .any(|o| o.as_str() == Ok(MASTERS))
-    })
+            .any(|o| o.as_str() == Ok(group))
+    };
+    if in_group(MASTERS) {
+        return Caller::Master;
+    }
+    let node = crate::net::tunnel::common_name(der)
+        .and_then(|cn| cn.strip_prefix("system:node:").map(str::to_string));
+    match node {
+        Some(name) if in_group(NODES) => Caller::Node(name),
+        _ => Caller::Other,
+    }
 }
 
 /// Serves the endpoint on `listener` until the process ends.
@@ -161,15 +188,15 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
-            let allowed = tls
+            let caller = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .is_some_and(|cert| may_use(cert));
+                .map_or(Caller::Other, |cert| caller(cert));
             let service = hyper::service::service_fn(move |request| {
-                let served = served.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(&served, allowed, request).await) }
+                let (served, caller) = (served.clone(), caller.clone());
+                async move { Ok::<_, std::convert::Infallible>(answer(&served, &caller, request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
@@ -216,17 +243,29 @@ fn json_response(code: StatusCode, body: Vec<u8>) -> hyper::Response<Body> {
 
 async fn answer(
     served: &Served,
-    allowed: bool,
+    caller: &Caller,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Body> {
-    if !allowed {
+    let path: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+    if path == ["tunnel"] {
+        return match (request.method(), caller) {
+            (&Method::POST, Caller::Node(node)) => tunnel(served, node, request)
+                .await
+                .unwrap_or_else(|(code, reason, message)| failure(code, reason, &message)),
+            _ => failure(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "only nodes may use the tunnel",
+            ),
+        };
+    }
+    if *caller != Caller::Master {
         return failure(
             StatusCode::FORBIDDEN,
             "Forbidden",
             "only the API server may use a node's endpoint",
         );
     }
-    let path: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
     match (request.method(), path.as_slice()) {
         (&Method::GET, ["containerLogs", namespace, pod, container]) => {
             let query = request.uri().query().unwrap_or("");
@@ -366,13 +405,7 @@ async fn port_forward(
         .and_then(|p| p.parse::<u16>().ok())
         .filter(|p| *p > 0)
         .ok_or_else(|| bad("port: Invalid value: must be a number from 1 to 65535".into()))?;
-    let upgrading = request
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|u| u.as_bytes() == UPGRADE.as_bytes());
-    if !upgrading {
-        return Err(bad(format!("Upgrade: {UPGRADE} is required")));
-    }
+    upgrading(&request)?;
     let pod = crate::net::proxy::to_pod(&served.addresses, uid, port)
         .await
         .map_err(|e| {
@@ -391,12 +424,33 @@ async fn port_forward(
                 format!("failed to connect to localhost:{port} inside the pod: {e}"),
             )
         })?;
-    let on_upgrade = hyper::upgrade::on(&mut request);
+    Ok(carry(&mut request, pod))
+}
+
+/// Whether a request asks for its connection to be upgraded to a byte stream.
+fn upgrading(request: &hyper::Request<hyper::body::Incoming>) -> Result<(), Refusal> {
+    let upgrading = request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|u| u.as_bytes() == UPGRADE.as_bytes());
+    if upgrading {
+        Ok(())
+    } else {
+        Err(bad(format!("Upgrade: {UPGRADE} is required")))
+    }
+}
+
+/// Answers 101 and carries the request's connection to and from `pod` once upgraded.
+fn carry(
+    request: &mut hyper::Request<hyper::body::Incoming>,
+    pod: tokio::net::TcpStream,
+) -> hyper::Response<Body> {
+    let on_upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
-                tracing::debug!(error = %e, "a port-forward upgrade failed");
+                tracing::debug!(error = %e, "an endpoint upgrade failed");
                 return;
             }
         };
@@ -413,5 +467,37 @@ async fn port_forward(
     response
         .headers_mut()
         .insert(header::UPGRADE, http::HeaderValue::from_static(UPGRADE));
-    Ok(response)
+    response
+}
+
+/// `POST /tunnel?to=POD_IP:PORT&from=POD_IP`, from node `node`: a connection to a pod of this
+/// node from a pod of the caller's, upgraded as port-forwarding's (see [`crate::net::tunnel`]).
+async fn tunnel(
+    served: &Served,
+    node: &str,
+    mut request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Body>, Refusal> {
+    let params = Params::parse(request.uri().query().unwrap_or(""));
+    let to = params
+        .get("to")
+        .and_then(|t| t.parse::<std::net::SocketAddrV4>().ok())
+        .ok_or_else(|| bad("to: Invalid value: must be ADDRESS:PORT".into()))?;
+    let from = params
+        .get("from")
+        .and_then(|f| f.parse::<std::net::Ipv4Addr>().ok())
+        .ok_or_else(|| bad("from: Invalid value: must be an address".into()))?;
+    upgrading(&request)?;
+    let (target, source) =
+        crate::net::tunnel::admit(&served.tunnel, &served.addresses, node, to, from)
+            .map_err(|message| (StatusCode::FORBIDDEN, "Forbidden", message))?;
+    let pod = crate::net::proxy::connect(target, Some(source))
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::BAD_GATEWAY,
+                "ServiceUnavailable",
+                format!("connecting to {to}: {e}"),
+            )
+        })?;
+    Ok(carry(&mut request, pod))
 }

@@ -47,6 +47,23 @@ async fn client_from(kubeconfig: &str) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// The client certificate a node's kubeconfig presents, which it presents to its peers too.
+fn client_certificate(kubeconfig: &str) -> Option<skiff_runtime::agent::ClientCertificate> {
+    use base64::Engine;
+    let config: serde_yaml::Value = serde_yaml::from_str(kubeconfig).ok()?;
+    let user = &config["users"][0]["user"];
+    let decode = |key: &str| {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(user[key].as_str()?)
+            .ok()?;
+        String::from_utf8(data).ok()
+    };
+    Some(skiff_runtime::agent::ClientCertificate {
+        cert_pem: decode("client-certificate-data")?,
+        key_pem: decode("client-key-data")?,
+    })
+}
+
 /// A kubeconfig trusting `ca_pem` and presenting `token` as a bearer token.
 fn bootstrap_kubeconfig(server: &str, ca_pem: Option<&str>, token: &str) -> String {
     use base64::Engine;
@@ -145,6 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(node = %name, server = %server, "node agent starting");
     let mut config = args.agent.config(name, node_dir, args.address);
     config.endpoint = Some(std::net::SocketAddr::new(ip, args.kubelet_port));
+    config.client_certificate = client_certificate(&kubeconfig);
     tokio::select! {
         result = skiff_runtime::agent::run(client, config) => result,
         _ = super::server::shutdown_signal() => Ok(()),
@@ -242,6 +260,8 @@ impl AgentFlags {
                 https: self.ingress_https_port,
             },
             addresses: skiff_runtime::net::Addresses::default(),
+            identity: None,
+            client_certificate: None,
         }
     }
 }

@@ -218,7 +218,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let start_agent = agent.map(|agent| -> skiff_control::server::StartWithClient {
-        Box::new(move |client| {
+        Box::new(move |client, issuer| {
+            let mut agent = agent;
+            // The embedded node serves an endpoint too, for the tunnel from other nodes: its
+            // certificates come from the server's own CAs.
+            match issuer(&agent.name, std::slice::from_ref(&agent.address)) {
+                Ok(issued) => {
+                    agent.identity = Some(skiff_runtime::endpoint::Identity {
+                        ca_pem: issued.ca_pem,
+                        cert_pem: issued.serving.cert_pem,
+                        key_pem: issued.serving.key_pem,
+                        peers_ca_pem: Some(issued.node_serving_ca_pem),
+                    });
+                    agent.client_certificate = Some(skiff_runtime::agent::ClientCertificate {
+                        cert_pem: issued.client.cert_pem,
+                        key_pem: issued.client.key_pem,
+                    });
+                    agent.endpoint = agent.address.parse().ok().map(|ip| SocketAddr::new(ip, 0));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no certificates for the node: no tunnel to it")
+                }
+            }
             tokio::spawn(async move {
                 if let Err(e) = skiff_runtime::agent::run(client, agent).await {
                     tracing::error!(error = %format!("{e:#}"), "the node agent stopped");

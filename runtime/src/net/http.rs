@@ -92,7 +92,7 @@ impl WasiHttpHooks for PodHttp {
             let (target, from) = sockets
                 .route(SocketAddr::new(IpAddr::V4(ip), port))
                 .map_err(|_| Error::ConnectionRefused)?;
-            send(request, target, from, options).await
+            send(request, sockets.tunnel().clone(), target, from, options).await
         })
     }
 }
@@ -100,6 +100,7 @@ impl WasiHttpHooks for PodHttp {
 /// Sends a plain HTTP/1.1 request over a connection to `target` from `from`.
 async fn send(
     mut request: http::Request<WasiBody>,
+    tunnel: super::tunnel::Tunnel,
     target: SocketAddr,
     from: Option<std::net::Ipv4Addr>,
     options: Option<RequestOptions>,
@@ -110,7 +111,7 @@ async fn send(
     let first_byte_timeout = options
         .and_then(|o| o.first_byte_timeout)
         .unwrap_or(CONNECT_TIMEOUT);
-    let stream = tokio::time::timeout(connect_timeout, super::proxy::connect(target, from))
+    let stream = tokio::time::timeout(connect_timeout, tunnel.connect(target, from))
         .await
         .map_err(|_| Error::ConnectionTimeout)?
         .map_err(|e| match e.kind() {

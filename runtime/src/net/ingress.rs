@@ -302,6 +302,7 @@ pub struct Controller {
     pub client: kube::Client,
     pub services: Services,
     pub addresses: Addresses,
+    pub tunnel: super::tunnel::Tunnel,
     /// The node's address, which it serves Ingresses on.
     pub address: Ipv4Addr,
     pub ports: IngressPorts,
@@ -382,6 +383,7 @@ async fn serve_ports(controller: &Controller, shared: &Shared) -> bool {
             routes: shared.clone(),
             services: controller.services.clone(),
             addresses: controller.addresses.clone(),
+            tunnel: controller.tunnel.clone(),
             scheme: if tls { "https" } else { "http" },
         });
         tokio::spawn(accept(listener, acceptor, proxy));
@@ -394,6 +396,7 @@ struct Forwarder {
     routes: Shared,
     services: Services,
     addresses: Addresses,
+    tunnel: super::tunnel::Tunnel,
     scheme: &'static str,
 }
 
@@ -485,7 +488,9 @@ impl Forwarder {
                 "no service behind this route\n",
             );
         };
-        let Some(stream) = super::proxy::dial_service(&service, peer, &self.addresses).await else {
+        let Some(stream) =
+            super::proxy::dial_service(&service, peer, &self.addresses, &self.tunnel).await
+        else {
             return plain(
                 http::StatusCode::SERVICE_UNAVAILABLE,
                 "no endpoint of the service took the connection\n",

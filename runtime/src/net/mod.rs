@@ -16,6 +16,7 @@ pub mod ingress;
 pub mod proxy;
 pub mod services;
 pub mod sockets;
+pub mod tunnel;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -194,6 +195,8 @@ pub struct NodeNetwork {
     local_only: Mutex<HashSet<SocketAddr>>,
     /// The cluster's Services, as the node sees them.
     pub services: services::Services,
+    /// The way to other nodes' pods.
+    pub tunnel: tunnel::Tunnel,
 }
 
 impl NodeNetwork {
@@ -364,6 +367,11 @@ impl Addresses {
         inner.held.insert(ip, uid.to_string());
         inner.by_pod.insert(uid.to_string(), ip);
         PodAddress::new(ip).map(Ok)
+    }
+
+    /// Whether a pod holds `ip`.
+    pub fn holds(&self, ip: Ipv4Addr) -> bool {
+        self.lock().held.contains_key(&ip)
     }
 
     /// The address pod `uid` holds, if any.

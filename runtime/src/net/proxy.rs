@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::services::{Protocol, ServicePort, ServiceTable, Services};
+use super::tunnel::Tunnel;
 use super::{Addresses, Cidr, loopback_of};
 use crate::events::EventRecorder;
 
@@ -26,13 +27,14 @@ pub async fn dial(
     endpoint: SocketAddrV4,
     cluster: Option<Cidr>,
     from: Option<Ipv4Addr>,
+    tunnel: &Tunnel,
 ) -> std::io::Result<TcpStream> {
     let pod = cluster.is_some_and(|c| c.contains(*endpoint.ip()));
     let target = match loopback_of(*endpoint.ip()).filter(|_| pod) {
         Some(loopback) => SocketAddrV4::new(loopback, endpoint.port()),
         None => endpoint,
     };
-    connect(SocketAddr::V4(target), from).await
+    tunnel.connect(SocketAddr::V4(target), from).await
 }
 
 /// Connects to one of `service`'s endpoints for a client at `peer`, from the node's own
@@ -41,6 +43,7 @@ pub async fn dial_service(
     service: &ServicePort,
     peer: SocketAddr,
     addresses: &Addresses,
+    tunnel: &Tunnel,
 ) -> Option<TcpStream> {
     let caller = match peer.ip() {
         IpAddr::V4(ip) => ip,
@@ -50,7 +53,7 @@ pub async fn dial_service(
     let from = addresses.gateway().map(|g| g.loopback);
     let cluster = addresses.range().map(|r| r.cluster());
     for endpoint in std::iter::once(first).chain(service.others(first)) {
-        match dial(endpoint, cluster, from).await {
+        match dial(endpoint, cluster, from, tunnel).await {
             Ok(stream) => return Some(stream),
             Err(e) => {
                 tracing::debug!(service = %service.name, %endpoint, error = %e, "endpoint refused; trying the next")
@@ -120,6 +123,7 @@ pub struct Proxy {
     /// The node's address, which node ports and load balancers are served on.
     pub address: Ipv4Addr,
     pub addresses: Addresses,
+    pub tunnel: Tunnel,
     pub client: kube::Client,
     pub events: EventRecorder,
     pub node: String,
@@ -170,6 +174,7 @@ pub async fn run(proxy: Proxy) {
                         route.clone(),
                         proxy.services.clone(),
                         proxy.addresses.clone(),
+                        proxy.tunnel.clone(),
                     ));
                     listening.insert(port, (route, task));
                 }
@@ -285,7 +290,13 @@ where
 }
 
 /// Takes connections on one port.
-async fn serve(listener: TcpListener, route: Route, services: Services, addresses: Addresses) {
+async fn serve(
+    listener: TcpListener,
+    route: Route,
+    services: Services,
+    addresses: Addresses,
+    tunnel: Tunnel,
+) {
     loop {
         let Ok((client, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -293,12 +304,13 @@ async fn serve(listener: TcpListener, route: Route, services: Services, addresse
         };
         let _ = client.set_nodelay(true);
         let (services, addresses, route) = (services.clone(), addresses.clone(), route.clone());
+        let tunnel = tunnel.clone();
         tokio::spawn(async move {
             let Some(service) = route.service(&services.table()) else {
                 return;
             };
             // No endpoint takes it: the connection is closed, as kube-proxy rejects it.
-            let Some(mut upstream) = dial_service(&service, peer, &addresses).await else {
+            let Some(mut upstream) = dial_service(&service, peer, &addresses, &tunnel).await else {
                 return;
             };
             let mut client = client;

@@ -115,6 +115,11 @@ impl PodSockets {
         async move { dns.resolve(&table, &name).await }
     }
 
+    /// The node's way to other nodes' pods.
+    pub fn tunnel(&self) -> &super::tunnel::Tunnel {
+        &self.node.tunnel
+    }
+
     /// Where a connection to `guest` (an address as the guest sees it) goes on the host, from
     /// which source; as a guest's connect through the socket layer goes.
     pub fn route(&self, guest: SocketAddr) -> Result<(SocketAddr, Option<Ipv4Addr>), ErrorCode> {
@@ -325,6 +330,16 @@ fn add_tcp(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                     if let Err(code) = answer(sockets.finish_bind(Resource::new_borrow(rep)))? {
                         return Ok((Err(code),));
                     }
+                }
+                // A pod of another node is reached through the tunnel's relay, told first
+                // where the connection from this socket is for.
+                let mut target = target;
+                if let Some((relay, destination)) = net.node.tunnel.redirect(target) {
+                    match answer(sockets.local_address(Resource::new_borrow(rep)))? {
+                        Ok(local) => net.node.tunnel.expect(local.into(), destination),
+                        Err(code) => return Ok((Err(code),)),
+                    }
+                    target = relay;
                 }
                 let connecting = answer(sockets.start_connect(this, network, target.into()))?;
                 if connecting.is_ok() {
