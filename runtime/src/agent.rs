@@ -196,7 +196,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
             live_logs: config.live_logs.clone(),
             usage: config.usage.clone(),
             addresses: addresses.clone(),
-            tunnel: network.tunnel.clone(),
+            network: network.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = endpoint::serve(listener, identity, served).await {

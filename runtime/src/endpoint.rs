@@ -97,8 +97,9 @@ pub struct Served {
     pub usage: crate::usage::Usage,
     /// The node's pod addresses, which port-forwarding and the tunnel reach pods at.
     pub addresses: crate::net::Addresses,
-    /// The other nodes, whose ranges tunnelled connections come from.
-    pub tunnel: crate::net::tunnel::Tunnel,
+    /// What the node's pods serve, and the other nodes, whose ranges tunnelled connections
+    /// come from.
+    pub network: std::sync::Arc<crate::net::NodeNetwork>,
 }
 
 fn tls_config(identity: &Identity) -> anyhow::Result<rustls::ServerConfig> {
@@ -488,7 +489,7 @@ async fn tunnel(
         .ok_or_else(|| bad("from: Invalid value: must be an address".into()))?;
     upgrading(&request)?;
     let (target, source) =
-        crate::net::tunnel::admit(&served.tunnel, &served.addresses, node, to, from)
+        crate::net::tunnel::admit(&served.network, &served.addresses, node, to, from)
             .map_err(|message| (StatusCode::FORBIDDEN, "Forbidden", message))?;
     let pod = crate::net::proxy::connect(target, Some(source))
         .await

@@ -1410,7 +1410,12 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     );
     let listeners = if kind == Kind::HttpHandler {
         match listen(&address, &ctx.address, container).await {
-            Ok(listeners) => listeners,
+            Ok(listeners) => {
+                for at in listeners.iter().filter_map(|l| l.local_addr().ok()) {
+                    ctx.network.bound(at, false);
+                }
+                listeners
+            }
             Err(message) => {
                 return worker
                     .could_not_start(init, index, name, "CreateContainerError", &message)

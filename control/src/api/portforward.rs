@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::objects::read;
 use super::spdy::{self, Frame, FrameReader, FrameWriter};
@@ -159,6 +159,13 @@ fn ports(query: &super::Query) -> Result<Vec<u16>, ApiError> {
             "query parameter \"ports\" is required".into(),
         ));
     }
+    // Each port takes two channels of a byte's 256.
+    if ports.len() > 127 {
+        return Err(ApiError::BadRequest(format!(
+            "at most 127 ports may be forwarded at once, not {}",
+            ports.len()
+        )));
+    }
     Ok(ports)
 }
 
@@ -281,17 +288,26 @@ pub async fn serve(
         match protocol {
             Protocol::Spdy { websocket: false } => spdy_session(pod, upgraded).await,
             Protocol::Spdy { websocket: true } => {
-                let ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, None).await;
+                let ws =
+                    WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(limits())).await;
                 let (near, far) = tokio::io::duplex(4 * CHUNK);
                 tokio::join!(spdy_session(pod, near), tunnel(ws, far));
             }
             Protocol::Channels { ports, .. } => {
-                let ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, None).await;
+                let ws =
+                    WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(limits())).await;
                 channels(pod, ws, ports).await;
             }
         }
     });
     Ok(response)
+}
+
+/// The largest websocket messages taken: kubectl's are a SPDY frame or a 32 KiB read.
+fn limits() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(2 * 1024 * 1024))
+        .max_frame_size(Some(2 * 1024 * 1024))
 }
 
 /// Carries a byte stream in a websocket's binary messages, both ways, until either ends.
@@ -370,12 +386,21 @@ async fn write_frames<W: AsyncWrite + Unpin>(mut io: W, mut frames: mpsc::Receiv
 }
 
 /// A forwarded connection's streams, as they arrive.
-#[derive(Default)]
 struct Pair {
     port: String,
     error: Option<u32>,
-    data: Option<(u32, mpsc::Receiver<Bytes>)>,
+    data: Option<u32>,
+    /// When its first stream came.
+    since: std::time::Instant,
 }
+
+/// How long a pair's second stream may take to come, as the kubelet's stream creation
+/// timeout.
+const PAIRING: std::time::Duration = std::time::Duration::from_secs(30);
+/// Streams a connection may have open at once.
+const MAX_STREAMS: usize = 1024;
+/// The RST_STREAM status for a stream the server will not take.
+const REFUSED_STREAM: u32 = 3;
 
 fn header<'a>(headers: &'a spdy::Headers, name: &str) -> &'a str {
     headers
@@ -418,31 +443,52 @@ async fn spdy_session<S: AsyncRead + AsyncWrite + Send + 'static>(pod: Pod, io: 
                     let _ = out.send(Out::Reset(stream, spdy::PROTOCOL_ERROR)).await;
                     continue;
                 }
+                // Pairs whose second stream never came are given up, as the kubelet does.
+                let now = std::time::Instant::now();
+                for (_, stale) in pairs.extract_if(|_, p| now.duration_since(p.since) > PAIRING) {
+                    for stream in [stale.error, stale.data].into_iter().flatten() {
+                        let _ = out.send(Out::Reset(stream, spdy::CANCEL)).await;
+                    }
+                }
+                inbound.retain(|_, sender| !sender.is_closed());
+                forwards.retain(|_, task| !task.is_finished());
+                if pairs.len() + forwards.len() >= MAX_STREAMS {
+                    let _ = out.send(Out::Reset(stream, REFUSED_STREAM)).await;
+                    continue;
+                }
                 let _ = out.send(Out::Reply(stream)).await;
-                let pair = pairs.entry(request.clone()).or_default();
+                let pair = pairs.entry(request.clone()).or_insert_with(|| Pair {
+                    port: String::new(),
+                    error: None,
+                    data: None,
+                    since: now,
+                });
                 pair.port = header(&headers, "port").to_string();
                 if kind == "error" {
                     pair.error = Some(stream);
                 } else {
-                    let (sender, receiver) = mpsc::channel(16);
-                    inbound.insert(stream, sender);
-                    pair.data = Some((stream, receiver));
+                    pair.data = Some(stream);
                 }
-                if pair.error.is_some() && pair.data.is_some() {
-                    let pair = pairs.remove(&request).expect("the pair is here");
-                    let (Some(error), Some((data, receiver))) = (pair.error, pair.data) else {
-                        continue;
-                    };
+                let whole = pair.error.is_some() && pair.data.is_some();
+                if let Some(Pair {
+                    port,
+                    error: Some(error),
+                    data: Some(data),
+                    ..
+                }) = whole.then(|| pairs.remove(&request)).flatten()
+                {
+                    // The data stream's bytes are taken from the moment the pair is whole.
+                    let (sender, receiver) = mpsc::channel(16);
+                    inbound.insert(data, sender);
                     let task = tokio::spawn(forward(
                         pod.clone(),
-                        pair.port,
+                        port,
                         Streams { error, data },
                         receiver,
                         out.clone(),
                     ));
                     forwards.insert(error, task.abort_handle());
                     forwards.insert(data, task.abort_handle());
-                    forwards.retain(|_, t| !t.is_finished());
                 }
             }
             Frame::Data { stream, data, fin } => {
@@ -472,7 +518,14 @@ async fn spdy_session<S: AsyncRead + AsyncWrite + Send + 'static>(pod: Pod, io: 
         task.abort();
     }
     drop(out);
-    let _ = writer.await;
+    // What is left to write goes out, unless the client has stopped reading.
+    let mut writer = writer;
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 /// A forwarded connection's two streams.
@@ -563,14 +616,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut sink, mut messages) = ws.split();
+    for (i, port) in ports.iter().enumerate() {
+        let number = port.to_le_bytes();
+        for channel in [2 * i as u8, 2 * i as u8 + 1] {
+            let opening = Bytes::copy_from_slice(&[channel, number[0], number[1]]);
+            if sink.send(Message::Binary(opening)).await.is_err() {
+                return;
+            }
+        }
+    }
     let (out, mut outgoing) = mpsc::channel::<Vec<u8>>(64);
     let mut to_pods: Vec<Option<mpsc::Sender<Bytes>>> = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, port) in ports.iter().enumerate() {
-        let (data, error) = ((2 * i) as u8, (2 * i + 1) as u8);
-        let number = port.to_le_bytes();
-        let _ = out.send(vec![data, number[0], number[1]]).await;
-        let _ = out.send(vec![error, number[0], number[1]]).await;
+        let (data, error) = (2 * i as u8, 2 * i as u8 + 1);
         let (sender, mut receiver) = mpsc::channel::<Bytes>(16);
         to_pods.push(Some(sender));
         let (pod, out, port) = (pod.clone(), out.clone(), *port);
@@ -613,36 +672,48 @@ where
         });
     }
     drop(out);
-    loop {
-        tokio::select! {
-            message = messages.next() => {
-                let Some(Ok(message)) = message else { break };
-                let payload = match message {
-                    Message::Binary(payload) => payload,
-                    Message::Close(_) => break,
-                    _ => continue,
-                };
-                let Some(&channel) = payload.first() else { continue };
-                // Only data channels carry anything from the client.
-                let slot = to_pods.get_mut(usize::from(channel / 2)).filter(|_| channel % 2 == 0);
-                if let Some(slot) = slot
-                    && let Some(sender) = slot
-                    && sender.send(payload.slice(1..)).await.is_err()
-                {
-                    *slot = None;
-                }
-            }
-            frame = outgoing.recv() => {
-                // Every port's forwarding has ended.
-                let Some(frame) = frame else { break };
-                if sink.send(Message::Binary(Bytes::from(frame))).await.is_err() {
-                    break;
-                }
+    // What the pods send goes out on its own, so that a pod slow to read never holds up
+    // another's answers.
+    let writer = async {
+        while let Some(frame) = outgoing.recv().await {
+            if sink
+                .send(Message::Binary(Bytes::from(frame)))
+                .await
+                .is_err()
+            {
+                break;
             }
         }
+        // Every port's forwarding has ended.
+        let _ = sink.close().await;
+    };
+    let reader = async {
+        while let Some(Ok(message)) = messages.next().await {
+            let payload = match message {
+                Message::Binary(payload) => payload,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            let Some(&channel) = payload.first() else {
+                continue;
+            };
+            // Only data channels carry anything from the client.
+            let slot = to_pods
+                .get_mut(usize::from(channel / 2))
+                .filter(|_| channel % 2 == 0);
+            if let Some(slot) = slot
+                && let Some(sender) = slot
+                && sender.send(payload.slice(1..)).await.is_err()
+            {
+                *slot = None;
+            }
+        }
+    };
+    tokio::select! {
+        _ = writer => {}
+        _ = reader => {}
     }
     tasks.abort_all();
-    let _ = sink.close().await;
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 const VERSION: u16 = 3;
 /// The longest header block accepted once inflated.
 const MAX_HEADER_BLOCK: usize = 256 * 1024;
+/// The longest frame accepted: kubectl sends data in 32 KiB writes.
+const MAX_FRAME: usize = 1024 * 1024;
 
 const SYN_STREAM: u16 = 1;
 const SYN_REPLY: u16 = 2;
@@ -119,6 +121,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let first = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let flags = head[4];
         let length = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
+        if length > MAX_FRAME {
+            return Err(invalid(format!(
+                "a frame of {length} bytes is longer than {MAX_FRAME}"
+            )));
+        }
         let mut body = vec![0u8; length];
         self.io.read_exact(&mut body).await?;
         if first & 0x8000_0000 == 0 {
@@ -174,18 +181,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// One frame's share of the header stream, inflated.
     fn inflate_block(&mut self, mut input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(input.len() * 4 + 64);
+        let mut out = Vec::with_capacity((input.len() * 4 + 64).min(MAX_HEADER_BLOCK));
         loop {
             if out.len() == out.capacity() {
                 out.reserve(out.len().max(256));
             }
-            let before = self.inflate.total_in();
+            let (before_in, before_out) = (self.inflate.total_in(), out.len());
             let result = self
                 .inflate
                 .decompress_vec(input, &mut out, FlushDecompress::Sync);
-            input = &input[(self.inflate.total_in() - before) as usize..];
+            input = &input[(self.inflate.total_in() - before_in) as usize..];
+            let stalled = self.inflate.total_in() == before_in && out.len() == before_out;
             match result {
+                // The header stream runs for the whole connection: it never ends.
+                Ok(flate2::Status::StreamEnd) => {
+                    return Err(invalid("a header block ended the header stream"));
+                }
                 Ok(_) if input.is_empty() && out.len() < out.capacity() => return Ok(out),
+                Ok(_) if stalled && !input.is_empty() => {
+                    return Err(invalid("a header block does not inflate"));
+                }
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
                     self.inflate
@@ -415,6 +430,22 @@ mod tests {
         );
         let mut reader = FrameReader::new(wire.as_slice());
         assert!(reader.next().await.is_err());
+        // A whole zlib stream (it ends) with a byte after it: refused, not looped on.
+        let mut deflate = Compress::new(Compression::default(), true);
+        let mut ended = Vec::with_capacity(64);
+        deflate
+            .compress_vec(&[0, 0, 0, 0], &mut ended, FlushCompress::Finish)
+            .unwrap();
+        ended.push(7);
+        let mut body = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&ended);
+        let mut wire = Vec::new();
+        control(SYN_STREAM, 0, &body, &mut wire);
+        assert!(FrameReader::new(wire.as_slice()).next().await.is_err());
+        let mut huge = Vec::new();
+        FrameWriter::data_frame(1, &[], false, &mut huge);
+        huge[5..8].copy_from_slice(&[0xff, 0xff, 0xff]);
+        assert!(FrameReader::new(huge.as_slice()).next().await.is_err());
         let mut short = Vec::new();
         control(RST_STREAM, 0, &[0, 0], &mut short);
         assert!(FrameReader::new(short.as_slice()).next().await.is_err());

@@ -4021,6 +4021,7 @@ pub fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Vec
         ("", "Namespace") => validate_namespace(object, old),
         ("", "PersistentVolumeClaim") => validate_pvc(object, old),
         ("", "Endpoints") => validate_endpoints(object, old),
+        ("", "Node") => validate_node(object, old, rule),
         ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(object, old),
         ("apps", "Deployment") => validate_deployment(object, old),
         ("apps", "ReplicaSet") => validate_replica_set(object, old),
@@ -4037,6 +4038,30 @@ pub fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Vec
         ("authorization.k8s.io", _) | ("authentication.k8s.io", _) => vec![],
         _ => validate_meta(object, old, rule),
     }
+}
+
+/// Upstream `ValidateNodeUpdate`'s rule for pod ranges: set once (from none), then kept, since
+/// nodes route other nodes' pod traffic by them.
+fn validate_node(node: &Value, old: Option<&Value>, rule: NameRule) -> Errs {
+    let mut errs = validate_meta(node, old, rule);
+    if let Some(old) = old {
+        let ranges = |n: &Value| {
+            let spec = obj(n, "spec");
+            (
+                str_of(spec, "podCIDR").to_string(),
+                arr_of(spec, "podCIDRs").to_vec(),
+            )
+        };
+        let before = ranges(old);
+        let set = !before.0.is_empty() || !before.1.is_empty();
+        if set && before != ranges(node) {
+            errs.push(forbidden(
+                &Path::new("spec").child("podCIDRs"),
+                "node updates may not change podCIDR except from \"\" to valid",
+            ));
+        }
+    }
+    errs
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -8206,6 +8231,23 @@ mod tests {
         let errs = check_update("", "pods", new, old);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].starts_with("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"));
+    }
+
+    #[test]
+    fn a_nodes_pod_range_is_set_once() {
+        let unset = json!({"metadata": {"name": "edge", "resourceVersion": "1"}, "spec": {}});
+        let mut set = unset.clone();
+        set["spec"] = json!({"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]});
+        assert!(check_update("", "nodes", set.clone(), unset).is_empty());
+        let mut moved = set.clone();
+        moved["spec"] = json!({"podCIDR": "10.42.0.0/16", "podCIDRs": ["10.42.0.0/16"]});
+        assert_eq!(
+            check_update("", "nodes", moved, set.clone()),
+            vec!["spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid"]
+        );
+        let mut labelled = set.clone();
+        labelled["metadata"]["labels"] = json!({"zone": "a"});
+        assert!(check_update("", "nodes", labelled, set).is_empty());
     }
 
     #[test]

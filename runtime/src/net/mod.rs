@@ -18,7 +18,7 @@ pub mod services;
 pub mod sockets;
 pub mod tunnel;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -190,9 +190,9 @@ pub fn host_target(host: &str, port: u16) -> String {
 /// What every pod on the node shares of the pod network.
 #[derive(Debug, Default)]
 pub struct NodeNetwork {
-    /// The host addresses of sockets bound on a pod's localhost: only their own pod may
-    /// connect to them.
-    local_only: Mutex<HashSet<SocketAddr>>,
+    /// The host addresses pods' sockets and HTTP servers are bound at, each with whether on
+    /// the pod's localhost: only their own pod may connect to those.
+    served: Mutex<HashMap<SocketAddr, bool>>,
     /// The cluster's Services, as the node sees them.
     pub services: services::Services,
     /// The way to other nodes' pods.
@@ -200,27 +200,30 @@ pub struct NodeNetwork {
 }
 
 impl NodeNetwork {
-    /// Notes where a guest's bind landed, and whether on its localhost.
-    pub fn bound(&self, at: SocketAddr, localhost: bool) {
-        let mut local_only = self.local_only.lock().unwrap_or_else(|p| p.into_inner());
-        if localhost {
-            local_only.insert(at);
-        } else {
-            local_only.remove(&at);
-        }
+    fn served(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, bool>> {
+        self.served.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets the localhost-bound sockets of the pod at loopback address `pod`, once it has
-    /// given up its address.
+    /// Notes where a pod's bind landed, and whether on its localhost.
+    pub fn bound(&self, at: SocketAddr, localhost: bool) {
+        self.served().insert(at, localhost);
+    }
+
+    /// Forgets the places of the pod at loopback address `pod`, once it has given up its
+    /// address.
     pub fn forget(&self, pod: Ipv4Addr) {
-        let mut local_only = self.local_only.lock().unwrap_or_else(|p| p.into_inner());
-        local_only.retain(|at| at.ip() != std::net::IpAddr::V4(pod));
+        self.served()
+            .retain(|at, _| at.ip() != std::net::IpAddr::V4(pod));
     }
 
     /// Whether a socket bound on its pod's localhost is at `at`.
     pub fn is_local_only(&self, at: SocketAddr) -> bool {
-        let local_only = self.local_only.lock().unwrap_or_else(|p| p.into_inner());
-        local_only.contains(&at)
+        self.served().get(&at).copied().unwrap_or(false)
+    }
+
+    /// Whether a pod serves at `at` for other pods (bound there, not on its localhost).
+    pub fn serves(&self, at: SocketAddr) -> bool {
+        self.served().get(&at) == Some(&false)
     }
 }
 

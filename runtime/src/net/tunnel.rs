@@ -186,7 +186,7 @@ impl Tunnel {
                 return;
             }
         };
-        tokio::spawn(self.clone().follow(client, own));
+        tokio::spawn(self.clone().follow(client, own, addresses.clone()));
         addresses.wait_for_range().await;
         let Some(gateway) = addresses.gateway() else {
             return;
@@ -238,7 +238,7 @@ impl Tunnel {
     }
 
     /// Keeps the peers in step with the Node objects.
-    async fn follow(self, client: kube::Client, own: String) {
+    async fn follow(self, client: kube::Client, own: String, addresses: Addresses) {
         let (reader, writer) = reflector::store::<Node>();
         let nodes = kube::Api::<Node>::all(client);
         let mut stream = watcher(nodes, watcher::Config::default())
@@ -250,14 +250,35 @@ impl Tunnel {
                 tracing::debug!(error = %e, "watching nodes for the tunnel failed; retrying");
                 continue;
             }
-            let peers: Vec<Peer> = reader
+            let found: Vec<Peer> = reader
                 .state()
                 .iter()
                 .filter_map(|n| peer_of(n, &own))
                 .collect();
-            *self.inner.peers.write().unwrap_or_else(|p| p.into_inner()) = peers;
+            *self.inner.peers.write().unwrap_or_else(|p| p.into_inner()) =
+                routable(found, addresses.range());
         }
     }
+}
+
+/// The peers traffic may be routed to: none whose range overlaps this node's or another
+/// peer's, which only a mistake could give (ranges are handed out once, without overlaps).
+fn routable(peers: Vec<Peer>, own: Option<Cidr>) -> Vec<Peer> {
+    let clash = |a: &Cidr, b: &Cidr| a.contains(b.base) || b.contains(a.base);
+    peers
+        .iter()
+        .filter(|p| {
+            let with_own = own.is_some_and(|own| clash(&own, &p.range));
+            let with_other = peers
+                .iter()
+                .any(|q| q.name != p.name && clash(&q.range, &p.range));
+            if with_own || with_other {
+                tracing::warn!(node = %p.name, range = ?p.range, "a node's pod range overlaps another's: no tunnel to it");
+            }
+            !with_own && !with_other
+        })
+        .cloned()
+        .collect()
 }
 
 /// The TLS client a node reaches its peers with.
@@ -348,7 +369,7 @@ async fn open(
 /// Where the endpoint connects a tunnelled connection: pod `to` of this node's range, from
 /// `from` of `caller`'s range. None, with the reason, when the tunnel may not carry it.
 pub fn admit(
-    tunnel: &Tunnel,
+    network: &super::NodeNetwork,
     addresses: &Addresses,
     caller: &str,
     to: SocketAddrV4,
@@ -358,13 +379,20 @@ pub fn admit(
     if !own.contains(*to.ip()) || !addresses.holds(*to.ip()) {
         return Err(format!("no pod at {} on this node", to.ip()));
     }
-    if !tunnel.range_of(caller).is_some_and(|r| r.contains(from)) {
+    let callers = network.tunnel.range_of(caller);
+    if own.contains(from) || !callers.is_some_and(|r| r.contains(from)) {
         return Err(format!("{from} is not an address of node {caller}'s pods"));
     }
     let (Some(target), Some(source)) = (loopback_of(*to.ip()), loopback_of(from)) else {
         return Err("addresses outside the pod network".into());
     };
-    Ok((SocketAddr::new(IpAddr::V4(target), to.port()), source))
+    let target = SocketAddr::new(IpAddr::V4(target), to.port());
+    // Only what a pod serves to other pods: not its localhost, nor the host's own listeners
+    // that answer on every loopback address.
+    if !network.serves(target) {
+        return Err(format!("no pod serves {to} to other pods"));
+    }
+    Ok((target, source))
 }
 
 #[cfg(test)]
@@ -417,27 +445,59 @@ mod tests {
     }
 
     #[test]
-    fn the_tunnel_takes_a_peers_own_pods_to_this_nodes_held_pods_only() {
-        let tunnel = tunnel_with(vec![edge()], None);
+    fn the_tunnel_takes_a_peers_own_pods_to_what_this_nodes_pods_serve_only() {
+        let network = super::super::NodeNetwork {
+            tunnel: tunnel_with(vec![edge()], None),
+            ..Default::default()
+        };
         let addresses = Addresses::default();
         addresses
             .set_range(Cidr::parse("10.42.0.0/24").unwrap())
             .unwrap();
         let held = addresses.hold("uid-1", None).unwrap().unwrap();
+        let at = |port| SocketAddr::new(held.loopback.into(), port);
+        network.bound(at(8080), false);
+        network.bound(at(9090), true);
         let to = SocketAddrV4::new(held.ip, 8080);
         let from: Ipv4Addr = "10.42.1.5".parse().unwrap();
         assert_eq!(
-            admit(&tunnel, &addresses, "edge", to, from),
-            Ok((
-                SocketAddr::new(held.loopback.into(), 8080),
-                "127.42.1.5".parse().unwrap()
-            ))
+            admit(&network, &addresses, "edge", to, from),
+            Ok((at(8080), "127.42.1.5".parse().unwrap()))
         );
-        // Not a pod of this node, a source outside the caller's range, an unknown caller.
+        // Not a pod of this node; a port its pod serves on localhost only, or not at all.
         let free = SocketAddrV4::new("10.42.0.200".parse().unwrap(), 8080);
-        assert!(admit(&tunnel, &addresses, "edge", free, from).is_err());
-        let spoofed: Ipv4Addr = "10.42.0.77".parse().unwrap();
-        assert!(admit(&tunnel, &addresses, "edge", to, spoofed).is_err());
-        assert!(admit(&tunnel, &addresses, "stranger", to, from).is_err());
+        assert!(admit(&network, &addresses, "edge", free, from).is_err());
+        for port in [9090, 22] {
+            let to = SocketAddrV4::new(held.ip, port);
+            assert!(
+                admit(&network, &addresses, "edge", to, from).is_err(),
+                "{port}"
+            );
+        }
+        // A source outside the caller's range (this node's own, say), an unknown caller.
+        for spoofed in ["10.42.0.77", "10.42.2.1"] {
+            let spoofed: Ipv4Addr = spoofed.parse().unwrap();
+            assert!(admit(&network, &addresses, "edge", to, spoofed).is_err());
+        }
+        assert!(admit(&network, &addresses, "stranger", to, from).is_err());
+    }
+
+    #[test]
+    fn peers_with_overlapping_ranges_get_no_traffic() {
+        let mut wide = edge();
+        wide.name = "wide".into();
+        wide.range = Cidr::parse("10.42.0.0/16").unwrap();
+        let mut other = edge();
+        other.name = "other".into();
+        other.range = Cidr::parse("10.42.2.0/24").unwrap();
+        let own = Cidr::parse("10.42.0.0/24");
+        assert_eq!(
+            routable(vec![edge(), other.clone()], own),
+            vec![edge(), other.clone()]
+        );
+        assert_eq!(routable(vec![edge(), wide, other.clone()], own), vec![]);
+        let mut mine = edge();
+        mine.range = own.unwrap();
+        assert_eq!(routable(vec![mine, other.clone()], own), vec![other]);
     }
 }
