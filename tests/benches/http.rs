@@ -248,6 +248,20 @@ async fn main() {
     wait_answering(node_port, "localhost");
     wait_answering(ingress_port, "hello.bench");
     assert!(http_get("127.0.0.1", node_port, "/").is_ok_and(|a| a.contains("hello")));
+    // The pod itself, at its address on the host (10.B.c.d is served on 127.B.c.d): what the
+    // node's own HTTP serving does, before the Service or the Ingress in front of it.
+    let pod_ip = server.field("pods", "{.items[0].status.podIP}");
+    let loopback: std::net::Ipv4Addr =
+        format!("127.{}", pod_ip.split_once('.').expect("an IPv4 address").1)
+            .parse()
+            .expect("a pod address");
+    let pod = load(
+        SocketAddr::from((loopback, 8080)),
+        "localhost",
+        connections,
+        seconds,
+    )
+    .await;
     let node_port_measured = load(at(node_port), "localhost", connections, seconds).await;
     let ingress = load(at(ingress_port), "hello.bench", connections, seconds).await;
 
@@ -255,10 +269,12 @@ async fn main() {
         "connections": connections,
         "seconds": seconds,
         "wasmtime_serve": wasmtime.report(),
+        "skiff_pod_direct": pod.report(),
         "skiff_node_port": node_port_measured.report(),
         "skiff_ingress": ingress.report(),
         "node_port_vs_wasmtime_serve": node_port_measured.versus(&wasmtime),
         "ingress_vs_wasmtime_serve": ingress.versus(&wasmtime),
+        "pod_direct_vs_wasmtime_serve": pod.versus(&wasmtime),
     });
     println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
 }

@@ -8243,7 +8243,9 @@ mod tests {
         moved["spec"] = json!({"podCIDR": "10.42.0.0/16", "podCIDRs": ["10.42.0.0/16"]});
         assert_eq!(
             check_update("", "nodes", moved, set.clone()),
-            vec!["spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid"]
+            vec![
+                "spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid"
+            ]
         );
         let mut labelled = set.clone();
         labelled["metadata"]["labels"] = json!({"zone": "a"});

@@ -9,7 +9,7 @@
 //! The node lists its address in `status.loadBalancer.ingress` of the Ingresses it serves.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -384,6 +384,7 @@ async fn serve_ports(controller: &Controller, shared: &Shared) -> bool {
             services: controller.services.clone(),
             addresses: controller.addresses.clone(),
             tunnel: controller.tunnel.clone(),
+            upstreams: Upstreams::default(),
             scheme: if tls { "https" } else { "http" },
         });
         tokio::spawn(accept(listener, acceptor, proxy));
@@ -397,6 +398,7 @@ struct Forwarder {
     services: Services,
     addresses: Addresses,
     tunnel: super::tunnel::Tunnel,
+    upstreams: Upstreams,
     scheme: &'static str,
 }
 
@@ -488,9 +490,74 @@ impl Forwarder {
                 "no service behind this route\n",
             );
         };
-        let Some(stream) =
-            super::proxy::dial_service(&service, peer, &self.addresses, &self.tunnel).await
-        else {
+        let caller = match peer.ip() {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        let Some(first) = service.pick(caller) else {
+            return plain(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "no endpoint of the service took the connection\n",
+            );
+        };
+        // What a client says of earlier hops is not trusted: the header names the peer alone,
+        // as ingress-nginx sets it by default.
+        let forwarded_for = peer.ip().to_string();
+        let headers = request.headers_mut();
+        // Hop-by-hop headers are the client's connection's, not the backend's (RFC 9110
+        // 7.6.1): a client's `Connection: close` must not close a kept backend connection.
+        let named: Vec<String> = headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|name| name.trim().to_ascii_lowercase())
+            .collect();
+        for name in named.iter().map(String::as_str).chain([
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "upgrade",
+        ]) {
+            headers.remove(name);
+        }
+        for (name, value) in [
+            ("x-forwarded-for", forwarded_for),
+            ("x-forwarded-proto", self.scheme.to_string()),
+            ("x-forwarded-host", host.clone()),
+        ] {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        if let Some(path_and_query) = request.uri().path_and_query().cloned() {
+            *request.uri_mut() = http::Uri::from(path_and_query);
+        }
+        // A kept connection to the endpoint first; one the backend closed meanwhile gives
+        // the request back, and it goes on a new connection.
+        let mut request = request;
+        if let Some(mut sender) = self.upstreams.take(first) {
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.upstreams.keep(first, sender);
+                    return response.map(BodyExt::boxed_unsync);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => {
+                        return plain(
+                            http::StatusCode::BAD_GATEWAY,
+                            &format!("the backend failed: {}\n", e.into_error()),
+                        );
+                    }
+                },
+            }
+        }
+        let dialed =
+            super::proxy::dial_picked(&service, first, &self.addresses, &self.tunnel).await;
+        let Some((endpoint, stream)) = dialed else {
             return plain(
                 http::StatusCode::SERVICE_UNAVAILABLE,
                 "no endpoint of the service took the connection\n",
@@ -507,28 +574,51 @@ impl Forwarder {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        // What a client says of earlier hops is not trusted: the header names the peer alone,
-        // as ingress-nginx sets it by default.
-        let forwarded_for = peer.ip().to_string();
-        let headers = request.headers_mut();
-        for (name, value) in [
-            ("x-forwarded-for", forwarded_for),
-            ("x-forwarded-proto", self.scheme.to_string()),
-            ("x-forwarded-host", host.clone()),
-        ] {
-            if let Ok(value) = http::HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        }
-        if let Some(path_and_query) = request.uri().path_and_query().cloned() {
-            *request.uri_mut() = http::Uri::from(path_and_query);
-        }
         match sender.send_request(request).await {
-            Ok(response) => response.map(BodyExt::boxed_unsync),
+            Ok(response) => {
+                self.upstreams.keep(endpoint, sender);
+                response.map(BodyExt::boxed_unsync)
+            }
             Err(e) => plain(
                 http::StatusCode::BAD_GATEWAY,
                 &format!("the backend failed: {e}\n"),
             ),
+        }
+    }
+}
+
+/// Connections to backends kept for the requests to come, by endpoint, as a proxy's
+/// upstream keep-alive: a connection is taken again once its last answer has been read.
+#[derive(Default)]
+struct Upstreams {
+    idle: std::sync::Mutex<HashMap<SocketAddrV4, Vec<Upstream>>>,
+}
+
+type Upstream = hyper::client::conn::http1::SendRequest<hyper::body::Incoming>;
+
+/// Connections kept per endpoint at most.
+const KEPT_PER_ENDPOINT: usize = 64;
+
+impl Upstreams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddrV4, Vec<Upstream>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A kept connection to `endpoint` ready for a request; closed ones are dropped.
+    fn take(&self, endpoint: SocketAddrV4) -> Option<Upstream> {
+        let mut idle = self.lock();
+        let kept = idle.get_mut(&endpoint)?;
+        kept.retain(|sender| !sender.is_closed());
+        let ready = kept.iter().position(Upstream::is_ready)?;
+        Some(kept.swap_remove(ready))
+    }
+
+    /// Keeps a connection whose request was sent: it is ready again once its answer is read.
+    fn keep(&self, endpoint: SocketAddrV4, sender: Upstream) {
+        let mut idle = self.lock();
+        let kept = idle.entry(endpoint).or_default();
+        if kept.len() < KEPT_PER_ENDPOINT {
+            kept.push(sender);
         }
     }
 }

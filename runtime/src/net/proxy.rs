@@ -50,11 +50,24 @@ pub async fn dial_service(
         IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
     };
     let first = service.pick(caller)?;
+    dial_picked(service, first, addresses, tunnel)
+        .await
+        .map(|(_, stream)| stream)
+}
+
+/// Connects to `first` of `service`'s endpoints, else to the next that takes the connection;
+/// with the endpoint that took it.
+pub async fn dial_picked(
+    service: &ServicePort,
+    first: SocketAddrV4,
+    addresses: &Addresses,
+    tunnel: &Tunnel,
+) -> Option<(SocketAddrV4, TcpStream)> {
     let from = addresses.gateway().map(|g| g.loopback);
     let cluster = addresses.range().map(|r| r.cluster());
     for endpoint in std::iter::once(first).chain(service.others(first)) {
         match dial(endpoint, cluster, from, tunnel).await {
-            Ok(stream) => return Some(stream),
+            Ok(stream) => return Some((endpoint, stream)),
             Err(e) => {
                 tracing::debug!(service = %service.name, %endpoint, error = %e, "endpoint refused; trying the next")
             }
