@@ -540,7 +540,7 @@ async fn forward(
     pod: Pod,
     port: String,
     streams: Streams,
-    mut from_client: mpsc::Receiver<Bytes>,
+    from_client: mpsc::Receiver<Bytes>,
     out: mpsc::Sender<Out>,
 ) {
     let connection = match port.parse::<u16>() {
@@ -570,6 +570,26 @@ async fn forward(
             return;
         }
     };
+    let data = streams.data;
+    pump(connection, from_client, &out, |chunk| Out::Data {
+        stream: data,
+        data: Bytes::copy_from_slice(chunk),
+        fin: false,
+    })
+    .await;
+    let _ = out.send(fin(streams.data)).await;
+    let _ = out.send(fin(streams.error)).await;
+}
+
+/// Carries one forwarded connection: what the client sends (`from_client`, ended by its
+/// half-close) to the pod, and what the pod sends to `out`, each read wrapped by `message`,
+/// until the pod's end closes or writing to it fails.
+async fn pump<M>(
+    connection: Box<dyn Connection>,
+    mut from_client: mpsc::Receiver<Bytes>,
+    out: &mpsc::Sender<M>,
+    message: impl Fn(&[u8]) -> M,
+) {
     let (mut from_pod, mut to_pod) = tokio::io::split(connection);
     let up = async {
         while let Some(chunk) = from_client.recv().await {
@@ -580,19 +600,9 @@ async fn forward(
     };
     let down = async {
         let mut buf = vec![0u8; CHUNK];
-        loop {
-            match from_pod.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let data = Out::Data {
-                        stream: streams.data,
-                        data: Bytes::copy_from_slice(&buf[..n]),
-                        fin: false,
-                    };
-                    if out.send(data).await.is_err() {
-                        break;
-                    }
-                }
+        while let Ok(n) = from_pod.read(&mut buf).await {
+            if n == 0 || out.send(message(&buf[..n])).await.is_err() {
+                break;
             }
         }
     };
@@ -605,8 +615,6 @@ async fn forward(
             }
         }
     }
-    let _ = out.send(fin(streams.data)).await;
-    let _ = out.send(fin(streams.error)).await;
 }
 
 /// Serves websocket channels: for the `i`th port, data on channel `2i` and errors on `2i+1`,
@@ -630,7 +638,7 @@ where
     let mut tasks = tokio::task::JoinSet::new();
     for (i, port) in ports.iter().enumerate() {
         let (data, error) = (2 * i as u8, 2 * i as u8 + 1);
-        let (sender, mut receiver) = mpsc::channel::<Bytes>(16);
+        let (sender, receiver) = mpsc::channel::<Bytes>(16);
         to_pods.push(Some(sender));
         let (pod, out, port) = (pod.clone(), out.clone(), *port);
         tasks.spawn(async move {
@@ -643,32 +651,13 @@ where
                     return;
                 }
             };
-            let (mut from_pod, mut to_pod) = tokio::io::split(connection);
-            let up = async {
-                while let Some(chunk) = receiver.recv().await {
-                    if to_pod.write_all(&chunk).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = to_pod.shutdown().await;
-            };
-            let down = async {
-                let mut buf = vec![0u8; CHUNK];
-                while let Ok(n) = from_pod.read(&mut buf[1..]).await {
-                    if n == 0 {
-                        break;
-                    }
-                    buf[0] = data;
-                    if out.send(buf[..=n].to_vec()).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            tokio::pin!(up, down);
-            tokio::select! {
-                _ = &mut down => {}
-                _ = &mut up => down.await,
-            }
+            pump(connection, receiver, &out, |chunk| {
+                let mut frame = Vec::with_capacity(chunk.len() + 1);
+                frame.push(data);
+                frame.extend_from_slice(chunk);
+                frame
+            })
+            .await;
         });
     }
     drop(out);
