@@ -233,6 +233,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                 services: network.services.clone(),
                 addresses: addresses.clone(),
                 tunnel: network.tunnel.clone(),
+                local: network.local.clone(),
                 address,
                 ports: config.ingress,
             }));
@@ -241,6 +242,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
                 address,
                 addresses: addresses.clone(),
                 tunnel: network.tunnel.clone(),
+                local: network.local.clone(),
                 client: client.clone(),
                 events: events.clone(),
                 node: config.name.clone(),

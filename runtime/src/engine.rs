@@ -203,11 +203,18 @@ pub struct Exit {
     pub message: Option<String>,
 }
 
-/// The wasmtime engine and WASI linker of a node.
+/// The wasmtime engines and WASI linkers of a node.
 #[derive(Clone)]
 pub struct Runtime {
+    /// Allocates each instance's memories, tables and stack when it starts and frees them when
+    /// it ends: for commands, which run for as long as their containers, and for requests the
+    /// pool has no room for.
     engine: Engine,
     linker: Arc<Linker<Host>>,
+    /// Keeps a pool of memories, tables and stacks that requests' instances take and give
+    /// back, as `wasmtime serve` does: an instance per request then costs no mapping of
+    /// memory. None where the address space is too small for the pool.
+    pooled: Option<(Engine, Arc<Linker<Host>>)>,
     /// Names compiled components so that another engine build never loads them.
     engine_key: String,
     /// Components loaded, checked and linked, by the digest of their image: every pod of an
@@ -228,32 +235,93 @@ pub struct Loaded {
 #[derive(Clone)]
 enum Pre {
     Command(CommandPre<Host>),
-    Http(ProxyPre<Host>),
+    Http {
+        /// Linked in the pooling engine, where there is one.
+        pooled: Option<ProxyPre<Host>>,
+        /// Linked in the engine that allocates on demand.
+        on_demand: ProxyPre<Host>,
+    },
+}
+
+/// Instances the pool holds at most, of components and of their parts; past them, a request's
+/// instance is allocated on demand. A component's instance is a few core instances, with
+/// their memories and tables.
+const POOL_COMPONENT_INSTANCES: u32 = 1000;
+const POOL_CORE_INSTANCES: u32 = 4000;
+const POOL_MEMORIES: u32 = 1000;
+const POOL_TABLES: u32 = 4000;
+
+/// Whether an instantiation failed for want of room in the pool.
+fn pool_full(error: &wasmtime::Error) -> bool {
+    error
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+}
+
+/// The engine settings both engines share, so that a component compiled once runs in either.
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config
+}
+
+/// A linker with WASI, WASI HTTP and the pod network's sockets.
+fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    crate::net::sockets::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    Ok(linker)
+}
+
+/// The pooling engine, unless the pool's address space cannot be reserved here (a 39-bit
+/// address space, or a limit on it).
+fn pooled_engine() -> Option<Engine> {
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_COMPONENT_INSTANCES)
+        .total_core_instances(POOL_CORE_INSTANCES)
+        .total_memories(POOL_MEMORIES)
+        .total_tables(POOL_TABLES)
+        .total_stacks(POOL_COMPONENT_INSTANCES);
+    let mut config = engine_config();
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&config) {
+        Ok(engine) => Some(engine),
+        Err(e) => {
+            tracing::info!(error = %format!("{e:#}"), "no instance pool: every instance is allocated on demand");
+            None
+        }
+    }
 }
 
 impl Runtime {
     pub fn new() -> anyhow::Result<Runtime> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        crate::net::sockets::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let engine = Engine::new(&engine_config()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let linker = linker(&engine)?;
+        let pooled = match pooled_engine() {
+            Some(pooled) => {
+                let linker = self::linker(&pooled)?;
+                Some((pooled, Arc::new(linker)))
+            }
+            None => None,
+        };
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
-        // The epoch ticks for the life of the process; a weak handle ends the thread with the
-        // engine.
+        // The epochs tick for the life of the process; weak handles end the thread with the
+        // engines.
         let weak = engine.weak();
+        let weak_pooled = pooled.as_ref().map(|(e, _)| e.weak());
         std::thread::Builder::new()
             .name("skiff-epoch".into())
             .spawn(move || {
                 while let Some(engine) = weak.upgrade() {
                     engine.increment_epoch();
+                    if let Some(pooled) = weak_pooled.as_ref().and_then(|w| w.upgrade()) {
+                        pooled.increment_epoch();
+                    }
                     drop(engine);
                     std::thread::sleep(EPOCH_TICK);
                 }
@@ -261,6 +329,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
+            pooled,
             engine_key,
             loaded: Arc::default(),
         })
@@ -274,13 +343,28 @@ impl Runtime {
         if let Some(loaded) = cache().get(&image.digest) {
             return Ok(loaded.clone());
         }
-        let component = self.load(images, image)?;
+        let component = self.load(&self.engine, images, image)?;
         let (kind, linked) = self.check(&component)?;
+        let unsupported = |e: wasmtime::Error| LoadError::Unsupported(format!("{e:#}"));
         let pre = match kind {
-            Kind::Command => CommandPre::new(linked).map(Pre::Command),
-            Kind::HttpHandler => ProxyPre::new(linked).map(Pre::Http),
-        }
-        .map_err(|e| LoadError::Unsupported(format!("{e:#}")))?;
+            Kind::Command => Pre::Command(CommandPre::new(linked).map_err(unsupported)?),
+            Kind::HttpHandler => {
+                // The compiled component runs in either engine: the pooling one loads it
+                // from the file just written.
+                let pooled = match &self.pooled {
+                    Some((engine, linker)) => {
+                        let component = self.load(engine, images, image)?;
+                        let linked = linker.instantiate_pre(&component).map_err(unsupported)?;
+                        Some(ProxyPre::new(linked).map_err(unsupported)?)
+                    }
+                    None => None,
+                };
+                Pre::Http {
+                    pooled,
+                    on_demand: ProxyPre::new(linked).map_err(unsupported)?,
+                }
+            }
+        };
         let loaded = Loaded { kind, pre };
         let mut cache = cache();
         if cache.len() >= LOADED_MAX {
@@ -290,23 +374,29 @@ impl Runtime {
         Ok(loaded)
     }
 
-    /// The component of `image`, compiled on first use and loaded from the compiled cache after.
-    pub fn load(&self, images: &ImageStore, image: &Image) -> Result<Component, LoadError> {
+    /// The component of `image` in `engine`, compiled on first use and loaded from the
+    /// compiled cache after.
+    fn load(
+        &self,
+        engine: &Engine,
+        images: &ImageStore,
+        image: &Image,
+    ) -> Result<Component, LoadError> {
         let compiled = images.compiled_path(image, &self.engine_key);
         if compiled.exists() {
             // SAFETY: the file was written by `Component::serialize` of an engine with this
             // compatibility hash, in the node's own image store (which only the node writes),
             // and is replaced atomically, so it is never a partial or foreign artifact.
             #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(&self.engine, &compiled) };
+            let loaded = unsafe { Component::deserialize_file(engine, &compiled) };
             match loaded {
                 Ok(component) => return Ok(component),
                 Err(e) => tracing::warn!(path = %compiled.display(), error = %e, "recompiling"),
             }
         }
         let bytes = images.read(image)?;
-        let component = Component::new(&self.engine, &bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component =
+            Component::new(engine, &bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         match component.serialize() {
             Ok(serialized) => {
                 if let Err(e) = images.store_compiled(&compiled, &serialized) {
@@ -342,8 +432,9 @@ impl Runtime {
         Ok((kind, linked))
     }
 
-    /// A store for one instance: the container's argv, environment, output, volumes and limits.
-    fn store(&self, spec: &RunSpec) -> Result<Store<Host>, String> {
+    /// A store in `engine` for one instance: the container's argv, environment, output,
+    /// volumes and limits.
+    fn store(&self, engine: &Engine, spec: &RunSpec) -> Result<Store<Host>, String> {
         let mut wasi = WasiCtx::builder();
         wasi.args(&spec.argv)
             .envs(&spec.env)
@@ -374,7 +465,7 @@ impl Runtime {
             limits = limits.memory_size(bytes);
         }
         let mut store = Store::new(
-            &self.engine,
+            engine,
             Host {
                 ctx: wasi.build(),
                 http: wasmtime_wasi_http::WasiHttpCtx::new(),
@@ -444,18 +535,38 @@ impl Runtime {
         listeners: Vec<tokio::net::TcpListener>,
         stop: impl std::future::Future<Output = ()>,
     ) -> Exit {
-        let Pre::Http(pre) = loaded.pre.clone() else {
+        let Pre::Http { pooled, on_demand } = loaded.pre.clone() else {
             return Exit {
                 code: 128,
                 reason: "ContainerCannotRun",
                 message: Some("the component is not an HTTP handler".into()),
             };
         };
+        // The node's proxies reach the container at its pod address in process.
+        let places: Vec<std::net::SocketAddrV4> = listeners
+            .iter()
+            .filter_map(|l| match l.local_addr() {
+                Ok(std::net::SocketAddr::V4(at)) if *at.ip() == spec.pod.loopback => {
+                    Some(std::net::SocketAddrV4::new(spec.pod.ip, at.port()))
+                }
+                _ => None,
+            })
+            .collect();
+        let local_servers = spec.network.local.clone();
         let server = Arc::new(HttpServer {
             runtime: self.clone(),
-            pre,
+            pooled,
+            on_demand,
             spec,
         });
+        let (handing, mut handed) = tokio::sync::mpsc::unbounded_channel();
+        let registration = local_servers.register(
+            places,
+            Arc::new(LocalServer {
+                server: server.clone(),
+                handing,
+            }),
+        );
         let mut accepts = futures::stream::select_all(listeners.into_iter().map(|listener| {
             futures::stream::unfold(listener, |listener| async move {
                 let accepted = listener.accept().await;
@@ -466,37 +577,49 @@ impl Runtime {
         let (draining, drain) = tokio::sync::watch::channel(false);
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(stop);
+        let serve = |tcp: tokio::net::TcpStream| {
+            let server = server.clone();
+            let mut drain = drain.clone();
+            async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let server = server.clone();
+                    async move { server.handle(request).await }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(wasmtime_wasi_http::io::TokioIo::new(tcp), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = &mut connection => {}
+                    () = async { let _ = drain.wait_for(|d| *d).await; } => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            }
+        };
         loop {
             tokio::select! {
                 Some(accepted) = accepts.next() => {
                     let Ok((tcp, _)) = accepted else { continue };
                     let _ = tcp.set_nodelay(true);
-                    let server = server.clone();
-                    let mut drain = drain.clone();
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            let server = server.clone();
-                            async move { server.handle(request).await }
-                        });
-                        let connection = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(wasmtime_wasi_http::io::TokioIo::new(tcp), service);
-                        tokio::pin!(connection);
-                        tokio::select! {
-                            _ = &mut connection => {}
-                            () = async { let _ = drain.wait_for(|d| *d).await; } => {
-                                connection.as_mut().graceful_shutdown();
-                                let _ = connection.await;
-                            }
-                        }
-                    });
+                    connections.spawn(serve(tcp));
+                }
+                Some(tcp) = handed.recv() => {
+                    connections.spawn(serve(tcp));
                 }
                 Some(_) = connections.join_next() => {}
                 () = &mut stop => break,
             }
         }
-        // No new connections; the open ones finish what they are doing.
+        // No new connections; the open ones, and those handed over meanwhile, finish what
+        // they are doing.
+        drop(registration);
         drop(accepts);
+        handed.close();
+        while let Some(tcp) = handed.recv().await {
+            connections.spawn(serve(tcp));
+        }
         let _ = draining.send(true);
         while connections.join_next().await.is_some() {}
         Exit {
@@ -515,7 +638,7 @@ impl Runtime {
                 message: Some("the component is not a command".into()),
             };
         };
-        let mut store = match self.store(&spec) {
+        let mut store = match self.store(&self.engine, &spec) {
             Ok(store) => store,
             Err(message) => {
                 let _ = spec.stderr.write(format!("{message}\n").as_bytes());
@@ -618,14 +741,44 @@ impl tokio::io::AsyncWrite for LogWriter {
     }
 }
 
-/// An HTTP component being served: each request gets a fresh instance.
+/// An HTTP component being served: each request gets a fresh instance, from the pool while
+/// it has room.
 struct HttpServer {
     runtime: Runtime,
-    pre: ProxyPre<Host>,
+    pooled: Option<ProxyPre<Host>>,
+    on_demand: ProxyPre<Host>,
     spec: RunSpec,
 }
 
 type HttpResponse = hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>;
+
+/// An HTTP container as the node's proxies reach it: connections go to its serving loop,
+/// requests straight to its handler.
+struct LocalServer {
+    server: Arc<HttpServer>,
+    handing: tokio::sync::mpsc::UnboundedSender<tokio::net::TcpStream>,
+}
+
+impl crate::net::local::Server for LocalServer {
+    fn connection(&self, stream: tokio::net::TcpStream) -> Result<(), tokio::net::TcpStream> {
+        self.handing.send(stream).map_err(|refused| refused.0)
+    }
+
+    fn request(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> futures::future::BoxFuture<'static, hyper::Response<crate::net::local::Body>> {
+        use http_body_util::BodyExt;
+        let server = self.server.clone();
+        Box::pin(async move {
+            let Ok(response) = server.handle(request).await;
+            response.map(|body| {
+                body.map_err(|e| Box::new(e) as crate::net::local::BoxError)
+                    .boxed_unsync()
+            })
+        })
+    }
+}
 
 impl HttpServer {
     async fn handle(
@@ -641,13 +794,36 @@ impl HttpServer {
         })
     }
 
+    /// A new instance of the component, in the pool if it has room, with its store.
+    async fn instantiate(
+        &self,
+    ) -> Result<(Store<Host>, wasmtime_wasi_http::p2::bindings::Proxy), String> {
+        let usage = &self.spec.usage;
+        if let Some(pre) = &self.pooled {
+            let mut store = self.runtime.store(pre.engine(), &self.spec)?;
+            match metered(usage, pre.instantiate_async(&mut store)).await {
+                Ok(proxy) => return Ok((store, proxy)),
+                Err(e) if pool_full(&e) => {
+                    tracing::debug!(error = %e, "the instance pool is full; allocating on demand");
+                }
+                Err(e) => return Err(format!("the component failed: {e:#}")),
+            }
+        }
+        let pre = &self.on_demand;
+        let mut store = self.runtime.store(pre.engine(), &self.spec)?;
+        match metered(usage, pre.instantiate_async(&mut store)).await {
+            Ok(proxy) => Ok((store, proxy)),
+            Err(e) => Err(format!("the component failed: {e:#}")),
+        }
+    }
+
     async fn instance(
         &self,
         request: hyper::Request<hyper::body::Incoming>,
     ) -> Result<HttpResponse, String> {
         use wasmtime_wasi_http::WasiHttpView;
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-        let mut store = self.runtime.store(&self.spec)?;
+        let (mut store, proxy) = self.instantiate().await?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()
@@ -659,16 +835,15 @@ impl HttpServer {
             .http()
             .new_response_outparam(sender)
             .map_err(|e| format!("{e:#}"))?;
-        let (pre, usage) = (self.pre.clone(), self.spec.usage.clone());
+        let usage = self.spec.usage.clone();
         // The guest may keep writing the body after it sent the head: run it on its own task.
         let task = tokio::spawn(async move {
-            metered(&usage, async {
-                let proxy = pre.instantiate_async(&mut store).await?;
+            metered(
+                &usage,
                 proxy
                     .wasi_http_incoming_handler()
-                    .call_handle(store, request, out)
-                    .await
-            })
+                    .call_handle(store, request, out),
+            )
             .await
         });
         match receiver.await {
@@ -693,4 +868,37 @@ fn error_response(message: &str) -> HttpResponse {
     let mut response = hyper::Response::new(body);
     *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(component)`: a component with nothing in it.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[tokio::test]
+    async fn an_instantiation_the_pool_has_no_room_for_is_told_apart() {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(1);
+        let mut config = engine_config();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).unwrap();
+        let component = Component::new(&engine, EMPTY_COMPONENT).unwrap();
+        let pre = Linker::<()>::new(&engine)
+            .instantiate_pre(&component)
+            .unwrap();
+        let mut first = Store::new(&engine, ());
+        pre.instantiate_async(&mut first).await.unwrap();
+        let mut second = Store::new(&engine, ());
+        let full = pre.instantiate_async(&mut second).await.unwrap_err();
+        assert!(pool_full(&full), "{full:#}");
+        // Once the first instance goes, its room is taken again.
+        drop(first);
+        let mut third = Store::new(&engine, ());
+        pre.instantiate_async(&mut third).await.unwrap();
+        // Any other failure is not the pool's.
+        let other = Component::new(&engine, b"\0asm\x0d\0\x01\0\xff").unwrap_err();
+        assert!(!pool_full(&other), "{other:#}");
+    }
 }

@@ -5,7 +5,9 @@
 //! exact host before a wildcard one, `*.example.com` matching one label, before rules with no
 //! host), then by path (an Exact match, else the longest Prefix match, element by element;
 //! ImplementationSpecific is a Prefix), else to a `defaultBackend`, else 404. It goes to one
-//! of the backend Service's endpoints, from the node's address, with `X-Forwarded-*` headers.
+//! of the backend Service's endpoints, from the node's address, with `X-Forwarded-*` headers;
+//! an endpoint that is an HTTP container of this node is handed the request in process (see
+//! [`super::local`]).
 //! The node lists its address in `status.loadBalancer.ingress` of the Ingresses it serves.
 
 use std::collections::HashMap;
@@ -13,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use kube::runtime::reflector::Store;
@@ -303,6 +305,7 @@ pub struct Controller {
     pub services: Services,
     pub addresses: Addresses,
     pub tunnel: super::tunnel::Tunnel,
+    pub local: super::local::LocalServers,
     /// The node's address, which it serves Ingresses on.
     pub address: Ipv4Addr,
     pub ports: IngressPorts,
@@ -384,6 +387,7 @@ async fn serve_ports(controller: &Controller, shared: &Shared) -> bool {
             services: controller.services.clone(),
             addresses: controller.addresses.clone(),
             tunnel: controller.tunnel.clone(),
+            local: controller.local.clone(),
             upstreams: Upstreams::default(),
             scheme: if tls { "https" } else { "http" },
         });
@@ -398,11 +402,17 @@ struct Forwarder {
     services: Services,
     addresses: Addresses,
     tunnel: super::tunnel::Tunnel,
+    local: super::local::LocalServers,
     upstreams: Upstreams,
     scheme: &'static str,
 }
 
-type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+use super::local::Body;
+
+/// A backend's response, its body's errors boxed.
+fn boxed(response: hyper::Response<hyper::body::Incoming>) -> hyper::Response<Body> {
+    response.map(|body| body.map_err(super::local::BoxError::from).boxed_unsync())
+}
 
 fn plain(status: http::StatusCode, text: &str) -> hyper::Response<Body> {
     let mut response = hyper::Response::new(
@@ -535,6 +545,9 @@ impl Forwarder {
         if let Some(path_and_query) = request.uri().path_and_query().cloned() {
             *request.uri_mut() = http::Uri::from(path_and_query);
         }
+        if let Some(server) = self.local.at(first) {
+            return server.request(request).await;
+        }
         // A kept connection to the endpoint first; one the backend closed meanwhile gives
         // the request back, and it goes on a new connection.
         let mut request = request;
@@ -542,7 +555,7 @@ impl Forwarder {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     self.upstreams.keep(first, sender);
-                    return response.map(BodyExt::boxed_unsync);
+                    return boxed(response);
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => request = unsent,
@@ -577,7 +590,7 @@ impl Forwarder {
         match sender.send_request(request).await {
             Ok(response) => {
                 self.upstreams.keep(endpoint, sender);
-                response.map(BodyExt::boxed_unsync)
+                boxed(response)
             }
             Err(e) => plain(
                 http::StatusCode::BAD_GATEWAY,

@@ -13,6 +13,7 @@
 pub mod dns;
 pub mod http;
 pub mod ingress;
+pub mod local;
 pub mod proxy;
 pub mod services;
 pub mod sockets;
@@ -197,6 +198,8 @@ pub struct NodeNetwork {
     pub services: services::Services,
     /// The way to other nodes' pods.
     pub tunnel: tunnel::Tunnel,
+    /// The node's HTTP containers, which its Service proxy and Ingress reach in process.
+    pub local: local::LocalServers,
 }
 
 impl NodeNetwork {

@@ -6,7 +6,8 @@
 //! does. A connection comes into the pod network
 //! from the node's own address in its range (10.42.N.1), as kube-proxy's masquerading makes
 //! it. An endpoint that refuses (a pod going away before its slice says so) is passed over for
-//! the next.
+//! the next. An endpoint that is an HTTP container of this node serves the connection itself
+//! (see [`super::local`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use super::local::LocalServers;
 use super::services::{Protocol, ServicePort, ServiceTable, Services};
 use super::tunnel::Tunnel;
 use super::{Addresses, Cidr, loopback_of};
@@ -35,24 +37,6 @@ pub async fn dial(
         None => endpoint,
     };
     tunnel.connect(SocketAddr::V4(target), from).await
-}
-
-/// Connects to one of `service`'s endpoints for a client at `peer`, from the node's own
-/// address in its range, passing over endpoints that refuse; None when none takes it.
-pub async fn dial_service(
-    service: &ServicePort,
-    peer: SocketAddr,
-    addresses: &Addresses,
-    tunnel: &Tunnel,
-) -> Option<TcpStream> {
-    let caller = match peer.ip() {
-        IpAddr::V4(ip) => ip,
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-    };
-    let first = service.pick(caller)?;
-    dial_picked(service, first, addresses, tunnel)
-        .await
-        .map(|(_, stream)| stream)
 }
 
 /// Connects to `first` of `service`'s endpoints, else to the next that takes the connection;
@@ -137,6 +121,7 @@ pub struct Proxy {
     pub address: Ipv4Addr,
     pub addresses: Addresses,
     pub tunnel: Tunnel,
+    pub local: LocalServers,
     pub client: kube::Client,
     pub events: EventRecorder,
     pub node: String,
@@ -188,6 +173,7 @@ pub async fn run(proxy: Proxy) {
                         proxy.services.clone(),
                         proxy.addresses.clone(),
                         proxy.tunnel.clone(),
+                        proxy.local.clone(),
                     ));
                     listening.insert(port, (route, task));
                 }
@@ -309,6 +295,7 @@ async fn serve(
     services: Services,
     addresses: Addresses,
     tunnel: Tunnel,
+    local: LocalServers,
 ) {
     loop {
         let Ok((client, peer)) = listener.accept().await else {
@@ -317,16 +304,30 @@ async fn serve(
         };
         let _ = client.set_nodelay(true);
         let (services, addresses, route) = (services.clone(), addresses.clone(), route.clone());
-        let tunnel = tunnel.clone();
+        let (tunnel, local) = (tunnel.clone(), local.clone());
         tokio::spawn(async move {
             let Some(service) = route.service(&services.table()) else {
                 return;
             };
+            let caller = match peer.ip() {
+                IpAddr::V4(ip) => ip,
+                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            };
             // No endpoint takes it: the connection is closed, as kube-proxy rejects it.
-            let Some(mut upstream) = dial_service(&service, peer, &addresses, &tunnel).await else {
+            let Some(first) = service.pick(caller) else {
                 return;
             };
             let mut client = client;
+            if let Some(server) = local.at(first) {
+                match server.connection(client) {
+                    Ok(()) => return,
+                    Err(back) => client = back,
+                }
+            }
+            let Some((_, mut upstream)) = dial_picked(&service, first, &addresses, &tunnel).await
+            else {
+                return;
+            };
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         });
     }
