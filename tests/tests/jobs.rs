@@ -295,6 +295,7 @@ kind: CronJob
 metadata: {name: tick}
 spec:
   schedule: "* * * * *"
+  suspend: true
   successfulJobsHistoryLimit: 1
   jobTemplate:
     spec:
@@ -304,7 +305,8 @@ spec:
           containers: [{name: work, image: samples.skiff.local/hello:0.1.0}]
 "#,
     );
-    // Two runs by hand first: the older is deleted once the newer finishes.
+    // Two runs by hand first, while the schedule is suspended so that none of its runs comes
+    // between them: the older is deleted once the newer finishes.
     for name in ["manual-1", "manual-2"] {
         let out = server.kubectl_ok(&["create", "job", name, "--from=cronjob/tick"]);
         assert_eq!(out.trim(), format!("job.batch/{name} created"));
@@ -315,31 +317,30 @@ spec:
         (!out.status.success()).then_some(())
     })
     .expect("the older finished job goes beyond successfulJobsHistoryLimit 1");
-    // Then the schedule's own run, within a minute.
-    let scheduled = eventually(Duration::from_secs(75), || {
+    // Then the schedule's own run, within a minute of its resuming. Once it finishes, it is
+    // the only Job left: the latest of the schedule's runs, should a second have come.
+    server.merge_patch("cronjob/tick", r#"{"spec":{"suspend":false}}"#);
+    let scheduled = eventually(Duration::from_secs(90), || {
         let names = server.kubectl_ok(&["get", "jobs", "-o", "name"]);
-        names
-            .lines()
-            .find(|n| n.starts_with("job.batch/tick-"))
-            .map(|n| n.trim_start_matches("job.batch/").to_string())
+        let names: Vec<&str> = names.lines().collect();
+        let [only] = names.as_slice() else {
+            return None;
+        };
+        let name = only.strip_prefix("job.batch/tick-")?;
+        let name = format!("tick-{name}");
+        (server.field(&format!("job/{name}"), "{.status.succeeded}") == "1").then_some(name)
     })
-    .expect("the cron job runs within a minute");
+    .unwrap_or_else(|| {
+        panic!(
+            "a run of the schedule finishes and only it stays: {}",
+            server.kubectl_ok(&["get", "jobs"])
+        )
+    });
     let minutes: i64 = scheduled.trim_start_matches("tick-").parse().unwrap();
     assert!(
         minutes > 29_000_000,
         "named after the scheduled minute: {scheduled}"
     );
-    wait_for(&server, &scheduled, "complete");
-    eventually(Duration::from_secs(30), || {
-        let names = server.kubectl_ok(&["get", "jobs", "-o", "name"]);
-        (names.trim() == format!("job.batch/{scheduled}")).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "only the latest run stays: {}",
-            server.kubectl_ok(&["get", "jobs"])
-        )
-    });
     let cron = server.kubectl_ok(&[
         "get",
         "cronjob",
