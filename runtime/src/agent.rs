@@ -396,7 +396,12 @@ fn admit(
                 Some(message) => {
                     tokio::spawn(pods::rejected(ctx.clone(), pod.clone(), message, stopped))
                 }
-                None => tokio::spawn(pods::run(ctx.clone(), pod.clone(), stopped, evicted)),
+                None => tokio::spawn(pods::run(
+                    ctx.clone(),
+                    Box::new(pod.clone()),
+                    stopped,
+                    evicted,
+                )),
             };
             running.insert(
                 uid,

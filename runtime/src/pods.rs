@@ -424,63 +424,15 @@ enum Attempt {
 
 /// Runs `pod` until it ends, or `stop` is set (the pod is being deleted or left the node), or
 /// `evict` is (the node evicts it: it is stopped and reported Failed, and stays until deleted).
+/// The pod comes boxed: this future lives as long as the pod, and keeps no room for a copy of
+/// it.
 pub async fn run(
     ctx: Arc<Context>,
-    pod: Pod,
+    pod: Box<Pod>,
     mut stop: watch::Receiver<Option<Duration>>,
     mut evict: watch::Receiver<Option<Eviction>>,
 ) {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let host_ip = ctx.address.clone();
-    let status = pod.status.clone().unwrap_or_default();
-    let old = |list: &Option<Vec<ContainerStatus>>, name: &str| {
-        list.iter().flatten().find(|s| s.name == name).cloned()
-    };
-    let resumed = |containers: &[Container], list: &Option<Vec<ContainerStatus>>, policy: &str| {
-        containers
-            .iter()
-            .map(|c| ContainerReport::resumed(c, old(list, &c.name).as_ref(), policy))
-            .collect::<Vec<_>>()
-    };
-    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
-    let report = Report {
-        // Init containers run again in a new sandbox, as upstream runs them.
-        init: resumed(
-            spec.init_containers.as_deref().unwrap_or_default(),
-            &status.init_container_statuses,
-            "Always",
-        ),
-        app: resumed(&spec.containers, &status.container_statuses, policy),
-        phase: "Pending",
-        initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
-        evicted: None,
-        start_time: status
-            .start_time
-            .as_ref()
-            .and_then(|t| serde_json::to_value(t).ok())
-            .and_then(|t| t.as_str().map(str::to_string))
-            .unwrap_or_else(now),
-        host_ip,
-        pod_ip: None,
-    };
-    // Containers that ran here before: the node restarted under a running pod.
-    let sandbox_changed = status
-        .init_container_statuses
-        .iter()
-        .chain(&status.container_statuses)
-        .flatten()
-        .any(|c| c.container_id.is_some());
-    let worker = Arc::new(Worker {
-        ctx,
-        pod,
-        volumes: std::sync::OnceLock::new(),
-        address: std::sync::OnceLock::new(),
-        report: Mutex::new(report),
-        changes: watch::Sender::new(1),
-        written: watch::Sender::new(0),
-        stopping: stop.clone(),
-        evicting: evict.clone(),
-    });
+    let (worker, sandbox_changed) = new_worker(ctx, *pod, &stop, &evict);
     let _status_writer = AbortOnDrop(tokio::spawn(write_statuses(worker.clone())));
     // The pod's address is given up when its worker ends, however it ends.
     let _address = ReleaseAddress(worker.clone());
@@ -589,6 +541,68 @@ pub async fn run(
             worker.uid(),
         ));
     }
+}
+
+/// The worker of `pod`, its containers' statuses resumed from those reported before; and
+/// whether they ran here before (the node restarted under the pod).
+fn new_worker(
+    ctx: Arc<Context>,
+    pod: Pod,
+    stop: &watch::Receiver<Option<Duration>>,
+    evict: &watch::Receiver<Option<Eviction>>,
+) -> (Arc<Worker>, bool) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let host_ip = ctx.address.clone();
+    let status = pod.status.clone().unwrap_or_default();
+    let old = |list: &Option<Vec<ContainerStatus>>, name: &str| {
+        list.iter().flatten().find(|s| s.name == name).cloned()
+    };
+    let resumed = |containers: &[Container], list: &Option<Vec<ContainerStatus>>, policy: &str| {
+        containers
+            .iter()
+            .map(|c| ContainerReport::resumed(c, old(list, &c.name).as_ref(), policy))
+            .collect::<Vec<_>>()
+    };
+    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+    let report = Report {
+        // Init containers run again in a new sandbox, as upstream runs them.
+        init: resumed(
+            spec.init_containers.as_deref().unwrap_or_default(),
+            &status.init_container_statuses,
+            "Always",
+        ),
+        app: resumed(&spec.containers, &status.container_statuses, policy),
+        phase: "Pending",
+        initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
+        evicted: None,
+        start_time: status
+            .start_time
+            .as_ref()
+            .and_then(|t| serde_json::to_value(t).ok())
+            .and_then(|t| t.as_str().map(str::to_string))
+            .unwrap_or_else(now),
+        host_ip,
+        pod_ip: None,
+    };
+    // Containers that ran here before: the node restarted under a running pod.
+    let sandbox_changed = status
+        .init_container_statuses
+        .iter()
+        .chain(&status.container_statuses)
+        .flatten()
+        .any(|c| c.container_id.is_some());
+    let worker = Arc::new(Worker {
+        ctx,
+        pod,
+        volumes: std::sync::OnceLock::new(),
+        address: std::sync::OnceLock::new(),
+        report: Mutex::new(report),
+        changes: watch::Sender::new(1),
+        written: watch::Sender::new(0),
+        stopping: stop.clone(),
+        evicting: evict.clone(),
+    });
+    (worker, sandbox_changed)
 }
 
 /// A pod the node turned away (`message` says why): it is reported Failed with reason
@@ -841,7 +855,11 @@ async fn remove(pods: &Api<Pod>, name: &str, uid: &str) {
 }
 
 async fn lifecycle(worker: Arc<Worker>) {
-    let spec = worker.pod.spec.clone().unwrap_or_default();
+    // The spec is read where the worker keeps it: a copy would live as long as the pod.
+    let pod = worker.clone();
+    let Some(spec) = pod.pod.spec.as_ref() else {
+        return;
+    };
     let policy = spec
         .restart_policy
         .clone()
@@ -852,13 +870,7 @@ async fn lifecycle(worker: Arc<Worker>) {
     let mut sidecars = tokio::task::JoinSet::new();
     for (index, container) in spec.init_containers.iter().flatten().enumerate() {
         if container.restart_policy.as_deref() == Some("Always") {
-            sidecars.spawn(keep_running(
-                worker.clone(),
-                container.clone(),
-                true,
-                index,
-                "Always".into(),
-            ));
+            sidecars.spawn(keep_running(worker.clone(), true, index, "Always".into()));
             continue;
         }
         let mut backoff = Backoff::default();
@@ -866,7 +878,9 @@ async fn lifecycle(worker: Arc<Worker>) {
             if worker.is_terminating() {
                 return;
             }
-            match attempt(&worker, container, true, index).await {
+            // Boxed: the pod's lifecycle rests in waiting for its app containers, and need not
+            // be the size of a container's run.
+            match Box::pin(attempt(&worker, container, true, index)).await {
                 Attempt::Exited(exit) if exit.code == 0 => break,
                 Attempt::Exited(_) if policy == "Never" => {
                     worker.update(|r| r.phase = "Failed");
@@ -891,14 +905,8 @@ async fn lifecycle(worker: Arc<Worker>) {
     }
     worker.update(|r| r.initialized = true);
     let mut apps = tokio::task::JoinSet::new();
-    for (index, container) in spec.containers.iter().enumerate() {
-        apps.spawn(keep_running(
-            worker.clone(),
-            container.clone(),
-            false,
-            index,
-            policy.clone(),
-        ));
+    for index in 0..spec.containers.len() {
+        apps.spawn(keep_running(worker.clone(), false, index, policy.clone()));
     }
     let mut all_succeeded = true;
     while let Some(app) = apps.join_next().await {
@@ -911,13 +919,19 @@ async fn lifecycle(worker: Arc<Worker>) {
 
 /// Runs a container as its restart policy says; returns its last exit code once it stops for
 /// good (never, under Always).
-async fn keep_running(
-    worker: Arc<Worker>,
-    container: Container,
-    init: bool,
-    index: usize,
-    policy: String,
-) -> i32 {
+async fn keep_running(worker: Arc<Worker>, init: bool, index: usize, policy: String) -> i32 {
+    // The container is read where the worker keeps the pod: a copy would live as long as it.
+    let pod = worker.clone();
+    let containers = pod.pod.spec.as_ref().map(|s| {
+        if init {
+            s.init_containers.as_deref().unwrap_or_default()
+        } else {
+            s.containers.as_slice()
+        }
+    });
+    let Some(container) = containers.and_then(|c| c.get(index)) else {
+        return 0;
+    };
     let mut backoff = Backoff::default();
     // A container that finished for good before the node restarted stays finished.
     let finished = {
@@ -933,7 +947,7 @@ async fn keep_running(
             return 0;
         }
         let started = tokio::time::Instant::now();
-        match attempt(&worker, &container, init, index).await {
+        match attempt(&worker, container, init, index).await {
             Attempt::Exited(exit) => {
                 let restart = match policy.as_str() {
                     "Never" => false,
@@ -1279,7 +1293,9 @@ impl Backoff {
 async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index: usize) -> Attempt {
     let ctx = &worker.ctx;
     let name = container.name.as_str();
-    let Some(image) = ensure_image(worker, container, init, index).await else {
+    // What runs once before the container starts is boxed, so that the future a running
+    // container rests in (one per container of every pod) is not the size of an image pull.
+    let Some(image) = Box::pin(ensure_image(worker, container, init, index)).await else {
         return Attempt::NotStarted;
     };
     let loaded = {
@@ -1301,7 +1317,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
                 .await;
         }
     };
-    let env = match environment(worker, container).await {
+    let env = match Box::pin(environment(worker, container)).await {
         Ok(env) => env,
         Err(message) => {
             return worker
@@ -1474,7 +1490,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     let told_to_stop = async {
         worker.terminating().await;
         if !worker.killed_at_once() {
-            pre_stop(worker, container).await;
+            Box::pin(pre_stop(worker, container)).await;
             // An HTTP container keeps taking connections until the node's Services no longer
             // send it any, as a server that drains on SIGTERM does: none is turned away while
             // its endpoint is still being taken out of rotation.
@@ -1487,7 +1503,7 @@ async fn attempt(worker: &Arc<Worker>, container: &Container, init: bool, index:
     let run = async {
         match kind {
             Kind::Command => tokio::select! {
-                exit = ctx.runtime.run_command(&component, spec) => exit,
+                exit = Box::pin(ctx.runtime.run_command(&component, spec)) => exit,
                 () = told_to_stop => Exit {
                     code: if worker.killed_at_once() { 137 } else { 143 },
                     reason: "Error",
