@@ -443,7 +443,14 @@ pub async fn run(
     let mut lifecycle = Box::pin(async {
         take_address(&worker).await;
         mount_volumes(&worker).await;
-        let _refresh = AbortOnDrop(tokio::spawn(refresh_volumes(worker.clone())));
+        // Only a pod with projected volumes gets a refresher: a task's memory stays until its
+        // handle goes, even once it has ended.
+        let projected = worker
+            .volumes
+            .get()
+            .is_some_and(|v| v.values().any(|p| p.projected));
+        let _refresh =
+            projected.then(|| AbortOnDrop(tokio::spawn(refresh_volumes(worker.clone()))));
         lifecycle(worker.clone()).await;
     });
     // A pod already being deleted when its worker starts runs nothing.
@@ -747,7 +754,9 @@ async fn write_statuses(worker: Arc<Worker>) {
             let mut delay = Duration::from_millis(200);
             let written = loop {
                 let latest = *changes.borrow_and_update();
-                match worker.write_status().await {
+                // Boxed: the writer rests between changes, and need not be the size of a
+                // request to the API.
+                match Box::pin(worker.write_status()).await {
                     Ok(()) => break latest,
                     Err(e) => {
                         tracing::warn!(pod = %worker.name(), error = %e, "reporting pod status failed; retrying");
@@ -800,9 +809,6 @@ async fn refresh_volumes(worker: Arc<Worker>) {
     let Some(prepared) = worker.volumes.get() else {
         return;
     };
-    if !prepared.values().any(|p| p.projected) {
-        return;
-    }
     loop {
         tokio::time::sleep(VOLUME_SYNC).await;
         crate::volumes::refresh(&worker.ctx.client, &worker.pod, prepared).await;
