@@ -500,11 +500,7 @@ impl Forwarder {
                 "no service behind this route\n",
             );
         };
-        let caller = match peer.ip() {
-            std::net::IpAddr::V4(ip) => ip,
-            std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-        };
-        let Some(first) = service.pick(caller) else {
+        let Some(first) = service.pick_for(peer) else {
             return plain(
                 http::StatusCode::SERVICE_UNAVAILABLE,
                 "no endpoint of the service took the connection\n",

@@ -309,12 +309,8 @@ async fn serve(
             let Some(service) = route.service(&services.table()) else {
                 return;
             };
-            let caller = match peer.ip() {
-                IpAddr::V4(ip) => ip,
-                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-            };
             // No endpoint takes it: the connection is closed, as kube-proxy rejects it.
-            let Some(first) = service.pick(caller) else {
+            let Some(first) = service.pick_for(peer) else {
                 return;
             };
             let mut client = client;

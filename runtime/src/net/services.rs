@@ -53,6 +53,15 @@ pub struct ServicePort {
 }
 
 impl ServicePort {
+    /// The endpoint for a connection from `peer`, outside the pod network (an IPv6 peer has
+    /// no address for session affinity to go by); None while the port has no endpoints.
+    pub fn pick_for(&self, peer: std::net::SocketAddr) -> Option<SocketAddrV4> {
+        match peer.ip() {
+            std::net::IpAddr::V4(ip) => self.pick(ip),
+            std::net::IpAddr::V6(_) => self.pick(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
     /// The endpoint for a connection from `client`; None while the port has no endpoints.
     pub fn pick(&self, client: Ipv4Addr) -> Option<SocketAddrV4> {
         if self.endpoints.is_empty() {
