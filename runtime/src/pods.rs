@@ -862,8 +862,7 @@ async fn remove(pods: &Api<Pod>, name: &str, uid: &str) {
 
 async fn lifecycle(worker: Arc<Worker>) {
     // The spec is read where the worker keeps it: a copy would live as long as the pod.
-    let pod = worker.clone();
-    let Some(spec) = pod.pod.spec.as_ref() else {
+    let Some(spec) = worker.pod.spec.as_ref() else {
         return;
     };
     let policy = spec
@@ -927,8 +926,7 @@ async fn lifecycle(worker: Arc<Worker>) {
 /// good (never, under Always).
 async fn keep_running(worker: Arc<Worker>, init: bool, index: usize, policy: String) -> i32 {
     // The container is read where the worker keeps the pod: a copy would live as long as it.
-    let pod = worker.clone();
-    let containers = pod.pod.spec.as_ref().map(|s| {
+    let containers = worker.pod.spec.as_ref().map(|s| {
         if init {
             s.init_containers.as_deref().unwrap_or_default()
         } else {
