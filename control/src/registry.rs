@@ -85,11 +85,17 @@ impl Resource {
     }
 }
 
+/// The object as its kind's type reads and writes it back, or where and why the type refuses it.
 fn decode<K: DeserializeOwned + Serialize>(value: Value) -> Result<Value, DecodeError> {
-    let typed: K = serde_path_to_error::deserialize(value).map_err(|e| DecodeError {
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    })?;
+    // Tracking the path costs a copy of every key passed, so only a refused object is read a
+    // second time with it, to say where it fails.
+    let typed = match K::deserialize(&value) {
+        Ok(typed) => typed,
+        Err(_) => serde_path_to_error::deserialize::<_, K>(value).map_err(|e| DecodeError {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?,
+    };
     serde_json::to_value(typed).map_err(|e| DecodeError {
         path: String::new(),
         message: e.to_string(),
@@ -286,6 +292,25 @@ mod tests {
         let r = find("apps", "v1", "deployments").unwrap();
         let err = (r.decode)(serde_json::json!({"spec": {"replicas": "three"}})).unwrap_err();
         assert_eq!(err.path, "spec.replicas");
+    }
+
+    #[test]
+    fn decode_writes_back_what_the_type_keeps() {
+        let r = find("", "v1", "configmaps").unwrap();
+        let decoded = (r.decode)(serde_json::json!({
+            "metadata": {"name": "a", "labels": null, "creationTimestamp": "2026-01-02T03:04:05.678Z"},
+            "data": {"k": "v"},
+        }))
+        .unwrap();
+        assert_eq!(
+            decoded,
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "a", "creationTimestamp": "2026-01-02T03:04:05Z"},
+                "data": {"k": "v"},
+            })
+        );
     }
 
     #[test]
