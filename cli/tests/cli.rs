@@ -50,3 +50,38 @@ fn a_bad_listen_address_is_refused_before_anything_starts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'not-an-address'"));
     assert!(!home.path().join("admin.kubeconfig").exists());
 }
+
+#[test]
+fn boolean_environment_variables_take_the_usual_spellings() {
+    let home = tempfile::tempdir().unwrap();
+    // A taken port fails the server once every flag and variable has been read, so reaching
+    // that error shows the variables were taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = skiff()
+        .args(["server", "--listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .arg("--data-dir")
+        .arg(home.path())
+        .env("SKIFF_NO_FSYNC", "1")
+        .env("SKIFF_DISABLE_AGENT", "yes")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("Address already in use"), "{err}");
+
+    let other = tempfile::tempdir().unwrap();
+    let out = skiff()
+        .args(["server", "--data-dir"])
+        .arg(other.path())
+        .env("SKIFF_NO_FSYNC", "sometimes")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid value 'sometimes' for '--no-fsync'"),
+        "{err}"
+    );
+    assert!(!other.path().join("admin.kubeconfig").exists());
+}

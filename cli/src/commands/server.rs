@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use skiff_control::server::{ServerConfig, run as serve};
 
 /// Flags of `skiff server`; each has a `SKIFF_*` environment variable.
@@ -22,7 +23,7 @@ pub struct Args {
     #[arg(long, env = "SKIFF_HISTORY_REVISIONS", default_value_t = 100_000)]
     history_revisions: i64,
     /// Acknowledge writes before they reach the disk (faster; a power loss may lose the last writes).
-    #[arg(long, env = "SKIFF_NO_FSYNC")]
+    #[arg(long, env = "SKIFF_NO_FSYNC", value_parser = BoolishValueParser::new())]
     no_fsync: bool,
     /// Do not run this controller (repeatable): namespace, garbage-collector, node-ipam,
     /// scheduler, replicaset, deployment, job, cronjob, statefulset, daemonset, node-lifecycle,
@@ -60,7 +61,7 @@ pub struct Args {
     )]
     default_unreachable_toleration_seconds: i64,
     /// Do not run a node in this process (pods then need `skiff node` agents).
-    #[arg(long, env = "SKIFF_DISABLE_AGENT")]
+    #[arg(long, env = "SKIFF_DISABLE_AGENT", value_parser = BoolishValueParser::new())]
     disable_agent: bool,
     /// The name of the node running in this process [default: the host name].
     #[arg(long, env = "SKIFF_NODE_NAME")]
