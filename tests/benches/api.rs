@@ -7,7 +7,9 @@
 //! writes through kube-rs (HTTP/1.1, one connection per concurrent request, typed decoding) are
 //! reported beside them. The server runs as its own process; the clients share its two cores.
 //!
-//! `cargo bench -p skiff-tests --bench api` (set `SKIFF_BENCH_WRITES` to change the write count).
+//! `cargo bench -p skiff-tests --bench api` (set `SKIFF_BENCH_WRITES` to change the write count,
+//! and `SKIFF_BENCH_CLIENTS` to run only the HTTP/2 writes from that many clients, as when
+//! profiling the server under one load).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -291,6 +293,19 @@ async fn main() {
     // Warm up connections and the server's lazily built schemas.
     h2.writes(pid, "warm", 64, 512).await;
     kube_writes(&api, pid, "kwarm", 64, 256).await;
+    // One phase alone, for profiling the server under it.
+    if let Some(clients) = std::env::var("SKIFF_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        eprintln!("server {pid}: {total} writes from {clients} clients");
+        let phase = h2.writes(pid, "phase", clients, total).await;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&phase.json()).expect("json")
+        );
+        return;
+    }
     // One sequential client needs no thread pool: it runs on a runtime of its own thread, over
     // its own connection, so its requests do not hop between the pool's threads.
     let single = {
