@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 /// Where an object lives: its resource's storage name, namespace ("" when cluster-scoped) and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -378,8 +378,7 @@ impl Store {
         revision: i64,
     ) -> Result<Watch, StoreError> {
         // Subscribe before reading history so nothing falls between the two.
-        let mut live = self.fanout.subscribe(resource.as_deref());
-        let fanout = self.fanout.clone();
+        let live = self.fanout.subscribe(resource.as_deref());
         let (_, compacted) = self.backend.revisions();
         if revision < compacted {
             return Err(StoreError::Expired {
@@ -387,99 +386,146 @@ impl Store {
                 oldest: compacted + 1,
             });
         }
-        let (tx, rx) = mpsc::channel(256);
-        let progress = Arc::new(AtomicI64::new(revision));
-        let watch = Watch {
-            events: rx,
-            progress: progress.clone(),
-        };
-        let backend = self.backend.clone();
-        tokio::spawn(async move {
-            let mut last = revision;
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            // Replay, then follow live; a lagging receiver goes back to the log.
-            'replay: loop {
-                loop {
-                    let batch = match backend.history(resource.as_deref(), last, 1000).await {
-                        Ok(batch) => batch,
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    };
-                    let done = batch.len() < 1000;
-                    for event in batch {
-                        last = event.revision;
-                        if tx.send(Ok(Arc::new(event))).await.is_err() {
-                            return;
-                        }
-                        progress.fetch_max(last, Ordering::AcqRel);
-                    }
-                    if done {
-                        break;
-                    }
-                }
-                loop {
-                    // Everything published before `published` was read and is no longer queued
-                    // here has been forwarded: the watch has seen the log up to there.
-                    let published = fanout.published.load(Ordering::Acquire);
-                    if live.is_empty() {
-                        progress.fetch_max(published.max(last), Ordering::AcqRel);
-                    }
-                    // A watcher that went away ends this task now, not at the next event; the
-                    // tick keeps the position moving while its resource is quiet.
-                    let next = tokio::select! {
-                        _ = tx.closed() => return,
-                        _ = tick.tick() => continue,
-                        next = live.recv() => next,
-                    };
-                    match next {
-                        Ok(event) => {
-                            if event.revision <= last {
-                                continue;
-                            }
-                            last = event.revision;
-                            if tx.send(Ok(event)).await.is_err() {
-                                return;
-                            }
-                            progress.fetch_max(last, Ordering::AcqRel);
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let (_, compacted) = backend.revisions();
-                            if last < compacted {
-                                let _ = tx
-                                    .send(Err(StoreError::Expired {
-                                        requested: last,
-                                        oldest: compacted + 1,
-                                    }))
-                                    .await;
-                                return;
-                            }
-                            continue 'replay;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            }
-        });
-        Ok(watch)
+        Ok(Watch {
+            backend: self.backend.clone(),
+            fanout: self.fanout.clone(),
+            resource,
+            live,
+            last: revision,
+            replay: std::collections::VecDeque::new(),
+            replaying: true,
+            failed: None,
+            ended: false,
+        })
     }
 }
 
-/// A running watch: its events, and how far through the whole log it has read.
-#[derive(Debug)]
+/// How many log entries one read of history takes.
+const REPLAY_BATCH: usize = 1000;
+
+/// A running watch, read by whoever consumes it: replay from the log, then the live fan-out,
+/// and back to the log when it falls behind. It has no task of its own, so an event reaches its
+/// consumer with no hand-off between tasks on the way.
 pub struct Watch {
-    pub events: mpsc::Receiver<Result<Arc<Event>, StoreError>>,
-    progress: Arc<AtomicI64>,
+    backend: Arc<dyn Backend>,
+    fanout: Arc<Fanout>,
+    resource: Option<String>,
+    live: broadcast::Receiver<Arc<Event>>,
+    /// The newest revision handed out (or the starting one).
+    last: i64,
+    /// Events read (from history, or from the fan-out by [`Watch::progress`]) but not yet
+    /// handed out.
+    replay: std::collections::VecDeque<Arc<Event>>,
+    /// Whether history may hold entries after those in `replay`.
+    replaying: bool,
+    /// An error found by [`Watch::progress`], for `next` to hand out.
+    failed: Option<StoreError>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("resource", &self.resource)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Watch {
-    /// A revision every event up to which has been received from `events`, for bookmarks: the
-    /// log position when nothing is queued, else None. (The position is stored after the events
-    /// before it were sent, so an empty queue means they were all received.)
-    pub fn progress(&self) -> Option<i64> {
-        let position = self.progress.load(Ordering::Acquire);
-        self.events.is_empty().then_some(position)
+    /// The next event; an error (such as Expired, when the watch fell behind the retained
+    /// history) ends the watch. Cancel-safe: a call abandoned half-way loses no event.
+    pub async fn next(&mut self) -> Option<Result<Arc<Event>, StoreError>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            if let Some(e) = self.failed.take() {
+                self.ended = true;
+                return Some(Err(e));
+            }
+            if let Some(event) = self.replay.pop_front() {
+                self.last = event.revision;
+                return Some(Ok(event));
+            }
+            if self.replaying {
+                // Nothing changes until the read completes, so dropping it midway is harmless.
+                let batch = self
+                    .backend
+                    .history(self.resource.as_deref(), self.last, REPLAY_BATCH)
+                    .await;
+                match batch {
+                    Ok(batch) => {
+                        self.replaying = batch.len() >= REPLAY_BATCH;
+                        self.replay.extend(batch.into_iter().map(Arc::new));
+                    }
+                    Err(e) => {
+                        self.ended = true;
+                        return Some(Err(e));
+                    }
+                }
+                continue;
+            }
+            match self.live.recv().await {
+                Ok(event) => {
+                    if event.revision > self.last {
+                        self.last = event.revision;
+                        return Some(Ok(event));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.lagged(),
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.ended = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Fallen behind the fan-out's buffer: back to the log, if it still reaches.
+    fn lagged(&mut self) {
+        let (_, compacted) = self.backend.revisions();
+        if self.last < compacted {
+            self.failed = Some(StoreError::Expired {
+                requested: self.last,
+                oldest: compacted + 1,
+            });
+        } else {
+            self.replaying = true;
+        }
+    }
+
+    /// A revision every event up to which has been handed out by [`Watch::next`], for
+    /// bookmarks: the log position when nothing is waiting, else None. (The position is stored
+    /// after the events before it were sent, so once the fan-out holds none for this watch, it
+    /// has been passed.) Events the replay already handed out are dropped from the fan-out
+    /// here, and a new one is kept for `next`.
+    pub fn progress(&mut self) -> Option<i64> {
+        if self.replaying || !self.replay.is_empty() || self.failed.is_some() {
+            return None;
+        }
+        let published = self.fanout.published.load(Ordering::Acquire);
+        loop {
+            match self.live.try_recv() {
+                Ok(event) if event.revision <= self.last => continue,
+                Ok(event) => {
+                    self.replay.push_back(event);
+                    return None;
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    self.lagged();
+                    return None;
+                }
+                Err(
+                    broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed,
+                ) => return Some(published.max(self.last)),
+            }
+        }
+    }
+
+    /// Whether an event is ready to be handed out without waiting for a write.
+    pub fn has_ready(&self) -> bool {
+        !self.replay.is_empty() || !self.live.is_empty() || self.failed.is_some()
     }
 }
 

@@ -75,7 +75,7 @@ async fn follow_once(
     let mut watch = store
         .watch(Some("namespaces".into()), page.revision)
         .await?;
-    while let Some(event) = watch.events.recv().await {
+    while let Some(event) = watch.next().await {
         let event = event?;
         let mut known = known.write().expect("namespace cache lock");
         match event.event_type {

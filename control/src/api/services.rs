@@ -379,7 +379,7 @@ async fn follow_once(
         let _ = listed.send(());
     }
     let mut watch = store.watch(Some("services".into()), page.revision).await?;
-    while let Some(event) = watch.events.recv().await {
+    while let Some(event) = watch.next().await {
         let event = event?;
         let key = format!("{}/{}", event.key.namespace, event.key.name);
         let mut held = held.lock().unwrap_or_else(|p| p.into_inner());

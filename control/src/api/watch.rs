@@ -212,7 +212,7 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
                     last = events.progress().unwrap_or(last).max(last);
                     encoder.bookmark(last, false)
                 }
-                next = events.events.recv() => match next {
+                next = events.next() => match next {
                     None => return,
                     Some(Err(e)) => {
                         let _ = tx.send(Ok(error_line(&e, r))).await;

@@ -673,11 +673,7 @@ mod tests {
         let store = store(&dir, 1000).await;
         let key = Key::new("configmaps", "default", "a");
         let created = create(&store, "a").await;
-        let mut events = store
-            .watch(Some("configmaps".into()), 0)
-            .await
-            .unwrap()
-            .events;
+        let mut events = store.watch(Some("configmaps".into()), 0).await.unwrap();
         store
             .write(Write::Delete {
                 key,
@@ -685,8 +681,8 @@ mod tests {
             })
             .await
             .unwrap();
-        let first = events.recv().await.unwrap().unwrap();
-        let second = events.recv().await.unwrap().unwrap();
+        let first = events.next().await.unwrap().unwrap();
+        let second = events.next().await.unwrap().unwrap();
         assert_eq!(first.event_type, EventType::Added);
         assert_eq!(second.event_type, EventType::Deleted);
         assert!(second.previous.is_some());
@@ -712,7 +708,7 @@ mod tests {
         // The config map's event is queued: no position may be claimed past it yet.
         let queued = tokio::time::timeout(std::time::Duration::from_secs(5), async {
             loop {
-                if !watch.events.is_empty() {
+                if watch.has_ready() {
                     return;
                 }
                 tokio::task::yield_now().await;
@@ -721,7 +717,7 @@ mod tests {
         .await;
         assert!(queued.is_ok());
         assert_eq!(watch.progress(), None);
-        let event = watch.events.recv().await.unwrap().unwrap();
+        let event = watch.next().await.unwrap().unwrap();
         assert_eq!(event.revision, written.revision);
         let position = tokio::time::timeout(std::time::Duration::from_secs(5), async {
             loop {
@@ -734,6 +730,33 @@ mod tests {
         .await
         .unwrap();
         assert!(position > written.revision);
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_falls_behind_the_fan_out_reads_the_rest_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 100_000).await;
+        let mut watch = store.watch(Some("configmaps".into()), 0).await.unwrap();
+        // More writes than the fan-out buffers for one receiver, while nobody reads the watch.
+        let count = super::super::FANOUT_BUFFER + 500;
+        let writes = (0..count).map(|i| {
+            let store = store.clone();
+            async move { create(&store, &format!("c{i}")).await.revision }
+        });
+        let mut written: Vec<i64> = futures::future::join_all(writes).await;
+        written.sort();
+        let mut seen = Vec::with_capacity(count);
+        while seen.len() < count {
+            let event = watch.next().await.unwrap().unwrap();
+            seen.push(event.revision);
+        }
+        assert_eq!(seen, written, "every write once, in revision order");
+        // Caught up, the watch follows the next write, and claims no position before it.
+        let after = create(&store, "after").await;
+        assert_eq!(watch.progress(), None);
+        let event = watch.next().await.unwrap().unwrap();
+        assert_eq!(event.revision, after.revision);
+        assert_eq!(watch.progress(), Some(after.revision));
     }
 
     #[tokio::test]
@@ -873,7 +896,7 @@ mod tests {
         assert_eq!(page.items.len(), 2);
         // History still starts after the compacted revision: the moved body is not replayed.
         let mut watch = store.watch(Some("configmaps".into()), 5).await.unwrap();
-        let first = watch.events.recv().await.unwrap().unwrap();
+        let first = watch.next().await.unwrap().unwrap();
         assert_eq!(first.revision, 7);
         let conn = Connection::open(dir.path().join("db.sqlite")).unwrap();
         let has_value: bool = conn
