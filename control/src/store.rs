@@ -524,7 +524,8 @@ impl Watch {
     }
 
     /// Whether an event is ready to be handed out without waiting for a write.
-    pub fn has_ready(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_ready(&self) -> bool {
         !self.replay.is_empty() || !self.live.is_empty() || self.failed.is_some()
     }
 }
