@@ -217,3 +217,54 @@ async fn a_kube_runtime_watcher_lists_then_follows_changes() {
     }
     assert_eq!(seen, vec!["apply later", "delete existing"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_with_initial_events_marks_their_end_and_stops_at_its_timeout() {
+    let server = Server::start().unwrap();
+    let client = server.client().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for name in ["one", "two"] {
+        api.create(&PostParams::default(), &cm(name)).await.unwrap();
+    }
+    let params = WatchParams::streaming_lists()
+        .labels("churn=yes")
+        .timeout(1);
+    let mut stream = api.watch(&params, "0").await.unwrap().boxed();
+    let mut initial = Vec::new();
+    let end = loop {
+        match stream
+            .try_next()
+            .await
+            .unwrap()
+            .expect("events before the timeout")
+        {
+            WatchEvent::Added(o) => initial.push(o.metadata.name.unwrap()),
+            WatchEvent::Bookmark(b) => break b,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    initial.sort();
+    assert_eq!(initial, ["one", "two"]);
+    assert_eq!(
+        end.metadata
+            .annotations
+            .get("k8s.io/initial-events-end")
+            .map(String::as_str),
+        Some("true")
+    );
+    let newest: i64 = list_version(&api).await.parse().unwrap();
+    assert!(end.metadata.resource_version.parse::<i64>().unwrap() <= newest);
+    // Nothing else changes: timeoutSeconds ends the stream, with at most bookmarks before.
+    let rest = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut rest = Vec::new();
+        while let Some(event) = stream.try_next().await.unwrap() {
+            if !matches!(event, WatchEvent::Bookmark(_)) {
+                rest.push(event);
+            }
+        }
+        rest
+    })
+    .await
+    .expect("the watch ends at its timeout");
+    assert!(rest.is_empty(), "{rest:?}");
+}

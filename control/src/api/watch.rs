@@ -12,13 +12,12 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::objects::{self, PartialMetadata};
 use super::selectors::Selectors;
 use super::{ApiError, ApiRequest, ApiState, Output, TABLE_CONTENT_TYPE};
 use crate::registry::Resource;
-use crate::store::{Event, EventType, StoreError};
+use crate::store::{Event, EventType, StoreError, Watch};
 
 /// How long a watch runs when the client sets no timeout (upstream: 30-60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -134,6 +133,64 @@ fn translate(
     }
 }
 
+/// One watch response's body: read by whoever reads the response (the connection serving it, or
+/// an in-process client), so an event goes from the store's fan-out to the client with no task
+/// of its own in between; dropping the body ends the watch.
+struct WatchBody {
+    events: Watch,
+    encoder: Encoder,
+    selectors: Selectors,
+    namespace: Option<String>,
+    /// The current objects, sent as ADDED before any change.
+    initial: std::vec::IntoIter<Value>,
+    /// The revision for the bookmark that marks the initial objects' end, when one is due.
+    initial_end: Option<i64>,
+    /// The newest revision the client has been told of.
+    last: i64,
+    bookmarks: bool,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    ticker: tokio::time::Interval,
+    ended: bool,
+}
+
+impl WatchBody {
+    /// The next line for the client, or None when the watch ends (its timeout, the history
+    /// it needs compacted away, or the store's end).
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        if let Some(object) = self.initial.next() {
+            return Some(self.encoder.event("ADDED", &object, None));
+        }
+        if let Some(revision) = self.initial_end.take() {
+            return Some(self.encoder.bookmark(revision, true));
+        }
+        loop {
+            tokio::select! {
+                _ = &mut self.deadline => return None,
+                _ = self.ticker.tick(), if self.bookmarks => {
+                    self.last = self.events.progress().unwrap_or(self.last).max(self.last);
+                    return Some(self.encoder.bookmark(self.last, false));
+                }
+                next = self.events.next() => match next? {
+                    Err(e) => {
+                        self.ended = true;
+                        return Some(error_line(&e, self.encoder.resource));
+                    }
+                    Ok(event) => {
+                        self.last = event.revision;
+                        let namespace = self.namespace.as_deref();
+                        if let Some(t) = translate(&event, &self.selectors, namespace) {
+                            return Some(self.encoder.event(t, &event.object, Some(&event.text)));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
 /// `GET ...?watch=true`.
 pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Response, ApiError> {
     let r = request.resource();
@@ -150,7 +207,7 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
     let bookmarks = request.query.flag("allowWatchBookmarks");
     let send_initial = request.query.get("sendInitialEvents").map(str::to_string);
     let rv = request.query.get("resourceVersion").unwrap_or("");
-    let mut encoder = Encoder {
+    let encoder = Encoder {
         resource: r,
         output: request.output,
         include: request
@@ -177,64 +234,32 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
             .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?;
         (revision, Vec::new())
     };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    let events = state.store.watch(Some(r.storage_name()), start).await;
-    tokio::spawn(async move {
-        let mut events = match events {
-            Ok(events) => events,
-            Err(e) => {
-                let _ = tx.send(Ok(error_line(&e, r))).await;
-                return;
-            }
-        };
-        for object in &initial_objects {
-            if tx
-                .send(Ok(encoder.event("ADDED", object, None)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        if explicit_initial && bookmarks {
-            let _ = tx.send(Ok(encoder.bookmark(start, true))).await;
-        }
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut last = start;
-        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
-        ticker.tick().await;
-        loop {
-            let chunk = tokio::select! {
-                _ = &mut deadline => return,
-                _ = tx.closed() => return,
-                _ = ticker.tick(), if bookmarks => {
-                    last = events.progress().unwrap_or(last).max(last);
-                    encoder.bookmark(last, false)
-                }
-                next = events.next() => match next {
-                    None => return,
-                    Some(Err(e)) => {
-                        let _ = tx.send(Ok(error_line(&e, r))).await;
-                        return;
-                    }
-                    Some(Ok(event)) => {
-                        last = event.revision;
-                        match translate(&event, &selectors, namespace.as_deref()) {
-                            Some(t) => encoder.event(t, &event.object, Some(&event.text)),
-                            None => continue,
-                        }
-                    }
-                },
+    let body = match state.store.watch(Some(r.storage_name()), start).await {
+        Ok(events) => {
+            let stream = WatchBody {
+                events,
+                encoder,
+                selectors,
+                namespace,
+                initial: initial_objects.into_iter(),
+                initial_end: (explicit_initial && bookmarks).then_some(start),
+                last: start,
+                bookmarks,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+                ticker: tokio::time::interval_at(
+                    tokio::time::Instant::now() + BOOKMARK_EVERY,
+                    BOOKMARK_EVERY,
+                ),
+                ended: false,
             };
-            if tx.send(Ok(chunk)).await.is_err() {
-                return;
-            }
+            Body::from_stream(futures::stream::unfold(stream, |mut stream| async move {
+                let chunk = stream.next_chunk().await?;
+                Some((Ok::<_, Infallible>(chunk), stream))
+            }))
         }
-    });
-    let mut response = Response::new(Body::from_stream(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    ));
+        Err(e) => Body::from(error_line(&e, r)),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let content_type = match request.output {
         Output::Table => TABLE_CONTENT_TYPE,
