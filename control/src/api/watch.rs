@@ -145,21 +145,15 @@ struct WatchBody {
     initial: std::vec::IntoIter<Value>,
     /// The revision for the bookmark that marks the initial objects' end, when one is due.
     initial_end: Option<i64>,
-    /// The newest revision the client has been told of.
-    last: i64,
     bookmarks: bool,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     ticker: tokio::time::Interval,
-    ended: bool,
 }
 
 impl WatchBody {
     /// The next line for the client, or None when the watch ends (its timeout, the history
     /// it needs compacted away, or the store's end).
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        if self.ended {
-            return None;
-        }
         if let Some(object) = self.initial.next() {
             return Some(self.encoder.event("ADDED", &object, None));
         }
@@ -169,17 +163,17 @@ impl WatchBody {
         loop {
             tokio::select! {
                 _ = &mut self.deadline => return None,
+                // With an event waiting there is no position to claim, and no need: the event
+                // itself is next. (Positions only grow, so bookmarks never go back.)
                 _ = self.ticker.tick(), if self.bookmarks => {
-                    self.last = self.events.progress().unwrap_or(self.last).max(self.last);
-                    return Some(self.encoder.bookmark(self.last, false));
+                    if let Some(at) = self.events.progress() {
+                        return Some(self.encoder.bookmark(at, false));
+                    }
                 }
                 next = self.events.next() => match next? {
-                    Err(e) => {
-                        self.ended = true;
-                        return Some(error_line(&e, self.encoder.resource));
-                    }
+                    // The store's watch ends after its error: the line is the stream's last.
+                    Err(e) => return Some(error_line(&e, self.encoder.resource)),
                     Ok(event) => {
-                        self.last = event.revision;
                         let namespace = self.namespace.as_deref();
                         if let Some(t) = translate(&event, &self.selectors, namespace) {
                             return Some(self.encoder.event(t, &event.object, Some(&event.text)));
@@ -243,14 +237,12 @@ pub async fn watch(state: &Arc<ApiState>, request: &ApiRequest) -> Result<Respon
                 namespace,
                 initial: initial_objects.into_iter(),
                 initial_end: (explicit_initial && bookmarks).then_some(start),
-                last: start,
                 bookmarks,
                 deadline: Box::pin(tokio::time::sleep(timeout)),
                 ticker: tokio::time::interval_at(
                     tokio::time::Instant::now() + BOOKMARK_EVERY,
                     BOOKMARK_EVERY,
                 ),
-                ended: false,
             };
             Body::from_stream(futures::stream::unfold(stream, |mut stream| async move {
                 let chunk = stream.next_chunk().await?;
