@@ -91,10 +91,7 @@ pub fn apply(
         ));
     }
     check_kind(resource, applied)?;
-    if applied
-        .pointer("/metadata/managedFields")
-        .is_some_and(|m| !m.is_null())
-    {
+    if managed_fields(applied).is_some_and(|m| !m.is_null()) {
         return Err(ApplyError::Invalid(
             "metadata.managedFields must be nil".into(),
         ));
@@ -205,14 +202,6 @@ pub fn record_update(
         return;
     }
     let root = Ty::root(resource);
-    let old_object = match old {
-        Some(old) => {
-            let mut old = old.clone();
-            remove_managed_fields(&mut old);
-            old
-        }
-        None => skeleton(new, root),
-    };
     let manager = if manager.is_empty() {
         UNKNOWN_MANAGER
     } else {
@@ -225,6 +214,20 @@ pub fn record_update(
         subresource.unwrap_or(""),
     );
     let scope = Scope::of(resource, subresource);
+    if old.is_none() && managers.is_empty() {
+        // A create that brings no entries of its own: its manager owns what it set.
+        created(&mut managers, new, root, updater, scope, now);
+        write_managed_fields(new, &managers);
+        return;
+    }
+    let old_object = match old {
+        Some(old) => {
+            let mut old = old.clone();
+            remove_managed_fields(&mut old);
+            old
+        }
+        None => skeleton(new, root),
+    };
     record(&mut managers, &old_object, new, root, updater, scope, now);
     cap_update_managers(&mut managers);
     write_managed_fields(new, &managers);
@@ -707,6 +710,22 @@ impl Set {
                     self.children.insert(first.clone(), child);
                 }
             },
+        }
+    }
+
+    /// Adds `pe` as a member (when `member`) and `below` under it.
+    fn add(&mut self, pe: Element, member: bool, below: Set) {
+        match (member, below.is_empty()) {
+            (false, true) => {}
+            (true, true) => {
+                self.members.insert(pe);
+            }
+            (member, false) => {
+                if member {
+                    self.members.insert(pe.clone());
+                }
+                self.children.insert(pe, below);
+            }
         }
     }
 
@@ -1680,9 +1699,15 @@ fn decode_managers(list: &Value) -> Option<Managers> {
     Some(out)
 }
 
+/// An object's `metadata.managedFields` (looked up field by field: a JSON pointer is parsed and
+/// unescaped anew on every call).
+fn managed_fields(object: &Value) -> Option<&Value> {
+    object.get("metadata")?.get("managedFields")
+}
+
 /// The managers recorded on an object; None when its managedFields are malformed.
 fn managed_of(object: &Value) -> Option<Managers> {
-    match object.pointer("/metadata/managedFields") {
+    match managed_fields(object) {
         None | Some(Value::Null) => Some(Managers::new()),
         Some(list) => decode_managers(list),
     }
@@ -1696,7 +1721,7 @@ fn managed_for_update(old: Option<&Value>, new: &Value, subresource: bool) -> Ma
     if subresource {
         return live();
     }
-    match new.pointer("/metadata/managedFields") {
+    match managed_fields(new) {
         Some(Value::Array(items))
             if items.is_empty()
                 || (items.len() == 1
@@ -1881,6 +1906,111 @@ fn record(
     let entry = managers.entry(updater.id()).or_insert(updater);
     entry.set.absorb(set);
     entry.time = Some(now.to_string());
+}
+
+/// Records a create by `creator` into no entries: [`record`] from the kind's zero value, with
+/// the comparison narrowed to what a create needs (what was added or changed) and built as a
+/// tree from the leaves up rather than path by path.
+fn created(
+    managers: &mut Managers,
+    new: &Value,
+    root: Ty,
+    mut creator: Entry,
+    scope: Scope,
+    now: &str,
+) {
+    let zero = skeleton(new, root);
+    let (_, set) = changed_to(Some(&zero), new, root);
+    let mut set = scope.filter(set);
+    strip_server_fields(&mut set);
+    if set.is_empty() {
+        return;
+    }
+    creator.set = set;
+    creator.time = Some(now.to_string());
+    managers.insert(creator.id(), creator);
+}
+
+/// What [`compare`] of `lhs` with `rhs` counts as added or modified, as the set below this path,
+/// and whether this path itself is among them.
+fn changed_to(lhs: Option<&Value>, rhs: &Value, ty: Ty) -> (bool, Set) {
+    let both_empty = is_empty_container(lhs) && is_empty_container(Some(rhs));
+    let mut below = Set::default();
+    let leaf = match shape(lhs, Some(rhs)) {
+        Shape::Map if !ty.map_atomic() && !both_empty => {
+            let empty = Map::new();
+            let l = lhs.and_then(Value::as_object).unwrap_or(&empty);
+            let r = rhs.as_object().unwrap_or(&empty);
+            // Fields only `lhs` has were removed: nothing of them is added or modified.
+            for (key, value) in r {
+                let (member, set) = changed_to(get(l, key), value, ty.field(key));
+                below.add(Element::Field(key.clone()), member, set);
+            }
+            false
+        }
+        Shape::List if !both_empty => {
+            let l = lhs.and_then(Value::as_array).map(Vec::as_slice);
+            let r = rhs.as_array().map(Vec::as_slice).unwrap_or_default();
+            match list_changed_to(l.unwrap_or_default(), r, ty) {
+                Some(set) => {
+                    below = set;
+                    false
+                }
+                None => true,
+            }
+        }
+        _ => true,
+    };
+    let member = match lhs {
+        None => true,
+        Some(l) => leaf && !values_equal(l, rhs),
+    };
+    (member, below)
+}
+
+/// [`changed_to`] for the elements of a set or map list, as [`compare_lists`] pairs them; None
+/// when the list is compared whole.
+fn list_changed_to(lhs: &[Value], rhs: &[Value], ty: Ty) -> Option<Set> {
+    let kind = ty.list_kind();
+    if kind == ListKind::Atomic {
+        return None;
+    }
+    let l = keyed(lhs, ty, &kind).ok()?;
+    let r = keyed(rhs, ty, &kind).ok()?;
+    let mut l_values: BTreeMap<&Element, Vec<&Value>> = BTreeMap::new();
+    for (pe, item) in &l {
+        l_values.entry(pe).or_default().push(item);
+    }
+    let mut r_values: BTreeMap<&Element, Vec<&Value>> = BTreeMap::new();
+    for (pe, item) in &r {
+        r_values.entry(pe).or_default().push(item);
+    }
+    let items = ty.items();
+    let mut out = Set::default();
+    // Elements only `lhs` has were removed: nothing of them is added or modified.
+    for (pe, r) in &r_values {
+        let l = l_values.get(pe).map(Vec::as_slice).unwrap_or_default();
+        match (l, r.as_slice()) {
+            (l, [single]) if l.len() <= 1 => {
+                let (member, set) = changed_to(l.first().copied(), single, items);
+                out.add((*pe).clone(), member, set);
+            }
+            (l, r) if l.len() >= 2 && r.len() >= 2 => {
+                let same = l.len() == r.len() && l.iter().zip(r).all(|(a, b)| values_equal(a, b));
+                if !same {
+                    out.add((*pe).clone(), true, Set::default());
+                }
+            }
+            // Duplicates resolved: the survivor is new.
+            (_, [single]) => {
+                let (_, set) = changed_to(None, single, items);
+                out.add((*pe).clone(), true, set);
+            }
+            // Duplicated now: the element is owned whole.
+            _ => out.add((*pe).clone(), true, Set::default()),
+        }
+    }
+    Some(out)
 }
 
 /// Upstream keeps at most ten update entries, folding the oldest into `ancient-changes` per
@@ -2709,5 +2839,134 @@ mod tests {
             display_path(&p),
             ".spec[containerPort=80,protocol=\"TCP\"][=\"a\"][2]"
         );
+    }
+
+    /// What the general comparison says a write from `old` to `new` added or modified.
+    fn compared(old: &Value, new: &Value, ty: Ty) -> Set {
+        let Comparison {
+            mut modified,
+            added,
+            ..
+        } = Comparison::of(old, new, ty);
+        modified.absorb(added);
+        modified
+    }
+
+    #[test]
+    fn a_create_owns_what_the_general_comparison_with_the_zero_value_finds() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"app": "a"}, "finalizers": ["x", "y"],
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                              "name": "o", "uid": "u", "controller": true}]},
+            "spec": {
+                "containers": [
+                    {"name": "a", "image": "i", "args": ["--x", "--x"],
+                     "env": [{"name": "E", "value": "1"}, {"name": "F", "value": ""}],
+                     "ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "UDP"}],
+                     "resources": {}},
+                    {"name": "b", "image": "j", "securityContext": null}
+                ],
+                "nodeSelector": {},
+                "tolerations": [{"key": "k", "operator": "Exists"}]
+            },
+            "status": {"phase": "Pending"}
+        });
+        let service = json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 80, "protocol": "TCP"}, {"port": 80, "protocol": "UDP"}],
+                     "selector": {"app": "a"}, "type": "ClusterIP"},
+            "status": {"loadBalancer": {}}
+        });
+        let config_map = json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {}},
+            "data": {"k": "v", "empty": ""}, "binaryData": null
+        });
+        let cases = [
+            (deployments(), deployment(2)),
+            (find("", "v1", "pods").unwrap(), pod),
+            (find("", "v1", "services").unwrap(), service),
+            (config_maps(), config_map),
+        ];
+        for (r, new) in cases {
+            let root = Ty::root(r);
+            let zero = skeleton(&new, root);
+            let (_, fast) = changed_to(Some(&zero), &new, root);
+            assert_eq!(fast, compared(&zero, &new, root), "{}", r.kind);
+            assert!(!fast.is_empty());
+
+            // The whole entry matches what recording the create from the zero value writes.
+            let mut general = Managers::new();
+            let creator = Entry::new("m", Operation::Update, &r.api_version(), "");
+            let scope = Scope::of(r, None);
+            record(&mut general, &zero, &new, root, creator, scope, T0);
+            let mut object = new.clone();
+            record_update(r, None, &mut object, "m", None, T0);
+            let mut expected = new.clone();
+            write_managed_fields(&mut expected, &general);
+            assert_eq!(object, expected, "{}", r.kind);
+        }
+    }
+
+    #[test]
+    fn the_narrowed_comparison_agrees_on_changed_lists_duplicates_and_nulls() {
+        let r = find("", "v1", "pods").unwrap();
+        let root = Ty::root(r);
+        let pod = |containers: Value, finalizers: Value| {
+            json!({"metadata": {"name": "p", "finalizers": finalizers},
+                   "spec": {"containers": containers}})
+        };
+        let pairs = [
+            // Elements kept, changed, added and removed.
+            (
+                pod(
+                    json!([{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]),
+                    json!(["x"]),
+                ),
+                pod(
+                    json!([{"name": "b", "image": "2"}, {"name": "c", "image": "1"}]),
+                    json!(["x", "y"]),
+                ),
+            ),
+            // Duplicates on either side, resolved or kept.
+            (
+                pod(
+                    json!([{"name": "a", "image": "1"}, {"name": "a", "image": "2"}]),
+                    json!(["x", "x"]),
+                ),
+                pod(json!([{"name": "a", "image": "3"}]), json!(["x", "x"])),
+            ),
+            (
+                pod(json!([{"name": "a", "image": "1"}]), json!(["x"])),
+                pod(
+                    json!([{"name": "a", "image": "1"}, {"name": "a", "image": "1"}]),
+                    json!(["y", "y"]),
+                ),
+            ),
+            (
+                pod(
+                    json!([{"name": "a", "image": "1"}, {"name": "a"}]),
+                    json!(["x", "x"]),
+                ),
+                pod(
+                    json!([{"name": "a", "image": "1"}, {"name": "a", "image": "2"}]),
+                    json!(["x", "x"]),
+                ),
+            ),
+            // Lists that cannot be named are compared whole; nulls and empty containers.
+            (
+                pod(json!([{"image": "1"}]), json!(null)),
+                pod(json!([{"image": "2"}]), json!([])),
+            ),
+            (pod(json!(null), json!({})), pod(json!([]), json!(null))),
+            (
+                json!({"spec": 1}),
+                json!({"spec": {"containers": []}, "metadata": null}),
+            ),
+        ];
+        for (old, new) in pairs {
+            let (_, fast) = changed_to(Some(&old), &new, root);
+            assert_eq!(fast, compared(&old, &new, root), "{old} -> {new}");
+        }
     }
 }
