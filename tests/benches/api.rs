@@ -9,7 +9,8 @@
 //!
 //! `cargo bench -p skiff-tests --bench api` (set `SKIFF_BENCH_WRITES` to change the write count,
 //! and `SKIFF_BENCH_CLIENTS` to run only the HTTP/2 writes from that many clients, as when
-//! profiling the server under one load).
+//! profiling the server under one load; with one client, `SKIFF_BENCH_OWN_THREAD=1` runs it as
+//! the full report does, on a thread and connection of its own).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -275,6 +276,28 @@ async fn watch_latency(api: &Api<ConfigMap>, count: usize) -> (f64, f64) {
     )
 }
 
+/// One sequential client needs no thread pool: it runs on a runtime of its own thread, over
+/// its own connection, so its requests do not hop between the pool's threads.
+async fn single_client(
+    kubeconfig: std::path::PathBuf,
+    pid: u32,
+    prefix: &'static str,
+    total: usize,
+) -> Throughput {
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let h2 = H2::connect(&kubeconfig).await;
+                h2.writes(pid, prefix, 1, total).await
+            })
+    })
+    .await
+    .expect("single client")
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; any other run (such as `cargo test --benches`) just checks it builds.
@@ -299,30 +322,18 @@ async fn main() {
         .and_then(|v| v.parse::<usize>().ok())
     {
         eprintln!("server {pid}: {total} writes from {clients} clients");
-        let phase = h2.writes(pid, "phase", clients, total).await;
+        let phase = if clients == 1 && std::env::var_os("SKIFF_BENCH_OWN_THREAD").is_some() {
+            single_client(server.kubeconfig(), pid, "phase", total).await
+        } else {
+            h2.writes(pid, "phase", clients, total).await
+        };
         println!(
             "{}",
             serde_json::to_string_pretty(&phase.json()).expect("json")
         );
         return;
     }
-    // One sequential client needs no thread pool: it runs on a runtime of its own thread, over
-    // its own connection, so its requests do not hop between the pool's threads.
-    let single = {
-        let kubeconfig = server.kubeconfig();
-        tokio::task::spawn_blocking(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(async {
-                    let h2 = H2::connect(&kubeconfig).await;
-                    h2.writes(pid, "one", 1, total / 4).await
-                })
-        })
-        .await
-        .expect("single client")
-    };
+    let single = single_client(server.kubeconfig(), pid, "one", total / 4).await;
     let concurrent = h2.writes(pid, "many", 64, total).await;
     let kube_single = kube_writes(&api, pid, "kone", 1, total / 8).await;
     let kube_concurrent = kube_writes(&api, pid, "kmany", 64, total / 2).await;
