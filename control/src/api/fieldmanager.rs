@@ -713,19 +713,13 @@ impl Set {
         }
     }
 
-    /// Adds `pe` as a member (when `member`) and `below` under it.
-    fn add(&mut self, pe: Element, member: bool, below: Set) {
-        match (member, below.is_empty()) {
-            (false, true) => {}
-            (true, true) => {
-                self.members.insert(pe);
-            }
-            (member, false) => {
-                if member {
-                    self.members.insert(pe.clone());
-                }
-                self.children.insert(pe, below);
-            }
+    /// Adds `pe` as a member (when `member`) and `below` under it; copies `pe` only to keep it.
+    fn add(&mut self, pe: &Element, member: bool, below: Set) {
+        if member {
+            self.members.insert(pe.clone());
+        }
+        if !below.is_empty() {
+            self.children.insert(pe.clone(), below);
         }
     }
 
@@ -1944,7 +1938,9 @@ fn changed_to(lhs: Option<&Value>, rhs: &Value, ty: Ty) -> (bool, Set) {
             // Fields only `lhs` has were removed: nothing of them is added or modified.
             for (key, value) in r {
                 let (member, set) = changed_to(get(l, key), value, ty.field(key));
-                below.add(Element::Field(key.clone()), member, set);
+                if member || !set.is_empty() {
+                    below.add(&Element::Field(key.clone()), member, set);
+                }
             }
             false
         }
@@ -1993,21 +1989,21 @@ fn list_changed_to(lhs: &[Value], rhs: &[Value], ty: Ty) -> Option<Set> {
         match (l, r.as_slice()) {
             (l, [single]) if l.len() <= 1 => {
                 let (member, set) = changed_to(l.first().copied(), single, items);
-                out.add((*pe).clone(), member, set);
+                out.add(pe, member, set);
             }
             (l, r) if l.len() >= 2 && r.len() >= 2 => {
                 let same = l.len() == r.len() && l.iter().zip(r).all(|(a, b)| values_equal(a, b));
                 if !same {
-                    out.add((*pe).clone(), true, Set::default());
+                    out.add(pe, true, Set::default());
                 }
             }
             // Duplicates resolved: the survivor is new.
             (_, [single]) => {
                 let (_, set) = changed_to(None, single, items);
-                out.add((*pe).clone(), true, set);
+                out.add(pe, true, set);
             }
             // Duplicated now: the element is owned whole.
-            _ => out.add((*pe).clone(), true, Set::default()),
+            _ => out.add(pe, true, Set::default()),
         }
     }
     Some(out)
