@@ -2,7 +2,12 @@
 //! connection runs each batch of writes as one transaction on the committing caller's thread
 //! (the store lets one caller commit at a time); reads take a pooled read-only connection, on
 //! the calling thread for key lookups and on the blocking pool for lists and history.
+//!
+//! Which log entries belong to which resource is kept in memory ([`History`]) rather than in an
+//! index of the log: the log is already in revision order, and an index page written with every
+//! commit cost one more WAL frame to flush before the write could be answered.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,8 +29,8 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS log (
         revision INTEGER PRIMARY KEY, resource TEXT NOT NULL, namespace TEXT NOT NULL,
         name TEXT NOT NULL, type INTEGER NOT NULL, prev_revision INTEGER, value TEXT NOT NULL);
-    CREATE INDEX IF NOT EXISTS log_by_resource ON log (resource, revision);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    DROP INDEX IF EXISTS log_by_resource;
 ";
 
 /// Databases written before bodies were stored once kept a copy in `objects.value`. Their
@@ -54,6 +59,101 @@ impl From<rusqlite::Error> for StoreError {
 struct Revisions {
     newest: AtomicI64,
     compacted: AtomicI64,
+}
+
+/// The revisions of each resource's log entries after the compacted revision, oldest first:
+/// where a watch of one resource finds its history without reading the other resources' entries.
+/// The writer adds a batch's entries once they are durable and before their events are
+/// published. A reader takes those up to the newest revision of its snapshot; one committed but
+/// not yet added here is still to be published, so it reaches a watch from the fan-out.
+#[derive(Default)]
+struct History {
+    by_resource: HashMap<String, VecDeque<i64>>,
+    /// The newest revision added.
+    newest: i64,
+    /// The revision the entries were last cut at: none at or below it is held.
+    compacted: i64,
+}
+
+impl History {
+    /// Reads the log's entries after `compacted`, in revision order.
+    fn load(conn: &Connection, compacted: i64) -> Result<Self, StoreError> {
+        let mut history = History {
+            newest: compacted,
+            compacted,
+            ..History::default()
+        };
+        history.extend(conn, compacted)?;
+        Ok(history)
+    }
+
+    /// Adds the log's entries after `revision` (which must be newer than every entry held).
+    fn extend(&mut self, conn: &Connection, revision: i64) -> Result<(), StoreError> {
+        let mut statement = conn
+            .prepare("SELECT revision, resource FROM log WHERE revision > ?1 ORDER BY revision")?;
+        let mut rows = statement.query(params![revision])?;
+        while let Some(row) = rows.next()? {
+            let resource = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            self.push(resource, row.get(0)?);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, resource: &str, revision: i64) {
+        self.newest = revision;
+        match self.by_resource.get_mut(resource) {
+            Some(revisions) => revisions.push_back(revision),
+            None => {
+                self.by_resource
+                    .insert(resource.to_string(), VecDeque::from([revision]));
+            }
+        }
+    }
+
+    /// At most `limit` revisions of `resource` after `revision` and up to `through`. A reader
+    /// whose snapshot predates a compaction can ask for entries already cut here: an expiry.
+    fn after(
+        &self,
+        resource: &str,
+        revision: i64,
+        through: i64,
+        limit: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        if revision < self.compacted {
+            return Err(StoreError::Expired {
+                requested: revision,
+                oldest: self.compacted + 1,
+            });
+        }
+        let Some(revisions) = self.by_resource.get(resource) else {
+            return Ok(Vec::new());
+        };
+        let first = revisions.partition_point(|&r| r <= revision);
+        Ok(revisions
+            .range(first..)
+            .take_while(|&&r| r <= through)
+            .take(limit)
+            .copied()
+            .collect())
+    }
+
+    /// Forgets the entries at or below `revision`.
+    fn compact(&mut self, revision: i64) {
+        self.compacted = self.compacted.max(revision);
+        self.by_resource.retain(|_, revisions| {
+            let gone = revisions.partition_point(|&r| r <= revision);
+            revisions.drain(..gone);
+            !revisions.is_empty()
+        });
+    }
+}
+
+/// The history, held for a step that leaves it whole (an append, or a cut at the front), so a
+/// panic elsewhere cannot leave it half-changed.
+fn lock(history: &Mutex<History>) -> std::sync::MutexGuard<'_, History> {
+    history
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Read-only connections kept for reuse.
@@ -112,6 +212,7 @@ pub struct SqliteBackend {
     writer: Mutex<Connection>,
     readers: Arc<Readers>,
     revisions: Arc<Revisions>,
+    history: Arc<Mutex<History>>,
 }
 
 impl SqliteBackend {
@@ -119,9 +220,9 @@ impl SqliteBackend {
     /// commit for speed (synchronous=NORMAL: a power loss may lose the last commits, never corrupt).
     pub async fn open(path: &Path, durable: bool) -> Result<Arc<Self>, StoreError> {
         let path = path.to_path_buf();
-        let (conn, revisions) = tokio::task::spawn_blocking({
+        let (conn, revisions, history) = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || -> Result<(Connection, Revisions), StoreError> {
+            move || -> Result<(Connection, Revisions, History), StoreError> {
                 let mut conn = Connection::open(&path)?;
                 conn.busy_timeout(std::time::Duration::from_secs(30))?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -144,7 +245,8 @@ impl SqliteBackend {
                     .newest
                     .store(newest.unwrap_or(0).max(compacted), Ordering::Release);
                 revisions.compacted.store(compacted, Ordering::Release);
-                Ok((conn, revisions))
+                let history = History::load(&conn, compacted)?;
+                Ok((conn, revisions, history))
             }
         })
         .await
@@ -157,6 +259,7 @@ impl SqliteBackend {
                 idle: Mutex::new(Vec::new()),
             }),
             revisions,
+            history: Arc::new(Mutex::new(history)),
         }))
     }
 
@@ -207,6 +310,11 @@ fn write_batch(
 const SELECT_OBJECT: &str =
     "SELECT revision, (SELECT value FROM log WHERE log.revision = o.revision)
      FROM objects o WHERE resource = ?1 AND namespace = ?2 AND name = ?3";
+
+/// A log entry with the body it replaced.
+const SELECT_ENTRY: &str =
+    "SELECT l.revision, l.resource, l.namespace, l.name, l.type, l.value, p.value
+     FROM log l LEFT JOIN log p ON p.revision = l.prev_revision";
 
 /// The current revision of an object: all a create or an update needs to know.
 const SELECT_REVISION: &str =
@@ -427,17 +535,8 @@ impl Backend for SqliteBackend {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
         let resource = resource.map(str::to_string);
+        let history = self.history.clone();
         Box::pin(self.readers.with(move |conn| {
-            let filter = if resource.is_some() {
-                "AND l.resource = ?3"
-            } else {
-                ""
-            };
-            let sql = format!(
-                "SELECT l.revision, l.resource, l.namespace, l.name, l.type, l.value, p.value
-                 FROM log l LEFT JOIN log p ON p.revision = l.prev_revision
-                 WHERE l.revision > ?1 {filter} ORDER BY l.revision LIMIT ?2"
-            );
             // Compaction is read in the same snapshot as the rows: history that was compacted
             // away under a replaying watch is an expiry, never a silent gap.
             let tx = conn.unchecked_transaction()?;
@@ -453,7 +552,6 @@ impl Backend for SqliteBackend {
                     oldest: compacted + 1,
                 });
             }
-            let mut statement = tx.prepare_cached(&sql)?;
             let map = |r: &rusqlite::Row<'_>| {
                 let text: String = r.get(5)?;
                 Ok(Event {
@@ -470,14 +568,25 @@ impl Backend for SqliteBackend {
                 })
             };
             let rows = match &resource {
-                Some(resource) => statement
-                    .query_map(params![revision, limit as i64, resource], map)?
-                    .collect::<Result<Vec<_>, _>>()?,
-                None => statement
+                None => tx
+                    .prepare_cached(&format!(
+                        "{SELECT_ENTRY} WHERE l.revision > ?1 ORDER BY l.revision LIMIT ?2"
+                    ))?
                     .query_map(params![revision, limit as i64], map)?
                     .collect::<Result<Vec<_>, _>>()?,
+                Some(resource) => {
+                    // The history may already list entries committed after this snapshot.
+                    let newest: i64 =
+                        tx.query_row("SELECT IFNULL(MAX(revision), 0) FROM log", [], |r| r.get(0))?;
+                    let revisions = lock(&history).after(resource, revision, newest, limit)?;
+                    let mut entry =
+                        tx.prepare_cached(&format!("{SELECT_ENTRY} WHERE l.revision = ?1"))?;
+                    revisions
+                        .into_iter()
+                        .map(|r| entry.query_row(params![r], map))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
             };
-            drop(statement);
             tx.commit()?;
             Ok(rows)
         }))
@@ -497,6 +606,10 @@ impl Backend for SqliteBackend {
         let compacted = self.revisions.compacted.load(Ordering::Acquire);
         match write_batch(&mut conn, writes, start, compacted) {
             Ok((results, newest)) => {
+                let mut history = lock(&self.history);
+                for event in results.iter().flatten() {
+                    history.push(&event.key.resource, event.revision);
+                }
                 self.revisions.newest.store(newest, Ordering::Release);
                 results
             }
@@ -508,6 +621,11 @@ impl Backend for SqliteBackend {
                     conn.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0));
                 if let Ok(Some(newest)) = logged {
                     self.revisions.newest.fetch_max(newest, Ordering::AcqRel);
+                    let mut history = lock(&self.history);
+                    let known = history.newest;
+                    if let Err(e) = history.extend(&conn, known) {
+                        tracing::error!(error = %e, "reading the log's newest entries failed");
+                    }
                 }
                 (0..count).map(|_| Err(e.clone())).collect()
             }
@@ -518,6 +636,7 @@ impl Backend for SqliteBackend {
         let from = self.revisions.compacted.load(Ordering::Acquire);
         compact(&mut self.writer(), from, revision)?;
         self.revisions.compacted.store(revision, Ordering::Release);
+        lock(&self.history).compact(revision);
         Ok(())
     }
 }
@@ -905,6 +1024,98 @@ mod tests {
             .exists([])
             .unwrap();
         assert!(!has_value, "bodies live in the log alone");
+        let indexed: bool = conn
+            .prepare("SELECT 1 FROM sqlite_master WHERE name = 'log_by_resource'")
+            .unwrap()
+            .exists([])
+            .unwrap();
+        assert!(!indexed, "the log is not indexed by resource on disk");
+    }
+
+    #[test]
+    fn history_lists_one_resources_entries_within_its_bounds() {
+        let mut history = History::default();
+        for (revision, resource) in [(1, "pods"), (2, "configmaps"), (3, "pods"), (4, "pods")] {
+            history.push(resource, revision);
+        }
+        assert_eq!(history.after("pods", 0, 10, 10).unwrap(), vec![1, 3, 4]);
+        assert_eq!(history.after("pods", 1, 10, 10).unwrap(), vec![3, 4]);
+        assert_eq!(
+            history.after("pods", 0, 3, 10).unwrap(),
+            vec![1, 3],
+            "up to a snapshot"
+        );
+        assert_eq!(
+            history.after("pods", 0, 10, 2).unwrap(),
+            vec![1, 3],
+            "at most the limit"
+        );
+        assert_eq!(
+            history.after("secrets", 0, 10, 10).unwrap(),
+            Vec::<i64>::new()
+        );
+        history.compact(3);
+        assert_eq!(history.after("pods", 3, 10, 10).unwrap(), vec![4]);
+        assert_eq!(
+            history.after("configmaps", 3, 10, 10).unwrap(),
+            Vec::<i64>::new()
+        );
+        assert!(
+            !history.by_resource.contains_key("configmaps"),
+            "an emptied resource goes"
+        );
+        assert!(matches!(
+            history.after("pods", 2, 10, 10),
+            Err(StoreError::Expired {
+                requested: 2,
+                oldest: 4
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_reopened_store_replays_one_resources_history_among_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut configmaps, mut secrets) = (Vec::new(), Vec::new());
+        {
+            let store = store(&dir, 1000).await;
+            for i in 0..30 {
+                configmaps.push(create(&store, &format!("c{i}")).await.revision);
+                if i % 3 == 0 {
+                    let secret = Write::Create {
+                        key: Key::new("secrets", "default", &format!("s{i}")),
+                        value: cm(&format!("s{i}")),
+                    };
+                    secrets.push(store.write(secret).await.unwrap().revision);
+                }
+            }
+        }
+        let store = store(&dir, 1000).await;
+        async fn replay(store: &Store, resource: &str, after: i64, count: usize) -> Vec<i64> {
+            let mut watch = store.watch(Some(resource.into()), after).await.unwrap();
+            let mut seen = Vec::new();
+            while seen.len() < count {
+                // A missing entry would leave the watch waiting for writes that never come.
+                let next = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next());
+                let event = next.await.expect("history replayed").unwrap().unwrap();
+                assert_eq!(event.key.resource, resource);
+                seen.push(event.revision);
+            }
+            seen
+        }
+        assert_eq!(replay(&store, "configmaps", 0, 30).await, configmaps);
+        assert_eq!(replay(&store, "secrets", 0, 10).await, secrets);
+        assert_eq!(
+            replay(&store, "secrets", secrets[4], 5).await,
+            secrets[5..],
+            "from the middle"
+        );
+        // The history goes on from the log's end after the reopening.
+        let later = create(&store, "later").await;
+        assert_eq!(
+            replay(&store, "configmaps", configmaps[29], 1).await,
+            vec![later.revision]
+        );
     }
 
     #[tokio::test]
