@@ -215,9 +215,17 @@ pub fn record_update(
     );
     let scope = Scope::of(resource, subresource);
     if old.is_none() && managers.is_empty() {
-        // A create that brings no entries of its own: its manager owns what it set.
-        created(&mut managers, new, root, updater, scope, now);
-        write_managed_fields(new, &managers);
+        // A create that brings no entries of its own: its manager owns what it set, what
+        // recording it from the kind's zero value finds.
+        let zero = skeleton(new, root);
+        if let (_, Some(fields)) =
+            changed_fields(Some(&zero), new, root, Owning::Root(scope), false)
+        {
+            let mut creator = updater;
+            creator.time = Some(now.to_string());
+            let entry = creator.json_with(Value::Object(fields));
+            set_managed_fields(new, vec![entry]);
+        }
         return;
     }
     let old_object = match old {
@@ -710,16 +718,6 @@ impl Set {
                     self.children.insert(first.clone(), child);
                 }
             },
-        }
-    }
-
-    /// Adds `pe` as a member (when `member`) and `below` under it; copies `pe` only to keep it.
-    fn add(&mut self, pe: &Element, member: bool, below: Set) {
-        if member {
-            self.members.insert(pe.clone());
-        }
-        if !below.is_empty() {
-            self.children.insert(pe.clone(), below);
         }
     }
 
@@ -1619,6 +1617,11 @@ impl Entry {
     }
 
     fn to_json(&self) -> Value {
+        self.json_with(self.set.to_fields())
+    }
+
+    /// The entry with `fields` as its FieldsV1.
+    fn json_with(&self, fields: Value) -> Value {
         let mut out = Map::new();
         out.insert("manager".into(), json!(self.manager));
         out.insert("operation".into(), json!(self.operation.as_str()));
@@ -1627,7 +1630,7 @@ impl Entry {
             out.insert("time".into(), json!(time));
         }
         out.insert("fieldsType".into(), json!("FieldsV1"));
-        out.insert("fieldsV1".into(), self.set.to_fields());
+        out.insert("fieldsV1".into(), fields);
         if !self.subresource.is_empty() {
             out.insert("subresource".into(), json!(self.subresource));
         }
@@ -1755,10 +1758,16 @@ fn write_managed_fields(object: &mut Value, managers: &Managers) {
             .then_with(|| a.api_version.cmp(&b.api_version))
             .then_with(|| a.subresource.cmp(&b.subresource))
     });
-    let list: Vec<Value> = entries.into_iter().map(Entry::to_json).collect();
+    set_managed_fields(object, entries.into_iter().map(Entry::to_json).collect());
+}
+
+fn set_managed_fields(object: &mut Value, entries: Vec<Value>) {
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
     let meta = map.entry("metadata").or_insert_with(|| json!({}));
     if let Some(meta) = meta.as_object_mut() {
-        meta.insert("managedFields".into(), Value::Array(list));
+        meta.insert("managedFields".into(), Value::Array(entries));
     }
 }
 
@@ -1902,58 +1911,78 @@ fn record(
     entry.time = Some(now.to_string());
 }
 
-/// Records a create by `creator` into no entries: [`record`] from the kind's zero value, with
-/// the comparison narrowed to what a create needs (what was added or changed) and built as a
-/// tree from the leaves up rather than path by path.
-fn created(
-    managers: &mut Managers,
-    new: &Value,
-    root: Ty,
-    mut creator: Entry,
-    scope: Scope,
-    now: &str,
-) {
-    let zero = skeleton(new, root);
-    let (_, set) = changed_to(Some(&zero), new, root);
-    let mut set = scope.filter(set);
-    strip_server_fields(&mut set);
-    if set.is_empty() {
-        return;
-    }
-    creator.set = set;
-    creator.time = Some(now.to_string());
-    managers.insert(creator.id(), creator);
+/// What a create's manager owns of the fields it set: at the root not apiVersion, kind or
+/// metadata itself (nor status, where the write's scope leaves it out); in metadata, not what
+/// the server sets. ([`Scope::filter`] and [`strip_server_fields`], applied on the way down.)
+#[derive(Debug, Clone, Copy)]
+enum Owning {
+    Root(Scope),
+    Metadata,
+    All,
 }
 
-/// What [`compare`] of `lhs` with `rhs` counts as added or modified, as the set below this path,
-/// and whether this path itself is among them.
-fn changed_to(lhs: Option<&Value>, rhs: &Value, ty: Ty) -> (bool, Set) {
+impl Owning {
+    /// How the fields below `key` are owned; None when nothing of them is.
+    fn below(self, key: &str) -> Option<Owning> {
+        match self {
+            Owning::Root(Scope::NoStatus) if key == "status" => None,
+            Owning::Root(Scope::StatusOnly) if key != "status" => None,
+            Owning::Root(_) if key == "metadata" => Some(Owning::Metadata),
+            _ => Some(Owning::All),
+        }
+    }
+
+    /// Whether the field `key` can be owned itself, beyond what it holds.
+    fn owns(self, key: &str) -> bool {
+        match self {
+            Owning::Root(_) => !["apiVersion", "kind", "metadata"].contains(&key),
+            Owning::Metadata => !SERVER_METADATA.contains(&key),
+            Owning::All => true,
+        }
+    }
+}
+
+/// What [`compare`] of `lhs` with `rhs` counts as added or modified, written straight as the
+/// FieldsV1 that [`Set::emit`] writes of that set, with no set built in between (a create's
+/// fields, from its kind's zero value): whether this path itself is among them, and the fields
+/// below it, None when there are none. `marked` puts `.` first, for a path its parent owns as
+/// well as what it holds.
+fn changed_fields(
+    lhs: Option<&Value>,
+    rhs: &Value,
+    ty: Ty,
+    owning: Owning,
+    marked: bool,
+) -> (bool, Option<Map<String, Value>>) {
     let both_empty = is_empty_container(lhs) && is_empty_container(Some(rhs));
-    let mut below = Set::default();
+    let mut out = Map::new();
+    if marked {
+        out.insert(".".into(), json!({}));
+    }
     let leaf = match shape(lhs, Some(rhs)) {
         Shape::Map if !ty.map_atomic() && !both_empty => {
             let empty = Map::new();
             let l = lhs.and_then(Value::as_object).unwrap_or(&empty);
-            let r = rhs.as_object().unwrap_or(&empty);
+            let mut fields: Vec<(&String, &Value)> =
+                rhs.as_object().unwrap_or(&empty).iter().collect();
+            fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
             // Fields only `lhs` has were removed: nothing of them is added or modified.
-            for (key, value) in r {
-                let (member, set) = changed_to(get(l, key), value, ty.field(key));
-                if member || !set.is_empty() {
-                    below.add(&Element::Field(key.clone()), member, set);
-                }
+            for (key, value) in fields {
+                let Some(below) = owning.below(key) else {
+                    continue;
+                };
+                let old = get(l, key);
+                let owned = owning.owns(key);
+                let (member, held) =
+                    changed_fields(old, value, ty.field(key), below, owned && old.is_none());
+                emit_field(&mut out, || format!("f:{key}"), member && owned, held);
             }
             false
         }
         Shape::List if !both_empty => {
             let l = lhs.and_then(Value::as_array).map(Vec::as_slice);
             let r = rhs.as_array().map(Vec::as_slice).unwrap_or_default();
-            match list_changed_to(l.unwrap_or_default(), r, ty) {
-                Some(set) => {
-                    below = set;
-                    false
-                }
-                None => true,
-            }
+            !list_changed_fields(l.unwrap_or_default(), r, ty, &mut out)
         }
         _ => true,
     };
@@ -1961,18 +1990,38 @@ fn changed_to(lhs: Option<&Value>, rhs: &Value, ty: Ty) -> (bool, Set) {
         None => true,
         Some(l) => leaf && !values_equal(l, rhs),
     };
-    (member, below)
+    let held = out.len() > usize::from(marked);
+    (member, held.then_some(out))
 }
 
-/// [`changed_to`] for the elements of a set or map list, as [`compare_lists`] pairs them; None
-/// when the list is compared whole.
-fn list_changed_to(lhs: &[Value], rhs: &[Value], ty: Ty) -> Option<Set> {
+/// Writes one element of a FieldsV1 object: `{}` for a path owned itself, what it holds else.
+fn emit_field(
+    out: &mut Map<String, Value>,
+    name: impl FnOnce() -> String,
+    member: bool,
+    held: Option<Map<String, Value>>,
+) {
+    match held {
+        Some(held) => {
+            out.insert(name(), Value::Object(held));
+        }
+        None if member => {
+            out.insert(name(), json!({}));
+        }
+        None => {}
+    }
+}
+
+/// [`changed_fields`] for the elements of a set or map list, as [`compare_lists`] pairs them,
+/// written into `out`; false when the list is compared whole.
+fn list_changed_fields(lhs: &[Value], rhs: &[Value], ty: Ty, out: &mut Map<String, Value>) -> bool {
     let kind = ty.list_kind();
     if kind == ListKind::Atomic {
-        return None;
+        return false;
     }
-    let l = keyed(lhs, ty, &kind).ok()?;
-    let r = keyed(rhs, ty, &kind).ok()?;
+    let (Ok(l), Ok(r)) = (keyed(lhs, ty, &kind), keyed(rhs, ty, &kind)) else {
+        return false;
+    };
     let mut l_values: BTreeMap<&Element, Vec<&Value>> = BTreeMap::new();
     for (pe, item) in &l {
         l_values.entry(pe).or_default().push(item);
@@ -1982,31 +2031,29 @@ fn list_changed_to(lhs: &[Value], rhs: &[Value], ty: Ty) -> Option<Set> {
         r_values.entry(pe).or_default().push(item);
     }
     let items = ty.items();
-    let mut out = Set::default();
     // Elements only `lhs` has were removed: nothing of them is added or modified.
     for (pe, r) in &r_values {
         let l = l_values.get(pe).map(Vec::as_slice).unwrap_or_default();
-        match (l, r.as_slice()) {
+        let (member, held) = match (l, r.as_slice()) {
             (l, [single]) if l.len() <= 1 => {
-                let (member, set) = changed_to(l.first().copied(), single, items);
-                out.add(pe, member, set);
+                let old = l.first().copied();
+                changed_fields(old, single, items, Owning::All, old.is_none())
             }
             (l, r) if l.len() >= 2 && r.len() >= 2 => {
                 let same = l.len() == r.len() && l.iter().zip(r).all(|(a, b)| values_equal(a, b));
-                if !same {
-                    out.add(pe, true, Set::default());
-                }
+                (!same, None)
             }
             // Duplicates resolved: the survivor is new.
-            (_, [single]) => {
-                let (_, set) = changed_to(None, single, items);
-                out.add(pe, true, set);
-            }
+            (_, [single]) => (
+                true,
+                changed_fields(None, single, items, Owning::All, true).1,
+            ),
             // Duplicated now: the element is owned whole.
-            _ => out.add(pe, true, Set::default()),
-        }
+            _ => (true, None),
+        };
+        emit_field(out, || pe.encode(), member, held);
     }
-    Some(out)
+    true
 }
 
 /// Upstream keeps at most ten update entries, folding the oldest into `ancient-changes` per
@@ -2887,9 +2934,11 @@ mod tests {
         for (r, new) in cases {
             let root = Ty::root(r);
             let zero = skeleton(&new, root);
-            let (_, fast) = changed_to(Some(&zero), &new, root);
-            assert_eq!(fast, compared(&zero, &new, root), "{}", r.kind);
-            assert!(!fast.is_empty());
+            let (_, fast) = changed_fields(Some(&zero), &new, root, Owning::All, false);
+            let fast = Value::Object(fast.expect("fields"));
+            // As text: the fields' order counts too.
+            let general = compared(&zero, &new, root).to_fields();
+            assert_eq!(fast.to_string(), general.to_string(), "{}", r.kind);
 
             // The whole entry matches what recording the create from the zero value writes.
             let mut general = Managers::new();
@@ -2900,7 +2949,7 @@ mod tests {
             record_update(r, None, &mut object, "m", None, T0);
             let mut expected = new.clone();
             write_managed_fields(&mut expected, &general);
-            assert_eq!(object, expected, "{}", r.kind);
+            assert_eq!(object.to_string(), expected.to_string(), "{}", r.kind);
         }
     }
 
@@ -2961,8 +3010,10 @@ mod tests {
             ),
         ];
         for (old, new) in pairs {
-            let (_, fast) = changed_to(Some(&old), &new, root);
-            assert_eq!(fast, compared(&old, &new, root), "{old} -> {new}");
+            let (_, fast) = changed_fields(Some(&old), &new, root, Owning::All, false);
+            let fast = fast.map(Value::Object).unwrap_or_else(|| json!({}));
+            let general = compared(&old, &new, root).to_fields();
+            assert_eq!(fast.to_string(), general.to_string(), "{old} -> {new}");
         }
     }
 }
