@@ -294,15 +294,77 @@ fn write_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut revision = start;
     let mut results = Vec::with_capacity(writes.len());
-    for write in writes {
-        let result = apply(&tx, write, revision + 1, compacted)?;
-        if result.is_ok() {
-            revision += 1;
+    {
+        let mut statements = Statements::new(&tx);
+        for write in writes {
+            let result = apply(&mut statements, write, revision + 1, compacted)?;
+            if result.is_ok() {
+                revision += 1;
+            }
+            results.push(result);
         }
-        results.push(result);
     }
     tx.commit()?;
     Ok((results, revision))
+}
+
+/// What a batch's writes run.
+#[derive(Clone, Copy)]
+enum Sql {
+    SelectRevision,
+    SelectObject,
+    DeleteObject,
+    PutObject,
+    DeleteBody,
+    InsertEntry,
+}
+
+impl Sql {
+    const COUNT: usize = 6;
+
+    fn text(self) -> &'static str {
+        match self {
+            Sql::SelectRevision => SELECT_REVISION,
+            Sql::SelectObject => SELECT_OBJECT,
+            Sql::DeleteObject => {
+                "DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3"
+            }
+            Sql::PutObject => {
+                "INSERT OR REPLACE INTO objects (resource, namespace, name, revision)
+                 VALUES (?1, ?2, ?3, ?4)"
+            }
+            Sql::DeleteBody => "DELETE FROM log WHERE revision = ?1",
+            Sql::InsertEntry => {
+                "INSERT INTO log (revision, resource, namespace, name, type, prev_revision, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+        }
+    }
+}
+
+/// The statements of one batch, each taken from the connection's cache on its first use and
+/// kept to the batch's end: taking a statement from the cache and handing it back each hash
+/// its text, once a batch rather than once a write.
+struct Statements<'c> {
+    tx: &'c rusqlite::Transaction<'c>,
+    prepared: [Option<rusqlite::CachedStatement<'c>>; Sql::COUNT],
+}
+
+impl<'c> Statements<'c> {
+    fn new(tx: &'c rusqlite::Transaction<'c>) -> Self {
+        Statements {
+            tx,
+            prepared: Default::default(),
+        }
+    }
+
+    fn get(&mut self, sql: Sql) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
+        let slot = &mut self.prepared[sql as usize];
+        if slot.is_none() {
+            *slot = Some(self.tx.prepare_cached(sql.text())?);
+        }
+        Ok(slot.as_mut().expect("prepared just now"))
+    }
 }
 
 /// The current revision and body of an object. (A subquery, not a join: SQLite plans a join
@@ -327,7 +389,7 @@ fn parse_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Value
 
 /// Applies one write inside the batch's transaction; a failed condition leaves no trace.
 fn apply(
-    tx: &rusqlite::Transaction<'_>,
+    statements: &mut Statements<'_>,
     write: Write,
     revision: i64,
     compacted: i64,
@@ -336,11 +398,13 @@ fn apply(
     let keys = params![key.resource, key.namespace, key.name];
     // A create needs only to know the key is free; the others keep the body they replace.
     let current: Option<(i64, Option<String>)> = if matches!(write, Write::Create { .. }) {
-        tx.prepare_cached(SELECT_REVISION)?
+        statements
+            .get(Sql::SelectRevision)?
             .query_row(keys, |r| Ok((r.get(0)?, None)))
             .optional()?
     } else {
-        tx.prepare_cached(SELECT_OBJECT)?
+        statements
+            .get(Sql::SelectObject)?
             .query_row(keys, |r| Ok((r.get(0)?, Some(r.get(1)?))))
             .optional()?
     };
@@ -368,30 +432,29 @@ fn apply(
     set_resource_version(&mut value, revision);
     let text = encode(&value);
     if event_type == EventType::Deleted {
-        tx.prepare_cached(
-            "DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
-        )?
-        .execute(params![key.resource, key.namespace, key.name])?;
+        statements.get(Sql::DeleteObject)?.execute(params![
+            key.resource,
+            key.namespace,
+            key.name
+        ])?;
     } else {
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO objects (resource, namespace, name, revision)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![key.resource, key.namespace, key.name, revision])?;
+        statements.get(Sql::PutObject)?.execute(params![
+            key.resource,
+            key.namespace,
+            key.name,
+            revision
+        ])?;
     }
     // The body this write replaces is history now; below the compacted revision no watch can
     // ask for it, and compaction has already passed it by.
     if let Some((replaced, _)) = &previous
         && *replaced <= compacted
     {
-        tx.prepare_cached("DELETE FROM log WHERE revision = ?1")?
+        statements
+            .get(Sql::DeleteBody)?
             .execute(params![replaced])?;
     }
-    tx.prepare_cached(
-        "INSERT INTO log (revision, resource, namespace, name, type, prev_revision, value)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+    statements.get(Sql::InsertEntry)?.execute(params![
         revision,
         key.resource,
         key.namespace,
