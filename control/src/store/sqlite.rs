@@ -308,7 +308,7 @@ fn write_batch(
     Ok((results, revision))
 }
 
-/// What a batch's writes run.
+/// What a batch's writes run (the last variant last: [`Sql::COUNT`] counts from it).
 #[derive(Clone, Copy)]
 enum Sql {
     SelectRevision,
@@ -320,7 +320,8 @@ enum Sql {
 }
 
 impl Sql {
-    const COUNT: usize = 6;
+    /// One more than the last variant's index: the statements a batch can hold.
+    const COUNT: usize = Sql::InsertEntry as usize + 1;
 
     fn text(self) -> &'static str {
         match self {
