@@ -1082,18 +1082,15 @@ mod tests {
         let first = watch.next().await.unwrap().unwrap();
         assert_eq!(first.revision, 7);
         let conn = Connection::open(dir.path().join("db.sqlite")).unwrap();
-        let has_value: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'value'")
-            .unwrap()
-            .exists([])
-            .unwrap();
-        assert!(!has_value, "bodies live in the log alone");
-        let indexed: bool = conn
-            .prepare("SELECT 1 FROM sqlite_master WHERE name = 'log_by_resource'")
-            .unwrap()
-            .exists([])
-            .unwrap();
-        assert!(!indexed, "the log is not indexed by resource on disk");
+        let exists = |sql: &str| conn.prepare(sql).unwrap().exists([]).unwrap();
+        assert!(
+            !exists("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'value'"),
+            "bodies live in the log alone"
+        );
+        assert!(
+            !exists("SELECT 1 FROM sqlite_master WHERE name = 'log_by_resource'"),
+            "the log is not indexed by resource on disk"
+        );
     }
 
     #[test]
