@@ -291,26 +291,49 @@ fn write_batch(
     start: i64,
     compacted: i64,
 ) -> Result<(Vec<Result<Event, StoreError>>, i64), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut revision = start;
-    let mut results = Vec::with_capacity(writes.len());
-    {
-        let mut statements = Statements::new(&tx);
-        for write in writes {
-            let result = apply(&mut statements, write, revision + 1, compacted)?;
-            if result.is_ok() {
-                revision += 1;
-            }
-            results.push(result);
+    let outcome = {
+        // BEGIN and COMMIT are cached statements too: run as text, SQLite would parse each
+        // anew for every batch.
+        let mut statements = Statements::new(conn);
+        statements.get(Sql::Begin)?.execute([])?;
+        apply_all(&mut statements, writes, start, compacted).and_then(|outcome| {
+            statements.get(Sql::Commit)?.execute([])?;
+            Ok(outcome)
+        })
+    };
+    if outcome.is_err() && !conn.is_autocommit() {
+        // A failed statement or commit leaves the transaction open: nothing of it stays.
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "rolling back a failed batch failed");
         }
     }
-    tx.commit()?;
+    outcome
+}
+
+/// Applies a batch's writes inside its transaction.
+fn apply_all(
+    statements: &mut Statements<'_>,
+    writes: Vec<Write>,
+    start: i64,
+    compacted: i64,
+) -> Result<(Vec<Result<Event, StoreError>>, i64), StoreError> {
+    let mut revision = start;
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        let result = apply(statements, write, revision + 1, compacted)?;
+        if result.is_ok() {
+            revision += 1;
+        }
+        results.push(result);
+    }
     Ok((results, revision))
 }
 
 /// What a batch's writes run (the last variant last: [`Sql::COUNT`] counts from it).
 #[derive(Clone, Copy)]
 enum Sql {
+    Begin,
+    Commit,
     SelectRevision,
     SelectObject,
     DeleteObject,
@@ -325,6 +348,8 @@ impl Sql {
 
     fn text(self) -> &'static str {
         match self {
+            Sql::Begin => "BEGIN IMMEDIATE",
+            Sql::Commit => "COMMIT",
             Sql::SelectRevision => SELECT_REVISION,
             Sql::SelectObject => SELECT_OBJECT,
             Sql::DeleteObject => {
@@ -347,14 +372,14 @@ impl Sql {
 /// kept to the batch's end: taking a statement from the cache and handing it back each hash
 /// its text, once a batch rather than once a write.
 struct Statements<'c> {
-    tx: &'c rusqlite::Transaction<'c>,
+    conn: &'c Connection,
     prepared: [Option<rusqlite::CachedStatement<'c>>; Sql::COUNT],
 }
 
 impl<'c> Statements<'c> {
-    fn new(tx: &'c rusqlite::Transaction<'c>) -> Self {
+    fn new(conn: &'c Connection) -> Self {
         Statements {
-            tx,
+            conn,
             prepared: Default::default(),
         }
     }
@@ -362,7 +387,7 @@ impl<'c> Statements<'c> {
     fn get(&mut self, sql: Sql) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
         let slot = &mut self.prepared[sql as usize];
         if slot.is_none() {
-            *slot = Some(self.tx.prepare_cached(sql.text())?);
+            *slot = Some(self.conn.prepare_cached(sql.text())?);
         }
         Ok(slot.as_mut().expect("prepared just now"))
     }
@@ -730,6 +755,40 @@ mod tests {
 
     fn cm(name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}})
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_midway_leaves_nothing_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let backend = SqliteBackend::open(&path, true).await.unwrap();
+        // A second connection makes the log refuse one name, so the batch fails after its first
+        // write went in.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON log WHEN NEW.name = 'refused'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            )
+            .unwrap();
+        let create = |name: &str| Write::Create {
+            key: Key::new("configmaps", "default", name),
+            value: cm(name),
+        };
+        let failed = backend.write_batch(vec![create("first"), create("refused")]);
+        assert_eq!(failed.len(), 2);
+        for result in &failed {
+            assert!(
+                matches!(result, Err(StoreError::Backend(m)) if m.contains("refused by the test")),
+                "{result:?}"
+            );
+        }
+        let first = Key::new("configmaps", "default", "first");
+        assert!(backend.get(&first).await.unwrap().is_none());
+        assert_eq!(backend.revisions().0, 0);
+        let next = backend.write_batch(vec![create("first")]);
+        assert_eq!(next[0].as_ref().unwrap().revision, 1);
+        assert!(backend.get(&first).await.unwrap().is_some());
     }
 
     #[tokio::test]
