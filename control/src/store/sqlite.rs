@@ -399,10 +399,17 @@ const SELECT_OBJECT: &str =
     "SELECT revision, (SELECT value FROM log WHERE log.revision = o.revision)
      FROM objects o WHERE resource = ?1 AND namespace = ?2 AND name = ?3";
 
-/// A log entry with the body it replaced.
-const SELECT_ENTRY: &str =
-    "SELECT l.revision, l.resource, l.namespace, l.name, l.type, l.value, p.value
-     FROM log l LEFT JOIN log p ON p.revision = l.prev_revision";
+/// Log entries with the bodies they replaced, chosen by `$where` (the statement text is whole
+/// at compile time, so a read does not build it before looking it up in the cache).
+macro_rules! select_entries {
+    ($where:literal) => {
+        concat!(
+            "SELECT l.revision, l.resource, l.namespace, l.name, l.type, l.value, p.value
+             FROM log l LEFT JOIN log p ON p.revision = l.prev_revision ",
+            $where
+        )
+    };
+}
 
 /// The current revision of an object: all a create or an update needs to know.
 const SELECT_REVISION: &str =
@@ -658,8 +665,8 @@ impl Backend for SqliteBackend {
             };
             let rows = match &resource {
                 None => tx
-                    .prepare_cached(&format!(
-                        "{SELECT_ENTRY} WHERE l.revision > ?1 ORDER BY l.revision LIMIT ?2"
+                    .prepare_cached(select_entries!(
+                        "WHERE l.revision > ?1 ORDER BY l.revision LIMIT ?2"
                     ))?
                     .query_map(params![revision, limit as i64], map)?
                     .collect::<Result<Vec<_>, _>>()?,
@@ -668,8 +675,7 @@ impl Backend for SqliteBackend {
                     let newest: i64 =
                         tx.query_row("SELECT IFNULL(MAX(revision), 0) FROM log", [], |r| r.get(0))?;
                     let revisions = lock(&history).after(resource, revision, newest, limit)?;
-                    let mut entry =
-                        tx.prepare_cached(&format!("{SELECT_ENTRY} WHERE l.revision = ?1"))?;
+                    let mut entry = tx.prepare_cached(select_entries!("WHERE l.revision = ?1"))?;
                     revisions
                         .into_iter()
                         .map(|r| entry.query_row(params![r], map))
