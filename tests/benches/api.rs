@@ -4,15 +4,15 @@
 //! The writes come from a lean load generator shaped like client-go (what kubectl and the
 //! controllers of Kubernetes use): one TLS connection speaking HTTP/2, each client a stream
 //! issuing `POST .../configmaps` with a JSON body and reading the created object back. It
-//! speaks HTTP/2 through the `h2` crate and allocates with mimalloc, so that it takes as little
-//! as it can of the two cores it shares with the server. The same
+//! speaks HTTP/2 through the `h2` crate, runs its clients on one thread and allocates with
+//! mimalloc, so that it takes as little as it can of the two cores it shares with the server.
+//! The same
 //! writes through kube-rs (HTTP/1.1, one connection per concurrent request, typed decoding) are
 //! reported beside them. The server runs as its own process; the clients share its two cores.
 //!
 //! `cargo bench -p skiff-tests --bench api` (set `SKIFF_BENCH_WRITES` to change the write count,
 //! and `SKIFF_BENCH_CLIENTS` to run only the HTTP/2 writes from that many clients, as when
-//! profiling the server under one load; with one client, `SKIFF_BENCH_OWN_THREAD=1` runs it as
-//! the full report does, on a thread and connection of its own).
+//! profiling the server under one load).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -296,12 +296,15 @@ async fn watch_latency(api: &Api<ConfigMap>, count: usize) -> (f64, f64) {
     )
 }
 
-/// One sequential client needs no thread pool: it runs on a runtime of its own thread, over
-/// its own connection, so its requests do not hop between the pool's threads.
-async fn single_client(
+/// The HTTP/2 writers run on a runtime of their own thread, over their own connection, as one
+/// client process's goroutines share one connection: their requests and the connection's
+/// frames never hop between a pool's threads, so the generator wakes no other thread per
+/// request and leaves the most of the two cores to the server.
+async fn own_thread_clients(
     kubeconfig: std::path::PathBuf,
     pid: u32,
     prefix: &'static str,
+    clients: usize,
     total: usize,
 ) -> Throughput {
     tokio::task::spawn_blocking(move || {
@@ -311,7 +314,7 @@ async fn single_client(
             .expect("runtime")
             .block_on(async {
                 let h2 = H2::connect(&kubeconfig).await;
-                h2.writes(pid, prefix, 1, total).await
+                h2.writes(pid, prefix, clients, total).await
             })
     })
     .await
@@ -347,19 +350,15 @@ async fn main() {
         .and_then(|v| v.parse::<usize>().ok())
     {
         eprintln!("server {pid}: {total} writes from {clients} clients");
-        let phase = if clients == 1 && std::env::var_os("SKIFF_BENCH_OWN_THREAD").is_some() {
-            single_client(server.kubeconfig(), pid, "phase", total).await
-        } else {
-            h2.writes(pid, "phase", clients, total).await
-        };
+        let phase = own_thread_clients(server.kubeconfig(), pid, "phase", clients, total).await;
         println!(
             "{}",
             serde_json::to_string_pretty(&phase.json()).expect("json")
         );
         return;
     }
-    let single = single_client(server.kubeconfig(), pid, "one", total / 4).await;
-    let concurrent = h2.writes(pid, "many", 64, total).await;
+    let single = own_thread_clients(server.kubeconfig(), pid, "one", 1, total / 4).await;
+    let concurrent = own_thread_clients(server.kubeconfig(), pid, "many", 64, total).await;
     let kube_single = kube_writes(&api, pid, "kone", 1, total / 8).await;
     let kube_concurrent = kube_writes(&api, pid, "kmany", 64, total / 2).await;
     let (p50, p99) = watch_latency(&api, 500).await;
