@@ -2,6 +2,7 @@
 //! `metadata.managedFields`, apply merges guided by list and map types, removal of fields an
 //! applier stops applying, and conflicts with other owners.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -234,7 +235,7 @@ pub fn record_update(
             remove_managed_fields(&mut old);
             old
         }
-        None => skeleton(new, root),
+        None => skeleton(new, root).into_owned(),
     };
     record(&mut managers, &old_object, new, root, updater, scope, now);
     cap_update_managers(&mut managers);
@@ -437,9 +438,9 @@ fn remove_managed_fields(object: &mut Value) {
 /// What a freshly created object is compared with: its kind's zero value as upstream's JSON has
 /// it (non-pointer structs present, so that only what they hold is owned; see
 /// `registry/zero_objects.rs`), or for a kind without one, the top-level structs, empty.
-fn skeleton(object: &Value, root: Ty) -> Value {
+fn skeleton(object: &Value, root: Ty) -> Cow<'static, Value> {
     if let Some(zero) = root.name.and_then(crate::registry::zero_object) {
-        return zero.clone();
+        return Cow::Borrowed(zero);
     }
     let mut out = Map::new();
     if let Some(map) = object.as_object() {
@@ -449,7 +450,7 @@ fn skeleton(object: &Value, root: Ty) -> Value {
             }
         }
     }
-    Value::Object(out)
+    Cow::Owned(Value::Object(out))
 }
 
 /// Drops null members of objects: merging keeps an applied `null` until the end, where the
@@ -1622,7 +1623,8 @@ impl Entry {
 
     /// The entry with `fields` as its FieldsV1.
     fn json_with(&self, fields: Value) -> Value {
-        let mut out = Map::new();
+        // Sized for every member at once: growing an IndexMap reallocates and rehashes it.
+        let mut out = Map::with_capacity(7);
         out.insert("manager".into(), json!(self.manager));
         out.insert("operation".into(), json!(self.operation.as_str()));
         out.insert("apiVersion".into(), json!(self.api_version));
