@@ -6,9 +6,9 @@
 //! issuing `POST .../configmaps` with a JSON body and reading the created object back. It
 //! speaks HTTP/2 through the `h2` crate, runs its clients on one thread and allocates with
 //! mimalloc, so that it takes as little as it can of the two cores it shares with the server.
-//! The same
-//! writes through kube-rs (HTTP/1.1, one connection per concurrent request, typed decoding) are
-//! reported beside them. The server runs as its own process; the clients share its two cores.
+//! The same writes through kube-rs (HTTP/1.1, one connection per concurrent request, typed
+//! decoding) are reported beside them. The server runs as its own process; the clients share
+//! its two cores.
 //!
 //! `cargo bench -p skiff-tests --bench api` (set `SKIFF_BENCH_WRITES` to change the write count,
 //! and `SKIFF_BENCH_CLIENTS` to run only the HTTP/2 writes from that many clients, as when
