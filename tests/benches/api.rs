@@ -340,9 +340,9 @@ async fn main() {
     let pid = server.pid().expect("the server runs");
     let client = server.client().await.expect("client");
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    let h2 = H2::connect(&server.kubeconfig()).await;
-    // Warm up connections and the server's lazily built schemas.
-    h2.writes(pid, "warm", 64, 512).await;
+    // Warm up the server's lazily built schemas, through HTTP/2 writers as the phases run them
+    // and through the kube-rs client's connections.
+    own_thread_clients(server.kubeconfig(), pid, "warm", 64, 512).await;
     kube_writes(&api, pid, "kwarm", 64, 256).await;
     // One phase alone, for profiling the server under it.
     if let Some(clients) = std::env::var("SKIFF_BENCH_CLIENTS")
