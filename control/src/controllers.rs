@@ -1,6 +1,8 @@
-//! The control loops, each in its own file, all started from [`start`] (with the scheduler). They are clients of the
-//! API like any operator (a kube `Client` over the in-process router), so each is also correct
-//! against a real cluster. `skiff server --disable NAME` skips one.
+//! The control loops, each in its own file, all started from [`start`] (with the scheduler).
+//! They are clients of the API like any operator (a kube `Client` over the in-process router),
+//! so each is also correct against a real cluster; the garbage collector alone reads the
+//! store's objects and events directly (its module says why), and writes through the API as
+//! the others do. `skiff server --disable NAME` skips one.
 
 pub mod cron_job;
 pub mod daemon_set;
@@ -79,7 +81,13 @@ impl Default for PodRanges {
 }
 
 /// Starts every controller not in `disabled`; they run until the process ends.
-pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle, ranges: PodRanges) {
+pub fn start(
+    client: Client,
+    store: crate::store::Store,
+    disabled: &[String],
+    lifecycle: &Lifecycle,
+    ranges: PodRanges,
+) {
     let enabled = |name: &str| !disabled.iter().any(|d| d == name);
     if enabled("namespace") {
         tokio::spawn(namespace::run(client.clone()));
@@ -140,7 +148,7 @@ pub fn start(client: Client, disabled: &[String], lifecycle: &Lifecycle, ranges:
         tokio::spawn(cron_job::run(client.clone()));
     }
     if enabled("garbage-collector") {
-        tokio::spawn(garbage_collector::run(client));
+        tokio::spawn(garbage_collector::run(client, store));
     }
 }
 

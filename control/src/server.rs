@@ -291,9 +291,11 @@ pub async fn run(
         advertise: format!("{host}:{}", local.port()),
         lifecycle: config.lifecycle.clone(),
     });
+    let store = state.store.clone();
     let router = api::router(state);
     crate::controllers::start(
         in_process_client(router.clone()),
+        store,
         &config.disable,
         &config.lifecycle,
         config.pod_ranges,

@@ -1,32 +1,33 @@
-//! Watches the metadata of every stored kind and follows ownerReferences: deletes dependents
-//! whose owners are all gone (Background), deletes the dependents of an owner deleted with
+//! Follows every stored kind's objects and their ownerReferences: deletes dependents whose
+//! owners are all gone (Background), deletes the dependents of an owner deleted with
 //! `Foreground` before releasing its `foregroundDeletion` finalizer, and strips the owner's
 //! reference from the dependents of an owner deleted with `Orphan` before releasing `orphan`.
 //! It decides nothing until every kind has been listed once: a partial graph would make owners
 //! look absent.
 //!
-//! It watches whole objects, not `PartialObjectMetadata`: a JSON watch passes on the text the
-//! store holds, where a metadata watch re-encodes each object, and [`Owned`] decodes only the
-//! metadata the collector reads, skipping the rest (spec, status, managedFields) unallocated.
+//! The collector runs beside the store and reads its lists and its event stream directly,
+//! where the other controllers watch through the API: it takes in every write of the cluster,
+//! and an API watch would encode each object as text only for the collector to parse it back.
+//! Everything it changes still goes through the API (deletes with preconditions, updates under
+//! optimistic concurrency), as upstream's collector does.
 
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use futures::FutureExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams, Preconditions};
-use kube::core::{ApiResource, DynamicResourceScope};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::{Client, ResourceExt};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
-use tokio::sync::{Semaphore, mpsc};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::api_resource;
 use crate::registry::{self, RESOURCES, Resource};
+use crate::store::{EventType, Store, StoreError};
 
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
@@ -51,8 +52,8 @@ struct Node {
 /// Objects by uid, and who depends on whom.
 #[derive(Default)]
 struct Graph {
-    nodes: HashMap<String, Node>,
-    dependents: HashMap<String, HashSet<String>>,
+    nodes: FxHashMap<String, Node>,
+    dependents: FxHashMap<String, FxHashSet<String>>,
 }
 
 impl Graph {
@@ -87,92 +88,18 @@ impl Graph {
 
 type Shared = Arc<Mutex<Graph>>;
 
-/// An object as the collector reads it: the metadata ownership turns on, nothing else.
-#[derive(Debug, Clone, Deserialize)]
-struct Owned {
-    #[serde(deserialize_with = "ownership_metadata")]
-    metadata: ObjectMeta,
-}
-
-/// The metadata fields [`Owned`] keeps; serde skips the others without building them.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OwnershipMetadata {
-    name: Option<String>,
-    namespace: Option<String>,
-    uid: Option<String>,
-    resource_version: Option<String>,
-    owner_references: Option<Vec<OwnerReference>>,
-    finalizers: Option<Vec<String>>,
-    deletion_timestamp: Option<Time>,
-}
-
-fn ownership_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    let m = OwnershipMetadata::deserialize(d)?;
-    Ok(ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        uid: m.uid,
-        resource_version: m.resource_version,
-        owner_references: m.owner_references,
-        finalizers: m.finalizers,
-        deletion_timestamp: m.deletion_timestamp,
-        ..ObjectMeta::default()
-    })
-}
-
-impl kube::Resource for Owned {
-    type DynamicType = ApiResource;
-    type Scope = DynamicResourceScope;
-
-    fn kind(dt: &ApiResource) -> Cow<'_, str> {
-        dt.kind.as_str().into()
-    }
-    fn group(dt: &ApiResource) -> Cow<'_, str> {
-        dt.group.as_str().into()
-    }
-    fn version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.version.as_str().into()
-    }
-    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.api_version.as_str().into()
-    }
-    fn plural(dt: &ApiResource) -> Cow<'_, str> {
-        dt.plural.as_str().into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 fn lock(graph: &Shared) -> std::sync::MutexGuard<'_, Graph> {
     graph.lock().expect("garbage collector graph lock")
 }
 
-/// Runs the garbage collector.
-pub async fn run(client: Client) {
+/// Runs the garbage collector over `store`'s objects.
+pub async fn run(client: Client, store: Store) {
     let graph: Shared = Arc::default();
     let (dirty, mut queue) = mpsc::unbounded_channel::<String>();
-    let resources: Vec<&'static Resource> = RESOURCES
-        .iter()
-        .filter(|r| registry::is_stored(r))
-        .collect();
-    let synced = Arc::new(Semaphore::new(0));
-    for r in &resources {
-        tokio::spawn(follow(
-            client.clone(),
-            r,
-            graph.clone(),
-            dirty.clone(),
-            synced.clone(),
-        ));
-    }
-    let all = u32::try_from(resources.len()).unwrap_or(u32::MAX);
-    if let Ok(permits) = synced.acquire_many(all).await {
-        permits.forget();
+    let (synced, listed) = oneshot::channel();
+    tokio::spawn(follow(store, graph.clone(), dirty.clone(), synced));
+    if listed.await.is_err() {
+        return;
     }
     let collector = Collector { client, graph };
     while let Some(first) = queue.recv().await {
@@ -194,93 +121,148 @@ pub async fn run(client: Client) {
     }
 }
 
-/// Keeps the graph in step with one resource's objects; adds a permit to `synced` once listed.
+/// Keeps the graph in step with every stored kind; answers `synced` once all are first listed.
+/// A watch that fails (fallen behind the retained history, say) starts over from lists.
 async fn follow(
-    client: Client,
-    r: &'static Resource,
+    store: Store,
     graph: Shared,
     dirty: mpsc::UnboundedSender<String>,
-    synced: Arc<Semaphore>,
+    synced: oneshot::Sender<()>,
 ) {
-    let api: Api<Owned> = Api::all_with(client, &api_resource(r));
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    // Uids seen during a (re)list: what the graph held but the list lacks was deleted meanwhile.
-    let mut listing: Option<HashSet<String>> = None;
-    let mut first_sync = true;
+    let kinds: FxHashMap<String, &'static Resource> = RESOURCES
+        .iter()
+        .filter(|r| registry::is_stored(r))
+        .map(|r| (r.storage_name(), r))
+        .collect();
+    let mut synced = Some(synced);
     loop {
-        // Read on while events are waiting; once none is, let the next ones gather.
-        let next = match events.next().now_or_never() {
-            Some(next) => next,
-            None => {
-                tokio::time::sleep(GATHER).await;
-                events.next().await
+        let listed = || {
+            if let Some(synced) = synced.take() {
+                let _ = synced.send(());
             }
         };
-        let Some(event) = next else { break };
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                debug!(resource = r.plural, %error, "metadata watch interrupted");
-                continue;
-            }
-        };
-        match event {
-            Event::Apply(object) | Event::InitApply(object) => {
-                let Some(uid) = object.metadata.uid.clone() else {
-                    continue;
-                };
-                if let Some(seen) = listing.as_mut() {
-                    seen.insert(uid.clone());
-                }
-                let node = Node {
-                    resource: r,
-                    namespace: object.metadata.namespace.clone(),
-                    name: object.name_any(),
-                    owners: object.metadata.owner_references.clone().unwrap_or_default(),
-                    deleting: object.metadata.deletion_timestamp.is_some(),
-                    finalizers: object.metadata.finalizers.clone().unwrap_or_default(),
-                };
-                let mut touched: Vec<String> = node.owners.iter().map(|o| o.uid.clone()).collect();
-                {
-                    let mut g = lock(&graph);
-                    if let Some(old) = g.nodes.get(&uid) {
-                        touched.extend(old.owners.iter().map(|o| o.uid.clone()));
-                    }
-                    if !node.owners.is_empty() || node.deleting {
-                        touched.push(uid.clone());
-                    }
-                    g.insert(uid, node);
-                }
-                for uid in touched {
-                    let _ = dirty.send(uid);
-                }
-            }
-            Event::Delete(object) => {
-                if let Some(uid) = object.metadata.uid.clone() {
-                    forget(&graph, &dirty, &uid);
-                }
-            }
-            Event::Init => listing = Some(HashSet::new()),
-            Event::InitDone => {
-                let seen = listing.take().unwrap_or_default();
-                let gone: Vec<String> = lock(&graph)
-                    .nodes
-                    .iter()
-                    .filter(|(uid, n)| std::ptr::eq(n.resource, r) && !seen.contains(*uid))
-                    .map(|(uid, _)| uid.clone())
-                    .collect();
-                for uid in gone {
-                    forget(&graph, &dirty, &uid);
-                }
-                if first_sync {
-                    first_sync = false;
-                    synced.add_permits(1);
-                }
+        match follow_once(&store, &kinds, &graph, &dirty, listed).await {
+            Ok(()) => return,
+            Err(error) => debug!(%error, "garbage collector's watch interrupted; listing again"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Lists every kind into the graph (then calls `listed`), then applies the store's events until the store ends (Ok)
+/// or the watch fails.
+async fn follow_once(
+    store: &Store,
+    kinds: &FxHashMap<String, &'static Resource>,
+    graph: &Shared,
+    dirty: &mpsc::UnboundedSender<String>,
+    listed: impl FnOnce(),
+) -> Result<(), StoreError> {
+    // Watch from before the lists, so that no change falls between a list and the watch; an
+    // event a kind's list already reflects (at or below the revision it was read at) is skipped.
+    let from = store.revision();
+    let mut watch = store.watch(None, from).await?;
+    let mut listed_at: FxHashMap<&str, i64> = FxHashMap::default();
+    let mut seen: FxHashSet<String> = FxHashSet::default();
+    for (storage, r) in kinds {
+        let page = store.list(storage, None, None, None).await?;
+        listed_at.insert(storage.as_str(), page.revision);
+        for object in &page.items {
+            if let Some(uid) = observe(graph, dirty, r, &object.value) {
+                seen.insert(uid);
             }
         }
     }
+    // What the graph held but no list has was deleted while the watch was down.
+    let gone: Vec<String> = lock(graph)
+        .nodes
+        .keys()
+        .filter(|uid| !seen.contains(*uid))
+        .cloned()
+        .collect();
+    for uid in gone {
+        forget(graph, dirty, &uid);
+    }
+    drop(seen);
+    listed();
+    loop {
+        // Read on while events are waiting; once none is, let the next ones gather.
+        let next = match watch.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                tokio::time::sleep(GATHER).await;
+                watch.next().await
+            }
+        };
+        let Some(event) = next else { return Ok(()) };
+        let event = event?;
+        let Some((storage, r)) = kinds.get_key_value(&event.key.resource) else {
+            continue;
+        };
+        if listed_at
+            .get(storage.as_str())
+            .is_some_and(|at| event.revision <= *at)
+        {
+            continue;
+        }
+        if event.event_type == EventType::Deleted {
+            if let Some(uid) = event.object["metadata"]["uid"].as_str() {
+                forget(graph, dirty, uid);
+            }
+        } else {
+            observe(graph, dirty, r, &event.object);
+        }
+    }
+}
+
+/// Puts an object of kind `r` into the graph and marks what its change may concern: its owners,
+/// old and new, and itself when it has owners or is being deleted. Returns its uid.
+fn observe(
+    graph: &Shared,
+    dirty: &mpsc::UnboundedSender<String>,
+    r: &'static Resource,
+    object: &Value,
+) -> Option<String> {
+    let metadata = object.get("metadata")?;
+    let uid = metadata.get("uid")?.as_str()?.to_string();
+    let text = |field: &str| metadata.get(field).and_then(Value::as_str);
+    let node = Node {
+        resource: r,
+        namespace: text("namespace").map(str::to_string),
+        name: text("name").unwrap_or_default().to_string(),
+        owners: metadata
+            .get("ownerReferences")
+            .and_then(|refs| Vec::<OwnerReference>::deserialize(refs).ok())
+            .unwrap_or_default(),
+        deleting: metadata
+            .get("deletionTimestamp")
+            .is_some_and(|t| !t.is_null()),
+        finalizers: metadata
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .map(|f| {
+                f.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut touched: Vec<String> = node.owners.iter().map(|o| o.uid.clone()).collect();
+    {
+        let mut g = lock(graph);
+        if let Some(old) = g.nodes.get(&uid) {
+            touched.extend(old.owners.iter().map(|o| o.uid.clone()));
+        }
+        if !node.owners.is_empty() || node.deleting {
+            touched.push(uid.clone());
+        }
+        g.insert(uid.clone(), node);
+    }
+    for uid in touched {
+        let _ = dirty.send(uid);
+    }
+    Some(uid)
 }
 
 /// Removes a deleted object: its dependents may be garbage now, and owners waiting in the
@@ -528,5 +510,102 @@ impl Collector {
             refs.len() != before
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Key, SqliteBackend, Write};
+    use serde_json::json;
+
+    fn config_map(name: &str, uid: &str, owner: Option<&str>) -> Value {
+        let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default", "uid": uid}});
+        if let Some(owner) = owner {
+            object["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1",
+                "kind": "ConfigMap", "name": "owner", "uid": owner}]);
+        }
+        object
+    }
+
+    async fn create(store: &Store, value: Value) {
+        let name = value["metadata"]["name"].as_str().unwrap().to_string();
+        store
+            .write(Write::Create {
+                key: Key::new("configmaps", "default", &name),
+                value,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Waits (bounded) until the graph satisfies `done`.
+    async fn until(graph: &Shared, done: impl Fn(&Graph) -> bool) {
+        for _ in 0..1000 {
+            if done(&lock(graph)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the graph never reached the expected state");
+    }
+
+    fn dependents_of(g: &Graph, uid: &str) -> Vec<String> {
+        let mut d: Vec<String> = g
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        d.sort();
+        d
+    }
+
+    #[tokio::test]
+    async fn the_graph_follows_the_stores_lists_then_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(&dir.path().join("db.sqlite"), true)
+            .await
+            .unwrap();
+        let store = Store::new(backend, 1000);
+        create(&store, config_map("owner", "u-owner", None)).await;
+        create(&store, config_map("first", "u-first", Some("u-owner"))).await;
+
+        let graph: Shared = Arc::default();
+        let (dirty, mut queue) = mpsc::unbounded_channel();
+        let (synced, listed) = oneshot::channel();
+        tokio::spawn(follow(store.clone(), graph.clone(), dirty, synced));
+        listed.await.unwrap();
+        {
+            let g = lock(&graph);
+            assert_eq!(g.nodes.len(), 2, "both listed objects are in the graph");
+            assert_eq!(dependents_of(&g, "u-owner"), ["u-first"]);
+            assert_eq!(g.nodes["u-first"].name, "first");
+            assert_eq!(g.nodes["u-first"].namespace.as_deref(), Some("default"));
+        }
+        let mut marked = Vec::new();
+        while let Ok(uid) = queue.try_recv() {
+            marked.push(uid);
+        }
+        marked.sort();
+        assert_eq!(
+            marked,
+            ["u-first", "u-owner"],
+            "a dependent and its owner are marked"
+        );
+
+        create(&store, config_map("second", "u-second", Some("u-owner"))).await;
+        until(&graph, |g| {
+            dependents_of(g, "u-owner") == ["u-first", "u-second"]
+        })
+        .await;
+
+        let key = Key::new("configmaps", "default", "first");
+        let expected = store.get(&key).await.unwrap().unwrap().revision;
+        store.write(Write::Delete { key, expected }).await.unwrap();
+        until(&graph, |g| !g.nodes.contains_key("u-first")).await;
+        assert_eq!(dependents_of(&lock(&graph), "u-owner"), ["u-second"]);
     }
 }
