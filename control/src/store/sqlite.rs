@@ -334,7 +334,7 @@ fn apply_all(
 enum Sql {
     Begin,
     Commit,
-    SelectRevision,
+    ClaimObject,
     SelectObject,
     DeleteObject,
     PutObject,
@@ -350,7 +350,10 @@ impl Sql {
         match self {
             Sql::Begin => "BEGIN IMMEDIATE",
             Sql::Commit => "COMMIT",
-            Sql::SelectRevision => SELECT_REVISION,
+            Sql::ClaimObject => {
+                "INSERT INTO objects (resource, namespace, name, revision)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"
+            }
             Sql::SelectObject => SELECT_OBJECT,
             Sql::DeleteObject => {
                 "DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3"
@@ -411,10 +414,6 @@ macro_rules! select_entries {
     };
 }
 
-/// The current revision of an object: all a create or an update needs to know.
-const SELECT_REVISION: &str =
-    "SELECT revision FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3";
-
 /// A row's JSON body, parsed where SQLite holds it rather than copied out first.
 fn parse_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Value> {
     Ok(parse(row.get_ref(index)?.as_str()?))
@@ -429,12 +428,17 @@ fn apply(
 ) -> Result<Result<Event, StoreError>, StoreError> {
     let key = write.key().clone();
     let keys = params![key.resource, key.namespace, key.name];
-    // A create needs only to know the key is free; the others keep the body they replace.
-    let current: Option<(i64, Option<String>)> = if matches!(write, Write::Create { .. }) {
-        statements
-            .get(Sql::SelectRevision)?
-            .query_row(keys, |r| Ok((r.get(0)?, None)))
-            .optional()?
+    // A create claims its key in the step that finds it free (one descent of the objects'
+    // index, not a lookup and then an insert); the others keep the body they replace.
+    let create = matches!(write, Write::Create { .. });
+    let current: Option<(i64, Option<String>)> = if create {
+        let claimed = statements.get(Sql::ClaimObject)?.execute(params![
+            key.resource,
+            key.namespace,
+            key.name,
+            revision
+        ])?;
+        (claimed == 0).then_some((0, None))
     } else {
         statements
             .get(Sql::SelectObject)?
@@ -470,7 +474,7 @@ fn apply(
             key.namespace,
             key.name
         ])?;
-    } else {
+    } else if !create {
         statements.get(Sql::PutObject)?.execute(params![
             key.resource,
             key.namespace,
