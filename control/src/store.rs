@@ -223,9 +223,12 @@ struct Fanout {
 
 impl Fanout {
     fn channel(&self, resource: &str) -> broadcast::Sender<Arc<Event>> {
-        self.by_resource
-            .lock()
-            .expect("fan-out lock")
+        let mut channels = self.by_resource.lock().expect("fan-out lock");
+        // Looked up before the entry is asked for: that would copy the name for every event.
+        if let Some(channel) = channels.get(resource) {
+            return channel.clone();
+        }
+        channels
             .entry(resource.to_string())
             .or_insert_with(|| broadcast::channel(FANOUT_BUFFER).0)
             .clone()

@@ -223,31 +223,38 @@ fn observe(
     r: &'static Resource,
     object: &Value,
 ) -> Option<String> {
-    let metadata = object.get("metadata")?;
-    let uid = metadata.get("uid")?.as_str()?.to_string();
-    let text = |field: &str| metadata.get(field).and_then(Value::as_str);
-    let node = Node {
+    let mut uid = None;
+    let mut node = Node {
         resource: r,
-        namespace: text("namespace").map(str::to_string),
-        name: text("name").unwrap_or_default().to_string(),
-        owners: metadata
-            .get("ownerReferences")
-            .and_then(|refs| Vec::<OwnerReference>::deserialize(refs).ok())
-            .unwrap_or_default(),
-        deleting: metadata
-            .get("deletionTimestamp")
-            .is_some_and(|t| !t.is_null()),
-        finalizers: metadata
-            .get("finalizers")
-            .and_then(Value::as_array)
-            .map(|f| {
-                f.iter()
+        namespace: None,
+        name: String::new(),
+        owners: Vec::new(),
+        deleting: false,
+        finalizers: Vec::new(),
+    };
+    // One pass over the metadata's fields, rather than a hashed lookup for each one read.
+    for (field, value) in object.get("metadata")?.as_object()? {
+        match field.as_str() {
+            "uid" => uid = value.as_str().map(str::to_string),
+            "namespace" => node.namespace = value.as_str().map(str::to_string),
+            "name" => node.name = value.as_str().unwrap_or_default().to_string(),
+            "ownerReferences" => {
+                node.owners = Vec::<OwnerReference>::deserialize(value).unwrap_or_default();
+            }
+            "deletionTimestamp" => node.deleting = !value.is_null(),
+            "finalizers" => {
+                node.finalizers = value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
                     .filter_map(Value::as_str)
                     .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    let uid = uid?;
     let mut touched: Vec<String> = node.owners.iter().map(|o| o.uid.clone()).collect();
     {
         let mut g = lock(graph);
