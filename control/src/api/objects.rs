@@ -32,7 +32,8 @@ pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
 
 /// A string field of the object's metadata.
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
-    object.get("metadata")?.get(field)?.as_str()
+    let metadata = crate::schema::get(object.as_object()?, "metadata")?;
+    crate::schema::get(metadata.as_object()?, field)?.as_str()
 }
 
 /// The store key of an object of `resource` named `name` in `namespace`.
@@ -604,7 +605,7 @@ pub async fn create_value(
     let meta = metadata_mut(&mut object);
     if r.namespaced {
         let url_namespace = url_namespace.unwrap_or_default();
-        match meta.get("namespace").and_then(Value::as_str) {
+        match crate::schema::get(meta, "namespace").and_then(Value::as_str) {
             Some(ns) if !ns.is_empty() && ns != url_namespace => {
                 return Err(ApiError::BadRequest(
                     "the namespace of the provided object does not match the namespace sent on the request".into(),
@@ -618,10 +619,10 @@ pub async fn create_value(
         meta.remove("namespace");
     }
     let (name, generated_from) = match (
-        meta.get("name")
+        crate::schema::get(meta, "name")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty()),
-        meta.get("generateName")
+        crate::schema::get(meta, "generateName")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty()),
     ) {

@@ -364,8 +364,10 @@ fn nonnegative(v: i64, path: &Path) -> Errs {
 
 static NULL: Value = Value::Null;
 
+/// A field of an object, scanned for in a small map rather than hashed (see
+/// [`crate::schema::get`]); None for null, as upstream's decoding leaves a null field unset.
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.get(key).filter(|x| !x.is_null())
+    crate::schema::get(v.as_object()?, key).filter(|x| !x.is_null())
 }
 
 fn obj<'a>(v: &'a Value, key: &str) -> &'a Value {
