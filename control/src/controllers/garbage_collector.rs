@@ -149,8 +149,8 @@ async fn follow(
     }
 }
 
-/// Lists every kind into the graph (then calls `listed`), then applies the store's events until the store ends (Ok)
-/// or the watch fails.
+/// Lists every kind into the graph (then calls `listed`), then applies the store's events
+/// until the store ends (Ok) or the watch fails.
 async fn follow_once(
     store: &Store,
     kinds: &FxHashMap<String, &'static Resource>,
@@ -162,28 +162,30 @@ async fn follow_once(
     // event a kind's list already reflects (at or below the revision it was read at) is skipped.
     let from = store.revision();
     let mut watch = store.watch(None, from).await?;
-    let mut listed_at: FxHashMap<&str, i64> = FxHashMap::default();
-    let mut seen: FxHashSet<String> = FxHashSet::default();
-    for (storage, r) in kinds {
-        let page = store.list(storage, None, None, None).await?;
-        listed_at.insert(storage.as_str(), page.revision);
-        for object in &page.items {
-            if let Some(uid) = observe(graph, dirty, r, &object.value) {
-                seen.insert(uid);
+    // Each kind with the revision its list was read at.
+    let mut listed_at: FxHashMap<&str, (&'static Resource, i64)> = FxHashMap::default();
+    {
+        let mut seen: FxHashSet<String> = FxHashSet::default();
+        for (storage, r) in kinds {
+            let page = store.list(storage, None, None, None).await?;
+            listed_at.insert(storage.as_str(), (r, page.revision));
+            for object in &page.items {
+                if let Some(uid) = observe(graph, dirty, r, &object.value) {
+                    seen.insert(uid);
+                }
             }
         }
+        // What the graph held but no list has was deleted while the watch was down.
+        let gone: Vec<String> = lock(graph)
+            .nodes
+            .keys()
+            .filter(|uid| !seen.contains(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            forget(graph, dirty, &uid);
+        }
     }
-    // What the graph held but no list has was deleted while the watch was down.
-    let gone: Vec<String> = lock(graph)
-        .nodes
-        .keys()
-        .filter(|uid| !seen.contains(*uid))
-        .cloned()
-        .collect();
-    for uid in gone {
-        forget(graph, dirty, &uid);
-    }
-    drop(seen);
     listed();
     loop {
         // Read on while events are waiting; once none is, let the next ones gather.
@@ -196,13 +198,10 @@ async fn follow_once(
         };
         let Some(event) = next else { return Ok(()) };
         let event = event?;
-        let Some((storage, r)) = kinds.get_key_value(&event.key.resource) else {
+        let Some(&(r, at)) = listed_at.get(event.key.resource.as_str()) else {
             continue;
         };
-        if listed_at
-            .get(storage.as_str())
-            .is_some_and(|at| event.revision <= *at)
-        {
+        if event.revision <= at {
             continue;
         }
         if event.event_type == EventType::Deleted {
