@@ -129,7 +129,7 @@ async fn follow(
     dirty: mpsc::UnboundedSender<String>,
     synced: oneshot::Sender<()>,
 ) {
-    let kinds: FxHashMap<String, &'static Resource> = RESOURCES
+    let kinds: Vec<(String, &'static Resource)> = RESOURCES
         .iter()
         .filter(|r| registry::is_stored(r))
         .map(|r| (r.storage_name(), r))
@@ -153,7 +153,7 @@ async fn follow(
 /// until the store ends (Ok) or the watch fails.
 async fn follow_once(
     store: &Store,
-    kinds: &FxHashMap<String, &'static Resource>,
+    kinds: &[(String, &'static Resource)],
     graph: &Shared,
     dirty: &mpsc::UnboundedSender<String>,
     listed: impl FnOnce(),

@@ -427,27 +427,30 @@ fn apply(
     compacted: i64,
 ) -> Result<Result<Event, StoreError>, StoreError> {
     let key = write.key().clone();
-    let keys = params![key.resource, key.namespace, key.name];
     // A create claims its key in the step that finds it free (one descent of the objects'
     // index, not a lookup and then an insert); the others keep the body they replace.
     let create = matches!(write, Write::Create { .. });
-    let current: Option<(i64, Option<String>)> = if create {
+    let current: Option<(i64, String)> = if create {
         let claimed = statements.get(Sql::ClaimObject)?.execute(params![
             key.resource,
             key.namespace,
             key.name,
             revision
         ])?;
-        (claimed == 0).then_some((0, None))
+        if claimed == 0 {
+            return Ok(Err(StoreError::AlreadyExists));
+        }
+        None
     } else {
         statements
             .get(Sql::SelectObject)?
-            .query_row(keys, |r| Ok((r.get(0)?, Some(r.get(1)?))))
+            .query_row(params![key.resource, key.namespace, key.name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?
     };
     let (event_type, mut value, previous) = match (write, current) {
-        (Write::Create { .. }, Some(_)) => return Ok(Err(StoreError::AlreadyExists)),
-        (Write::Create { value, .. }, None) => (EventType::Added, value, None),
+        (Write::Create { value, .. }, _) => (EventType::Added, value, None),
         (Write::Update { .. } | Write::Delete { .. }, None) => {
             return Ok(Err(StoreError::NotFound));
         }
@@ -456,13 +459,10 @@ fn apply(
         {
             return Ok(Err(StoreError::Conflict(rev)));
         }
-        (Write::Update { value, .. }, Some((rev, text))) => (
-            EventType::Modified,
-            value,
-            Some((rev, text.unwrap_or_default())),
-        ),
+        (Write::Update { value, .. }, Some((rev, text))) => {
+            (EventType::Modified, value, Some((rev, text)))
+        }
         (Write::Delete { .. }, Some((rev, text))) => {
-            let text = text.unwrap_or_default();
             (EventType::Deleted, parse(&text), Some((rev, text)))
         }
     };
