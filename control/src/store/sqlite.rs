@@ -1,7 +1,9 @@
 //! The embedded backend: SQLite in WAL mode, durable on commit (synchronous=FULL). One writing
 //! connection runs each batch of writes as one transaction on the committing caller's thread
 //! (the store lets one caller commit at a time); reads take a pooled read-only connection, on
-//! the calling thread for key lookups and on the blocking pool for lists and history.
+//! the calling thread for key lookups and on the blocking pool for lists and history. Without
+//! a sync per commit (`durable` false), checkpoints run on a thread of their own
+//! ([`checkpointer`]).
 //!
 //! Which log entries belong to which resource is kept in memory ([`History`]) rather than in an
 //! index of the log: the log is already in revision order, and an index page written with every
@@ -17,6 +19,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use serde_json::Value;
 
 use super::{Backend, Event, EventType, Key, Object, Page, Prior, StoreError, Write};
+
+mod checkpointer;
+
+use checkpointer::Checkpointer;
 
 /// An object's body is stored once, in the log row of the revision that wrote it: `objects` maps
 /// each key to that revision. Compaction deletes log rows that no object points at any more, so
@@ -207,12 +213,18 @@ impl Readers {
     }
 }
 
+/// What opening a database yields: the writer's connection, the checkpoints' (when commits
+/// are not synced), the revisions and the history.
+type Opened = (Connection, Option<Connection>, Revisions, History);
+
 /// SQLite storage in one database file.
 pub struct SqliteBackend {
-    writer: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
     readers: Arc<Readers>,
     revisions: Arc<Revisions>,
     history: Arc<Mutex<History>>,
+    /// Checkpoints off the commit path, when commits are not synced.
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteBackend {
@@ -220,9 +232,9 @@ impl SqliteBackend {
     /// commit for speed (synchronous=NORMAL: a power loss may lose the last commits, never corrupt).
     pub async fn open(path: &Path, durable: bool) -> Result<Arc<Self>, StoreError> {
         let path = path.to_path_buf();
-        let (conn, revisions, history) = tokio::task::spawn_blocking({
+        let (conn, checkpoints, revisions, history) = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || -> Result<(Connection, Revisions, History), StoreError> {
+            move || -> Result<Opened, StoreError> {
                 let mut conn = Connection::open(&path)?;
                 conn.busy_timeout(std::time::Duration::from_secs(30))?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -246,14 +258,26 @@ impl SqliteBackend {
                     .store(newest.unwrap_or(0).max(compacted), Ordering::Release);
                 revisions.compacted.store(compacted, Ordering::Release);
                 let history = History::load(&conn, compacted)?;
-                Ok((conn, revisions, history))
+                let checkpoints = if durable {
+                    None
+                } else {
+                    let checkpoints = Connection::open(&path)?;
+                    checkpoints.pragma_update(None, "synchronous", "NORMAL")?;
+                    Some(checkpoints)
+                };
+                Ok((conn, checkpoints, revisions, history))
             }
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
         let revisions = Arc::new(revisions);
+        let writer = Arc::new(Mutex::new(conn));
+        let checkpointer = checkpoints
+            .map(|conn| Checkpointer::start(&writer, conn))
+            .transpose()?;
         Ok(Arc::new(SqliteBackend {
-            writer: Mutex::new(conn),
+            writer,
+            _checkpointer: checkpointer,
             readers: Arc::new(Readers {
                 path,
                 idle: Mutex::new(Vec::new()),
@@ -264,12 +288,17 @@ impl SqliteBackend {
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the connection leaves no transaction open (rusqlite rolls back
-        // on drop), so the connection stays usable.
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_writer(&self.writer)
     }
+}
+
+/// The writing connection, held by a commit, a compaction or the tail of a checkpoint.
+fn lock_writer(writer: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    // A panic while holding the connection leaves no transaction open (rusqlite rolls back on
+    // drop), so the connection stays usable.
+    writer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Brings a database of an older layout up to [`SCHEMA`].
