@@ -239,7 +239,8 @@ impl SqliteBackend {
                 conn.busy_timeout(std::time::Duration::from_secs(30))?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
-                // Checkpoint often enough that the WAL never grows without bound.
+                // Checkpoint often enough that the WAL never grows without bound. (Without a
+                // sync per commit, the checkpoint thread's hook replaces this below.)
                 conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
                 conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
                 migrate(&mut conn)?;
