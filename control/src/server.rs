@@ -20,6 +20,8 @@ use crate::pki::{Authority, CertifiedKey, PkiError};
 use crate::registry;
 use crate::store::{Key, SqliteBackend, Store, StoreError, Write};
 
+mod coalesce;
+
 /// How `skiff server` is configured.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -389,8 +391,10 @@ pub async fn run(
                     router.clone().oneshot(request.map(axum::body::Body::new))
                 },
             );
+            // Responses finished together leave in one send.
+            let io = TokioIo::new(coalesce::Coalesce::new(tls));
             let conn = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(io, service)
                 .into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
