@@ -14,6 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How much is held before it is sent without waiting for a flush.
 const HOLD: usize = 64 * 1024;
+/// The most room kept once a flush is done: a connection that once sent a large response (a
+/// list, a watch's first events) and then idles does not keep `HOLD` bytes.
+const KEEP: usize = 16 * 1024;
 
 /// A stream whose writes wait for a flush.
 pub struct Coalesce<T> {
@@ -108,6 +111,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         }
         ready!(self.poll_send(cx))?;
         self.yielded = false;
+        if self.held.capacity() > KEEP {
+            self.held = Vec::new();
+        }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
@@ -204,6 +210,10 @@ mod tests {
             "each flush sends what came since"
         );
         assert_eq!(stream.inner.writes[1], b"next");
+        assert!(
+            stream.held.capacity() >= 4,
+            "a small send keeps its room for the next"
+        );
     }
 
     #[test]
@@ -244,6 +254,10 @@ mod tests {
         assert_eq!(stream.inner.writes[0].len(), HOLD);
         stream.flush().await.unwrap();
         assert_eq!(stream.inner.writes.concat(), big);
+        assert!(
+            stream.held.capacity() <= KEEP,
+            "an idle connection does not keep a large send's room"
+        );
     }
 
     #[tokio::test]
