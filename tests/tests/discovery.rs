@@ -75,8 +75,16 @@ fn kubectl_explain_reads_the_openapi_schema() {
     let server = Server::start().unwrap();
     let out = server.kubectl_ok(&["explain", "deployment.spec.strategy"]);
     assert!(out.contains("KIND:       Deployment"), "{out}");
-    assert!(out.contains("rollingUpdate"), "{out}");
-    assert!(out.contains("type"), "{out}");
+    assert!(
+        out.contains("FIELD: strategy <DeploymentStrategy>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  rollingUpdate\t<RollingUpdateDeployment>"),
+        "{out}"
+    );
+    assert!(out.contains("  type\t<string>"), "{out}");
+    assert!(out.contains("Rolling update config params."), "{out}");
 }
 
 #[test]

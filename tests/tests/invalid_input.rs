@@ -21,6 +21,12 @@ fn nothing_named(server: &Server, kind: &str, name: &str) {
         "{kind}/{name} was stored: {}",
         text(&out)
     );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Error from server (NotFound)")
+            && err.contains(&format!("\"{name}\" not found")),
+        "{kind}/{name}: {err}"
+    );
 }
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1

@@ -216,31 +216,65 @@ fn get_prints_upstream_columns_and_formats() {
     let file = write_file(&server, "shop.yaml", MANIFEST);
     server.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
 
+    // The deployment's pods are listed too once its controllers have made them.
+    eventually(Duration::from_secs(60), || {
+        let pods = server.kubectl_ok(&["get", "po", "-n", "shop", "-o", "name"]);
+        (!pods.trim().is_empty()).then_some(())
+    })
+    .expect("the deployment's pods are created");
     let wide = server.kubectl_ok(&["get", "deploy,po,svc,cm", "-A", "-o", "wide"]);
-    let deploy_header = wide
+    // Each kind's header, its columns in upstream's order (kubectl pads them with two spaces
+    // or more; a column's own name may hold one).
+    let headers: Vec<Vec<&str>> = wide
         .lines()
-        .find(|l| l.contains("UP-TO-DATE"))
-        .unwrap_or_else(|| panic!("{wide}"));
-    for column in [
-        "NAMESPACE",
-        "NAME",
-        "READY",
-        "UP-TO-DATE",
-        "AVAILABLE",
-        "AGE",
-        "CONTAINERS",
-        "IMAGES",
-        "SELECTOR",
-    ] {
-        assert!(deploy_header.contains(column), "{deploy_header}");
-    }
-    let svc_header = wide
-        .lines()
-        .find(|l| l.contains("CLUSTER-IP"))
-        .unwrap_or_else(|| panic!("{wide}"));
-    for column in ["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "SELECTOR"] {
-        assert!(svc_header.contains(column), "{svc_header}");
-    }
+        .filter(|l| l.starts_with("NAMESPACE"))
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            &[
+                "NAMESPACE",
+                "NAME",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR"
+            ][..],
+            &[
+                "NAMESPACE",
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "AGE",
+                "IP",
+                "NODE",
+                "NOMINATED NODE",
+                "READINESS GATES"
+            ],
+            &[
+                "NAMESPACE",
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+                "SELECTOR"
+            ],
+            &["NAMESPACE", "NAME", "DATA", "AGE"],
+        ],
+        "{wide}"
+    );
     assert!(wide.contains("deployment.apps/web"), "{wide}");
     assert!(wide.contains("registry.local/web:1"), "{wide}");
     assert!(wide.contains("app=web"), "{wide}");
@@ -376,6 +410,19 @@ fn label_annotate_and_the_three_patch_types() {
     ]);
     let got = server.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.replicas} {.metadata.labels.extra} {.metadata.generation}"]);
     assert_eq!(got, "registry.local/web:2 3 yes 3");
+    // A strategic patch merges a list's items by their key, where a merge patch replaces it.
+    // Upstream places a patch's items that the live list lacks before the live ones.
+    let containers = "jsonpath={.spec.template.spec.containers[*].name} {.spec.template.spec.containers[*].image}";
+    server.kubectl_ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"registry.local/side:1"}]}}}}"#]);
+    assert_eq!(
+        server.kubectl_ok(&["get", "deploy", "web", "-o", containers]),
+        "side web registry.local/side:1 registry.local/web:2"
+    );
+    server.kubectl_ok(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"registry.local/side:2"}]}}}}"#]);
+    assert_eq!(
+        server.kubectl_ok(&["get", "deploy", "web", "-o", containers]),
+        "side registry.local/side:2"
+    );
     let failing = server.kubectl(&[
         "patch",
         "deploy",
@@ -459,6 +506,12 @@ fn delete_by_label_and_namespace_cascade() {
         "t",
         "--image=registry.local/web:1",
     ]);
+    // The deployment's controllers fill the namespace with objects of their own.
+    eventually(Duration::from_secs(60), || {
+        let made = server.kubectl_ok(&["get", "rs,po", "-n", "t", "-o", "name"]);
+        (made.contains("replicaset.apps/") && made.contains("pod/")).then_some(())
+    })
+    .expect("the deployment's replica set and pod are created");
     let out = server.kubectl_ok(&["delete", "ns", "t", "--timeout=60s"]);
     assert!(out.contains("namespace \"t\" deleted"), "{out}");
     let gone = server.kubectl(&["get", "ns", "t"]);
@@ -468,7 +521,7 @@ fn delete_by_label_and_namespace_cascade() {
         "{}",
         text(&gone)
     );
-    let contents = server.kubectl_ok(&["get", "cm,deploy", "-n", "t", "-o", "name"]);
+    let contents = server.kubectl_ok(&["get", "cm,deploy,rs,po", "-n", "t", "-o", "name"]);
     assert!(
         contents.trim().is_empty(),
         "objects of a deleted namespace remain: {contents}"

@@ -97,6 +97,25 @@ async fn a_watcher_sees_every_change_of_a_1000_object_churn_exactly_once() {
     }
     let expected = writer.await.unwrap();
     assert_eq!(seen, expected);
+    // Nothing of the churn comes twice: the next event is a write made after it.
+    api.create(&PostParams::default(), &cm("end"))
+        .await
+        .unwrap();
+    let next = loop {
+        match tokio::time::timeout(Duration::from_secs(60), stream.try_next())
+            .await
+            .expect("watch stalled")
+            .unwrap()
+            .expect("watch ended early")
+        {
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Added(o) => break ("ADDED", o.metadata.name.unwrap()),
+            WatchEvent::Modified(o) => break ("MODIFIED", o.metadata.name.unwrap()),
+            WatchEvent::Deleted(o) => break ("DELETED", o.metadata.name.unwrap()),
+            WatchEvent::Error(e) => panic!("watch error: {e:?}"),
+        }
+    };
+    assert_eq!(next, ("ADDED", "end".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
