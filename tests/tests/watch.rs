@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{
@@ -18,6 +19,33 @@ fn cm(name: &str) -> ConfigMap {
         "data": {"v": "0"},
     }))
     .unwrap()
+}
+
+/// A watch of the namespace's config maps from `version` on.
+async fn watch_from(
+    api: &Api<ConfigMap>,
+    version: &str,
+) -> BoxStream<'static, kube::Result<WatchEvent<ConfigMap>>> {
+    api.watch(&WatchParams::default(), version)
+        .await
+        .unwrap()
+        .boxed()
+}
+
+/// The next `count` objects a watch adds, passing over bookmarks; any other event fails.
+async fn added(
+    stream: &mut BoxStream<'static, kube::Result<WatchEvent<ConfigMap>>>,
+    count: usize,
+) -> Vec<String> {
+    let mut names = Vec::new();
+    while names.len() < count {
+        match stream.try_next().await.unwrap().expect("watch ended early") {
+            WatchEvent::Added(o) => names.push(o.metadata.name.unwrap()),
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    names
 }
 
 /// The resourceVersion a list answers now: where a watch of what follows starts.
@@ -101,21 +129,7 @@ async fn a_watcher_sees_every_change_of_a_1000_object_churn_exactly_once() {
     api.create(&PostParams::default(), &cm("end"))
         .await
         .unwrap();
-    let next = loop {
-        match tokio::time::timeout(Duration::from_secs(60), stream.try_next())
-            .await
-            .expect("watch stalled")
-            .unwrap()
-            .expect("watch ended early")
-        {
-            WatchEvent::Bookmark(_) => continue,
-            WatchEvent::Added(o) => break ("ADDED", o.metadata.name.unwrap()),
-            WatchEvent::Modified(o) => break ("MODIFIED", o.metadata.name.unwrap()),
-            WatchEvent::Deleted(o) => break ("DELETED", o.metadata.name.unwrap()),
-            WatchEvent::Error(e) => panic!("watch error: {e:?}"),
-        }
-    };
-    assert_eq!(next, ("ADDED", "end".to_string()));
+    assert_eq!(added(&mut stream, 1).await, ["end"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,11 +140,7 @@ async fn a_watch_resumes_from_its_last_resource_version() {
     let start = list_version(&api).await;
     let mut last = start.clone();
     {
-        let mut stream = api
-            .watch(&WatchParams::default(), &start)
-            .await
-            .unwrap()
-            .boxed();
+        let mut stream = watch_from(&api, &start).await;
         api.create(&PostParams::default(), &cm("first"))
             .await
             .unwrap();
@@ -145,20 +155,43 @@ async fn a_watch_resumes_from_its_last_resource_version() {
     api.create(&PostParams::default(), &cm("third"))
         .await
         .unwrap();
-    let mut stream = api
-        .watch(&WatchParams::default(), &last)
+    let mut stream = watch_from(&api, &last).await;
+    assert_eq!(added(&mut stream, 2).await, ["second", "third"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumes_across_a_restart_of_the_server() {
+    let mut server = Server::start().unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
+    let start = list_version(&api).await;
+    let mut stream = watch_from(&api, &start).await;
+    api.create(&PostParams::default(), &cm("first"))
         .await
-        .unwrap()
-        .boxed();
-    let mut names = Vec::new();
-    while names.len() < 2 {
-        match stream.try_next().await.unwrap().unwrap() {
-            WatchEvent::Added(o) => names.push(o.metadata.name.unwrap()),
+        .unwrap();
+    let last = loop {
+        match stream.try_next().await.unwrap().expect("watch ended early") {
+            WatchEvent::Added(o) => break o.metadata.resource_version.unwrap(),
             WatchEvent::Bookmark(_) => {}
             other => panic!("unexpected {other:?}"),
         }
-    }
-    assert_eq!(names, vec!["second", "third"]);
+    };
+    // Written, but not yet read by the watcher, when the server dies.
+    api.create(&PostParams::default(), &cm("second"))
+        .await
+        .unwrap();
+    server.restart().unwrap();
+    // The dropped connection ends the stream, with an error or without.
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(_)) = stream.try_next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch outlived its server");
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
+    api.create(&PostParams::default(), &cm("third"))
+        .await
+        .unwrap();
+    let mut stream = watch_from(&api, &last).await;
+    assert_eq!(added(&mut stream, 2).await, ["second", "third"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,11 +204,7 @@ async fn a_version_older_than_the_history_gets_410_expired() {
             .await
             .unwrap();
     }
-    let mut stream = api
-        .watch(&WatchParams::default(), "2")
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = watch_from(&api, "2").await;
     match stream.try_next().await {
         Ok(Some(WatchEvent::Error(e))) => {
             assert_eq!(e.code, 410);
