@@ -350,14 +350,17 @@ fn get_watch_prints_a_change_made_by_another_client() {
         .spawn()
         .unwrap();
     let rx = skiff_tests::stdout_lines(&mut watch);
-    // The initial list arrives first; then a change made elsewhere must show up.
-    let first = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("watch printed nothing");
-    assert!(
-        first.contains("EVENT") || first.contains("watched"),
-        "{first}"
-    );
+    // The header and the initial list arrive first; then a change made elsewhere must show up.
+    let next = || {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("watch printed nothing");
+        line.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(next(), ["EVENT", "NAME", "DATA", "AGE"]);
+    assert_eq!(next()[..3], ["ADDED", "watched", "1"]);
     server.kubectl_ok(&["create", "configmap", "fresh", "--from-literal=b=2"]);
     let seen = eventually(Duration::from_secs(30), || {
         rx.try_recv().ok().filter(|l| l.contains("fresh"))
