@@ -21,29 +21,32 @@ fn cm(name: &str) -> ConfigMap {
     .unwrap()
 }
 
+type Events = BoxStream<'static, kube::Result<WatchEvent<ConfigMap>>>;
+
 /// A watch of the namespace's config maps from `version` on.
-async fn watch_from(
-    api: &Api<ConfigMap>,
-    version: &str,
-) -> BoxStream<'static, kube::Result<WatchEvent<ConfigMap>>> {
+async fn watch_from(api: &Api<ConfigMap>, version: &str) -> Events {
     api.watch(&WatchParams::default(), version)
         .await
         .unwrap()
         .boxed()
 }
 
-/// The next `count` objects a watch adds, passing over bookmarks; any other event fails.
-async fn added(
-    stream: &mut BoxStream<'static, kube::Result<WatchEvent<ConfigMap>>>,
-    count: usize,
-) -> Vec<String> {
-    let mut names = Vec::new();
-    while names.len() < count {
+/// The next object a watch adds, passing over bookmarks; any other event fails.
+async fn next_added(stream: &mut Events) -> ConfigMap {
+    loop {
         match stream.try_next().await.unwrap().expect("watch ended early") {
-            WatchEvent::Added(o) => names.push(o.metadata.name.unwrap()),
+            WatchEvent::Added(o) => return o,
             WatchEvent::Bookmark(_) => {}
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+/// The names of the next `count` objects a watch adds.
+async fn added(stream: &mut Events, count: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    for _ in 0..count {
+        names.push(next_added(stream).await.metadata.name.unwrap());
     }
     names
 }
@@ -168,13 +171,11 @@ async fn a_watch_resumes_across_a_restart_of_the_server() {
     api.create(&PostParams::default(), &cm("first"))
         .await
         .unwrap();
-    let last = loop {
-        match stream.try_next().await.unwrap().expect("watch ended early") {
-            WatchEvent::Added(o) => break o.metadata.resource_version.unwrap(),
-            WatchEvent::Bookmark(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let last = next_added(&mut stream)
+        .await
+        .metadata
+        .resource_version
+        .unwrap();
     // Written, but not yet read by the watcher, when the server dies.
     api.create(&PostParams::default(), &cm("second"))
         .await

@@ -67,16 +67,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.held.len() >= HOLD {
-            ready!(self.poll_send(cx))?;
-        }
-        let take = buf.len().min(HOLD - self.held.len());
-        self.held.extend_from_slice(&buf[..take]);
-        Poll::Ready(Ok(take))
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
